@@ -1,0 +1,1 @@
+"""Front ends: the ``dpl`` command line and the ``dpl-tui`` Textual app."""

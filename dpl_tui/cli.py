@@ -1,0 +1,32 @@
+"""The ``dpl`` command line (typer) and the ``dpl-tui`` entry point.
+
+Command modules live in ``dpl_tui/commands``; each imports heavy libraries
+only inside its commands, so ``dpl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .commands import engine_cmds, eval_cmds, ingest_cmds, model_cmds, tui_cmds
+
+app = typer.Typer(
+    name="dpl",
+    help="Difference-aware personalization: import review histories, compare users, "
+    "and generate personalized reviews with a local model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (ingest_cmds, model_cmds, engine_cmds, eval_cmds, tui_cmds):
+    module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+def tui_main() -> None:
+    """``dpl-tui [--db PATH] [--model PATH]``"""
+    typer.run(tui_cmds.tui)

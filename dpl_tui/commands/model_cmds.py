@@ -1,0 +1,7 @@
+"""Placeholder: commands are registered here."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,65 @@
+"""What every command shares: the --db/--model options, opening the store, and turning
+errors into one readable line instead of a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from user_store import StoreError
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="SQLite database to use (default: $DPL_HOME/dpl.db or the user data dir).",
+                 dir_okay=False),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="GGUF file or registered model name (default: $DPL_MODEL, the "
+                 "saved setting, or the bundled SmolLM2-135M-Instruct)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def db_path(db: Path | None) -> Path:
+    from user_store import locations
+
+    return db if db is not None else locations.default_db_path()
+
+
+def open_store(db: Path | None):  # -> UserStore
+    from user_store import UserStore
+
+    return UserStore(db_path(db))
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Print the message of any dpl error and exit non-zero, without a traceback."""
+    from dpl_engine import EngineError
+    from models import ModelError
+
+    try:
+        yield
+    except (StoreError, ModelError, EngineError) as err:
+        raise fail(str(err)) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+    except BrokenPipeError:
+        sys.stderr.close()
+        raise typer.Exit(0) from None

@@ -1,0 +1,39 @@
+"""Errors raised by the model backends; ``str(err)`` names the model and the remedy."""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base of every error raised by ``models``."""
+
+
+class ModelNotFoundError(ModelError):
+    pass
+
+
+class NotGGUFError(ModelError):
+    pass
+
+
+class CorruptModelError(ModelError):
+    pass
+
+
+class ModelLoadError(ModelError):
+    """The model could not be loaded (out of memory, unsupported architecture, ...)."""
+
+
+class ContextOverflowError(ModelError):
+    def __init__(self, needed: int, available: int, model: str = "") -> None:
+        super().__init__(
+            f"The prompt needs {needed} tokens but {model or 'the model'} has {available} "
+            "available. Shorten the input or load the model with a larger context (--n-ctx)."
+        )
+        self.needed = needed
+        self.available = available
+
+
+class StructuredOutputError(ModelError):
+    def __init__(self, message: str, raw: str) -> None:
+        super().__init__(message)
+        self.raw = raw

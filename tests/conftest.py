@@ -1,0 +1,30 @@
+"""Shared fixtures: every data path points into tmp_path, and the real dev data is found."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DPL_SHARED_DATA", REPO.parent / "shared" / "data"))
+MI5 = SHARED_DATA / "amazon14-mi5"
+
+
+@pytest.fixture(autouse=True)
+def dpl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every dpl location at a fresh folder, so no test touches real user data."""
+    home = tmp_path / "dpl-home"
+    monkeypatch.setenv("DPL_HOME", str(home))
+    for var in ("DPL_DB", "DPL_CONFIG", "DPL_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def mi5() -> Path:
+    """The real Amazon 2014 Musical Instruments 5-core data (../shared/data/amazon14-mi5)."""
+    if not (MI5 / "reviews.jsonl.gz").exists():
+        pytest.fail(f"dev data not found at {MI5}; set DPL_SHARED_DATA to the shared data folder")
+    return MI5

@@ -1,0 +1,63 @@
+"""Persistent settings: the chosen model, registered models, method and DPL parameters, theme.
+
+Stored as JSON at ``locations.config_path()``. A missing file means defaults; a
+broken file is reported with its path instead of being silently replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from . import locations
+from .errors import StoreError
+
+
+@dataclass
+class Settings:
+    model: str | None = None
+    """A GGUF path or a registered model name; None means the bundled default."""
+    embedder: str | None = None
+    """A sentence-transformers model directory; None means the bundled default."""
+    models: dict[str, str] = field(default_factory=dict)
+    """Registered models: name -> GGUF path."""
+    method: str = "dpl"
+    k: int = 8
+    m: int = 4
+    n: int = 4
+    theme: str = "textual-dark"
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Settings:
+        path = path or locations.config_path()
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise StoreError(
+                f"Settings file {str(path)!r} is not valid JSON ({err}). Fix or delete it."
+            ) from err
+        if not isinstance(data, dict):
+            raise StoreError(f"Settings file {str(path)!r} must hold a JSON object. Fix or delete it.")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or locations.config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def resolve_model(self, choice: str | None = None) -> str | None:
+        """The model to use: ``choice`` (--model), else $DPL_MODEL, else the saved setting.
+
+        A registered name maps to its path. None means the bundled default."""
+        value = choice or os.environ.get("DPL_MODEL") or self.model
+        if value is None:
+            return None
+        return self.models.get(value, value)
