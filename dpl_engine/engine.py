@@ -7,7 +7,7 @@ summary, generation).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from models import Embedder, SamplingParams, TextGenerator
 from user_store import UserStore
@@ -37,8 +37,14 @@ class Engine:
         generator: TextGenerator | Callable[[], TextGenerator],
         embedder: Embedder | Callable[[], Embedder],
         config: EngineConfig | None = None,
+        *,
+        exclude_reviews: Collection[tuple[str, str]] = (),
     ) -> None:
-        """Models may be given as zero-argument factories: they load on first use."""
+        """Models may be given as zero-argument factories: they load on first use.
+
+        ``exclude_reviews``: (user_id, item_id) reviews the method must never see,
+        neither in retrieval nor as comparison candidates (an evaluation split passes
+        every user's held-out targets here). It is part of every cache key."""
         raise NotImplementedError
 
     # targets
