@@ -19,6 +19,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Difference-aware personalization of reviews, on local data and local models."""
+
+
 for module in (ingest_cmds, model_cmds, engine_cmds, eval_cmds, tui_cmds):
     module.register(app)
 
