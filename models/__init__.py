@@ -4,10 +4,19 @@ Importing this package is cheap: llama_cpp, torch and sentence_transformers are
 imported only when a model is loaded.
 """
 
-from .base import ChatMessage, Embedder, GenerationStats, ModelInfo, SamplingParams, TextGenerator, TextStream
+from .base import (
+    ChatMessage,
+    Embedder,
+    GenerationStats,
+    ModelInfo,
+    SamplingParams,
+    TextGenerator,
+    TextStream,
+)
 from .errors import (
     ContextOverflowError,
     CorruptModelError,
+    GpuFallbackWarning,
     ModelError,
     ModelLoadError,
     ModelNotFoundError,
@@ -20,6 +29,7 @@ __all__ = [
     "ContextOverflowError",
     "CorruptModelError",
     "Embedder",
+    "GpuFallbackWarning",
     "GenerationStats",
     "ModelError",
     "ModelInfo",
@@ -31,8 +41,10 @@ __all__ = [
     "TextGenerator",
     "TextStream",
 ]
-# Loaders (implemented in models/llama.py, models/embeddings.py, models/registry.py):
-#   models.llama.load_generator(path: str | Path | None = None, *, n_ctx: int | None = None,
-#       n_gpu_layers: int | None = None, flash_attn: bool = False) -> TextGenerator
-#   models.embeddings.load_embedder(path: str | Path | None = None) -> Embedder
-#   models.registry.default_gguf_path() -> Path; default_embedder_path() -> Path
+# Loaders (each imports its heavy library when called):
+#   models.llama.load_generator(path=None, *, n_ctx=None, n_gpu_layers=None, flash_attn=False,
+#       verbose=False) -> LlamaGenerator
+#   models.embeddings.load_embedder(path=None) -> SentenceTransformerEmbedder
+#   models.embeddings.to_blob(vec) -> bytes; from_blob(blob, dim) -> np.ndarray
+#   models.registry.default_gguf_path(), default_embedder_path(), inspect_gguf(path)
+#   models.gpu.planned_state(block_count), supports_gpu_offload(), nvidia_devices()

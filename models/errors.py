@@ -37,3 +37,7 @@ class StructuredOutputError(ModelError):
     def __init__(self, message: str, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class GpuFallbackWarning(UserWarning):
+    """GPU offload was asked for but the model runs on the CPU; the message says why."""

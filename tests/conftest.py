@@ -28,3 +28,19 @@ def mi5() -> Path:
     if not (MI5 / "reviews.jsonl.gz").exists():
         pytest.fail(f"dev data not found at {MI5}; set DPL_SHARED_DATA to the shared data folder")
     return MI5
+
+
+@pytest.fixture(scope="session")
+def bundled_generator():
+    """The bundled SmolLM2-135M GGUF loaded once per test session (real llama.cpp)."""
+    from models.llama import load_generator
+
+    return load_generator()
+
+
+@pytest.fixture(scope="session")
+def bundled_embedder():
+    """The bundled all-MiniLM-L6-v2 loaded once per test session (real sentence-transformers)."""
+    from models.embeddings import load_embedder
+
+    return load_embedder()

@@ -1,0 +1,124 @@
+"""Whether generation runs on a GPU, told truthfully.
+
+Three separate facts: was llama.cpp built with GPU offload, is there a GPU the
+driver can see (name and memory from ``nvidia-smi`` when it is installed), and
+how many layers a loaded model actually put on it (llama.cpp reports that while
+loading; ``models.llama`` records it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    index: int
+    name: str
+    memory_used_mib: int | None = None
+    memory_total_mib: int | None = None
+
+
+@dataclass(frozen=True)
+class OffloadState:
+    """What ``dpl models`` and the app's status line show about GPU offload."""
+
+    built_with_gpu: bool
+    """llama.cpp was compiled with a GPU backend (CUDA, Metal, Vulkan, ...)."""
+    devices: tuple[GpuDevice, ...] = ()
+    """GPUs the NVIDIA driver reports; empty when there are none or nvidia-smi is absent."""
+    layers_offloaded: int = 0
+    layers_total: int = 0
+    """Offloadable layers: the transformer blocks plus the output layer."""
+    measured: bool = False
+    """True when the layer count comes from a loaded model, False when it is the plan."""
+    device_name: str = "CPU"
+    """The device llama.cpp used (or will use)."""
+
+    @property
+    def active(self) -> bool:
+        return self.built_with_gpu and self.layers_offloaded > 0
+
+    @property
+    def vram(self) -> str:
+        dev = self.devices[0] if self.devices else None
+        if dev is None or dev.memory_total_mib is None:
+            return ""
+        return f"{dev.memory_used_mib or 0:,}/{dev.memory_total_mib:,} MiB"
+
+    def summary(self) -> str:
+        """One line, e.g. 'GPU offload: 31/31 layers on NVIDIA H100 (VRAM 1,020/81,559 MiB)'."""
+        if not self.built_with_gpu:
+            return "GPU offload: off (llama.cpp built without GPU support; CPU only)"
+        if not self.active:
+            where = f"; GPU present: {self.devices[0].name}" if self.devices else ""
+            return f"GPU offload: off (0 layers{where})"
+        planned = "" if self.measured else " (planned)"
+        vram = f" (VRAM {self.vram})" if self.vram else ""
+        total = f"/{self.layers_total}" if self.layers_total else ""
+        return (
+            f"GPU offload: {self.layers_offloaded}{total} layers on {self.device_name}"
+            f"{planned}{vram}"
+        )
+
+
+def supports_gpu_offload() -> bool:
+    """True when the installed llama.cpp can offload layers to a GPU (imports llama_cpp)."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def nvidia_devices(timeout_s: float = 5.0) -> tuple[GpuDevice, ...]:
+    """GPUs from ``nvidia-smi``; empty when it is missing or fails."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return ()
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.used,memory.total",
+             "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=timeout_s, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    devices = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4:
+            continue
+        devices.append(
+            GpuDevice(int(parts[0]) if parts[0].isdigit() else len(devices), parts[1],
+                      _int(parts[2]), _int(parts[3]))
+        )
+    return tuple(devices)
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def default_gpu_layers() -> int:
+    """-1 (every layer) when llama.cpp was built with GPU offload, else 0."""
+    return -1 if supports_gpu_offload() else 0
+
+
+def planned_state(block_count: int, n_gpu_layers: int | None = None) -> OffloadState:
+    """The offload a model with ``block_count`` layers would get, without loading it."""
+    built = supports_gpu_offload()
+    devices = nvidia_devices() if built else ()
+    total = block_count + 1 if block_count else 0
+    wanted = (-1 if built else 0) if n_gpu_layers is None else n_gpu_layers
+    if not built or wanted == 0:
+        layers = 0
+    elif wanted < 0:
+        layers = total
+    else:
+        layers = min(wanted, total) if total else wanted
+    name = devices[0].name if devices and layers else ("GPU" if layers else "CPU")
+    return OffloadState(built, devices, layers, total, measured=False, device_name=name)

@@ -1,0 +1,497 @@
+"""GGUF chat generation through llama.cpp (llama-cpp-python), streaming and cancellable.
+
+llama-cpp-python's own defaults do not suit us (512-token context, one thread on
+small machines, no GPU offload), so ``load_generator`` sets each one explicitly:
+see ``docs/readme/models.md``. The file is inspected before llama.cpp opens it,
+so bad files get a readable error instead of a native crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import re
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import ChatMessage, GenerationStats, ModelInfo, SamplingParams, TextGenerator, TextStream
+from .errors import (
+    ContextOverflowError,
+    CorruptModelError,
+    GpuFallbackWarning,
+    ModelError,
+    ModelLoadError,
+    StructuredOutputError,
+)
+from .gpu import OffloadState, nvidia_devices
+from .registry import GGUFInfo, default_gguf_path, inspect_gguf
+
+DEFAULT_MAX_CTX = 8192
+"""Context allocated when none is asked for (or the model's training context if smaller)."""
+
+NO_GPU_BUILD_WARNING = (
+    "GPU offload was requested but the installed llama-cpp-python was built without GPU "
+    "support, so the model runs on the CPU. Install the CUDA build to offload (see the "
+    "README, 'GPU offload with CUDA')."
+)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo; None where that is not readable."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def default_threads() -> int:
+    """Every CPU this process may use (llama-cpp-python's default is half of them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class _LlamaLog:
+    """Collects llama.cpp's log lines while a model loads, instead of printing them."""
+
+    _active: _LlamaLog | None = None
+    _callback: Any = None
+
+    def __init__(self, echo: bool) -> None:
+        self.echo = echo
+        self.lines: list[str] = []
+
+    def __enter__(self) -> _LlamaLog:
+        import llama_cpp
+
+        if _LlamaLog._callback is None:
+
+            @llama_cpp.llama_log_callback
+            def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+                log = _LlamaLog._active
+                if log is None:
+                    return
+                message = text.decode("utf-8", errors="replace")
+                log.lines.append(message)
+                if log.echo:
+                    os.write(2, text)
+
+            _LlamaLog._callback = callback
+        _LlamaLog._active = self
+        llama_cpp.llama_log_set(_LlamaLog._callback, ctypes.c_void_p(0))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import llama_cpp
+        from llama_cpp import _logger
+
+        _LlamaLog._active = None
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def offloaded(self) -> tuple[int, int] | None:
+        found = re.findall(r"offloaded (\d+)/(\d+) layers to GPU", self.text)
+        return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+    def device(self) -> str | None:
+        found = re.findall(r"using device \S+ \(([^)]*)\)", self.text)
+        return found[-1] if found else None
+
+    def error(self) -> str:
+        """The last line that looks like the reason for a failure."""
+        lines = [ln.strip() for ln in self.text.splitlines() if ln.strip()]
+        for line in reversed(lines):
+            if re.search(r"error|failed|invalid|cannot|out of memory|unable", line, re.I):
+                return line
+        return lines[-1] if lines else ""
+
+
+class LlamaStream(TextStream):
+    """Text deltas from one generation; holds the model's lock until exhausted or closed."""
+
+    def __init__(self, generator: LlamaGenerator, chunks: Iterator[dict], prompt_tokens: int,
+                 max_tokens: int) -> None:
+        self._gen = generator
+        self._chunks: Iterator[dict] | None = chunks
+        self._prompt_tokens = prompt_tokens
+        self._max_tokens = max_tokens
+        self._start = 0.0
+        self._first = 0.0
+        self._deltas = 0
+        self._finish = ""
+        self._parts: list[str] = []
+        self._cancel = threading.Event()
+        self._busy = threading.Lock()
+        self.stats = None
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return "".join(self._parts)
+
+    def __next__(self) -> str:
+        with self._busy:
+            while True:
+                if self._chunks is None:
+                    raise StopIteration
+                if self._cancel.is_set():
+                    self._finish_stream("cancelled")
+                    raise StopIteration
+                if not self._start:
+                    self._start = time.perf_counter()
+                try:
+                    chunk = next(self._chunks)
+                except StopIteration:
+                    self._finish_stream(self._finish or "stop")
+                    raise
+                except BaseException:
+                    self._finish_stream("error")
+                    raise
+                choice = (chunk.get("choices") or [{}])[0]
+                if choice.get("finish_reason"):
+                    self._finish = choice["finish_reason"]
+                delta = (choice.get("delta") or {}).get("content")
+                if delta:
+                    if not self._first:
+                        self._first = time.perf_counter()
+                    self._deltas += 1
+                    self._parts.append(delta)
+                    return delta
+
+    def close(self) -> None:
+        """Stop generating now; the model is free for the next request when this returns.
+
+        From another thread while a token is being produced, it asks the stream to
+        stop after that token."""
+        if self._chunks is None:
+            return
+        if not self._busy.acquire(blocking=False):
+            self._cancel.set()
+            return
+        try:
+            if self._chunks is not None:
+                self._finish_stream("cancelled")
+        finally:
+            self._busy.release()
+
+    def _finish_stream(self, reason: str) -> None:
+        chunks, self._chunks = self._chunks, None
+        if chunks is None:
+            return
+        end = time.perf_counter()
+        try:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            completion = self._gen._completion_tokens(self._prompt_tokens, reason, self._deltas)
+        finally:
+            self._gen._release()
+        start = self._start or end
+        first = self._first or end
+        decode_s = end - first
+        self.stats = GenerationStats(
+            prompt_tokens=self._prompt_tokens,
+            completion_tokens=completion,
+            time_to_first_token_s=first - start,
+            total_s=end - start,
+            tokens_per_s=(completion - 1) / decode_s if completion > 1 and decode_s > 0 else 0.0,
+            finish_reason=reason,
+        )
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
+
+class LlamaGenerator(TextGenerator):
+    """A GGUF chat model in llama.cpp. One generation at a time; others wait on the lock."""
+
+    can_stream = True
+    supports_json_schema = True
+
+    def __init__(self, llm: Any, info: ModelInfo, gguf: GGUFInfo, formatter: Any,
+                 offload: OffloadState, warnings_: list[str]) -> None:
+        self.llm = llm
+        self.info = info
+        self.gguf = gguf
+        self.offload = offload
+        self.warnings: list[str] = warnings_
+        """Why the model runs differently from what was asked (e.g. CPU instead of GPU)."""
+        self._formatter = formatter
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    # locking -------------------------------------------------------------
+    def _acquire(self) -> None:
+        if self._owner == threading.get_ident():
+            raise ModelError(
+                f"A generation on {self.info.model_id} is still open in this thread. "
+                "Finish or close the previous stream before starting another."
+            )
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def _release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    # tokens --------------------------------------------------------------
+    def _prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        result = self._formatter(messages=[dict(m) for m in messages])
+        return self.llm.tokenize(
+            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+        )
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self._prompt_ids(messages))
+
+    def _completion_tokens(self, prompt_tokens: int, reason: str, deltas: int) -> int:
+        # llama.cpp evaluates each sampled token only when the next one is asked for,
+        # so the context holds every completion token but the last sampled one (an
+        # end-of-generation token on 'stop', which is not part of the completion).
+        if deltas == 0 and reason == "cancelled":
+            return 0
+        evaluated = max(0, self.llm.n_tokens - prompt_tokens)
+        return evaluated if reason == "stop" else evaluated + 1
+
+    # generation ----------------------------------------------------------
+    def stream(self, messages: Sequence[ChatMessage], params: SamplingParams,
+               *, response_format: dict[str, Any] | None = None) -> LlamaStream:
+        if params.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {params.max_tokens}")
+        self._acquire()
+        try:
+            prompt_tokens = self.count_tokens(messages)
+            needed = prompt_tokens + params.max_tokens
+            if needed > self.n_ctx:
+                raise ContextOverflowError(needed, self.n_ctx, self.info.model_id)
+            seed = params.seed if params.seed is not None else random.randrange(2**31)
+            chunks = self.llm.create_chat_completion(
+                messages=[dict(m) for m in messages],
+                stream=True,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=0,
+                min_p=0.0,
+                repeat_penalty=1.0,
+                max_tokens=params.max_tokens,
+                seed=seed,
+                response_format=response_format,
+            )
+        except BaseException:
+            self._release()
+            raise
+        return LlamaStream(self, iter(chunks), prompt_tokens, params.max_tokens)
+
+    def complete_json(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: dict[str, Any],
+        params: SamplingParams,
+        *,
+        retries: int = 1,
+    ) -> tuple[dict[str, Any], GenerationStats]:
+        import jsonschema
+
+        raw, problem = "", ""
+        for attempt in range(retries + 1):
+            seed = None if params.seed is None else params.seed + attempt
+            attempt_params = SamplingParams(params.temperature, params.top_p, params.max_tokens,
+                                            seed)
+            with self.stream(messages, attempt_params,
+                             response_format={"type": "json_object", "schema": schema}) as s:
+                for _ in s:
+                    pass
+            raw = s.text
+            assert s.stats is not None
+            try:
+                value = json.loads(raw)
+                jsonschema.validate(value, schema)
+            except json.JSONDecodeError as err:
+                problem = f"not valid JSON ({err.msg} at position {err.pos})"
+                if s.stats.finish_reason == "length":
+                    problem += f"; output stopped at max_tokens={params.max_tokens}"
+                continue
+            except jsonschema.ValidationError as err:
+                problem = f"does not match the schema ({err.message})"
+                continue
+            if not isinstance(value, dict):
+                problem = "is not a JSON object"
+                continue
+            return value, s.stats
+        raise StructuredOutputError(
+            f"{self.info.model_id} returned output that is {problem}, after {retries + 1} "
+            "attempts. Raise max_tokens or use a larger model.",
+            raw=raw,
+        )
+
+
+def _check_memory(path: Path, size: int) -> None:
+    available = available_memory_bytes()
+    if available is not None and size > available:
+        gib = 1024**3
+        raise ModelLoadError(
+            f"Model {str(path)!r} needs about {size / gib:.1f} GiB of memory but only "
+            f"{available / gib:.1f} GiB is available. Close other programs, pick a smaller "
+            "quantization (e.g. Q4_K_M) or model, or offload layers to a GPU."
+        )
+
+
+def _make_llama(path: Path, n_ctx: int, n_gpu_layers: int, flash_attn: bool, verbose: bool,
+                n_threads: int) -> tuple[Any, _LlamaLog]:
+    from llama_cpp import Llama
+
+    log = _LlamaLog(echo=verbose)
+    try:
+        with log:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                flash_attn=flash_attn,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                verbose=verbose,
+            )
+    except (ValueError, RuntimeError, OSError) as err:
+        raise _LoadFailed(log.error() or str(err)) from err
+    return llm, log
+
+
+class _LoadFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _formatter_for(llm: Any, gguf: GGUFInfo) -> Any:
+    from llama_cpp import llama_chat_format
+
+    template = gguf.chat_template or llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return llama_chat_format.format_llama2
+    eos_id, bos_id = llm.token_eos(), llm.token_bos()
+    return llama_chat_format.Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
+        bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+        stop_token_ids=[eos_id],
+    )
+
+
+def load_generator(
+    path: str | Path | None = None,
+    *,
+    n_ctx: int | None = None,
+    n_gpu_layers: int | None = None,
+    flash_attn: bool = False,
+    verbose: bool = False,
+    n_threads: int | None = None,
+) -> LlamaGenerator:
+    """Load a GGUF chat model (default: the bundled SmolLM2-135M-Instruct).
+
+    ``n_ctx``: tokens of context, default min(8192, the model's training context).
+    ``n_gpu_layers``: -1 offloads every layer; default -1 when llama.cpp was built with
+    GPU support, else 0. If the GPU cannot be used the model loads on the CPU and the
+    reason is kept in ``generator.warnings`` (and issued as a GpuFallbackWarning).
+
+    Raises ModelNotFoundError, NotGGUFError, CorruptModelError or ModelLoadError."""
+    import llama_cpp
+
+    path = Path(path).expanduser() if path is not None else default_gguf_path()
+    gguf = inspect_gguf(path)
+    built_with_gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    notes: list[str] = []
+    if n_gpu_layers is None:
+        n_gpu_layers = -1 if built_with_gpu else 0
+    elif n_gpu_layers != 0 and not built_with_gpu:
+        notes.append(NO_GPU_BUILD_WARNING)
+        n_gpu_layers = 0
+    if n_ctx is None:
+        n_ctx = min(DEFAULT_MAX_CTX, gguf.context_length or DEFAULT_MAX_CTX)
+    threads = n_threads or default_threads()
+    if n_gpu_layers == 0:
+        _check_memory(path, gguf.size_bytes)
+
+    try:
+        llm, log = _make_llama(path, n_ctx, n_gpu_layers, flash_attn, verbose, threads)
+    except _LoadFailed as err:
+        reason = err.reason
+        if n_gpu_layers == 0:
+            raise _load_error(path, gguf, reason) from None
+        notes.append(f"GPU initialisation failed ({reason}), so the model runs on the CPU.")
+        _check_memory(path, gguf.size_bytes)
+        n_gpu_layers = 0
+        try:
+            llm, log = _make_llama(path, n_ctx, 0, flash_attn, verbose, threads)
+        except _LoadFailed as err2:
+            raise _load_error(path, gguf, err2.reason) from None
+
+    for note in notes:
+        warnings.warn(note, GpuFallbackWarning, stacklevel=2)
+
+    total = gguf.block_count + 1 if gguf.block_count else 0
+    measured = log.offloaded()
+    if measured is not None:
+        layers, total = measured
+    else:
+        layers = 0 if n_gpu_layers == 0 else (total if n_gpu_layers < 0 else n_gpu_layers)
+    device = "CPU"
+    devices = nvidia_devices() if built_with_gpu and layers else ()
+    if layers:
+        device = log.device() or (devices[0].name if devices else "GPU")
+    offload = OffloadState(built_with_gpu, devices, layers, total, measured is not None, device)
+
+    info = ModelInfo(
+        model_id=gguf.model_id,
+        path=str(path),
+        size_bytes=gguf.size_bytes,
+        quantization=gguf.quantization,
+        context_length=gguf.context_length,
+        n_ctx=llm.n_ctx(),
+        gpu_offload_supported=built_with_gpu,
+        gpu_layers=layers,
+        device=device,
+    )
+    formatter = _formatter_for(llm, gguf)
+    llm.chat_handler = (
+        formatter.to_chat_handler()
+        if hasattr(formatter, "to_chat_handler")
+        else _handler_for_function(formatter)
+    )
+    return LlamaGenerator(llm, info, gguf, formatter, offload, notes)
+
+
+def _handler_for_function(formatter: Any) -> Any:
+    from llama_cpp import llama_chat_format
+
+    return llama_chat_format.chat_formatter_to_chat_completion_handler(formatter)
+
+
+def _load_error(path: Path, gguf: GGUFInfo, reason: str) -> ModelError:
+    if re.search(r"corrupt|truncat|not within the file bounds|unexpected end|failed to read",
+                 reason, re.I):
+        return CorruptModelError(
+            f"llama.cpp could not read {str(path)!r}: {reason}. The file looks damaged; "
+            "download it again."
+        )
+    arch = f" (architecture {gguf.architecture!r})" if gguf.architecture else ""
+    return ModelLoadError(
+        f"llama.cpp could not load {str(path)!r}{arch}: {reason or 'unknown error'}. "
+        "Update llama-cpp-python if the architecture is new, or pick another GGUF model."
+    )
