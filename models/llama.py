@@ -114,9 +114,10 @@ class _LlamaLog:
     def error(self) -> str:
         """The last line that looks like the reason for a failure."""
         lines = [ln.strip() for ln in self.text.splitlines() if ln.strip()]
-        for line in reversed(lines):
-            if re.search(r"error|failed|invalid|cannot|out of memory|unable", line, re.I):
-                return line
+        for pattern in (r"error", r"failed|invalid|cannot|out of memory|unable"):
+            for line in reversed(lines):
+                if re.search(pattern, line, re.I):
+                    return re.sub(r"^(\w+: )+", "", line)
         return lines[-1] if lines else ""
 
 

