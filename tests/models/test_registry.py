@@ -90,3 +90,13 @@ def test_describe_turns_problems_into_a_listing_error(gguf: Path, tmp_path: Path
     assert good.error == "" and good.info is not None and good.info.quantization == "Q4_1"
     bad = describe("gone", tmp_path / "gone.gguf")
     assert bad.info is None and "does not exist" in bad.error
+
+
+def test_default_gguf_can_be_pointed_elsewhere(
+    gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "copy.gguf"
+    copy.symlink_to(gguf)
+    monkeypatch.setenv("DPL_DEFAULT_GGUF", str(copy))
+    assert default_gguf_path() == copy
+    assert inspect_gguf(default_gguf_path()).size_bytes == gguf.stat().st_size
