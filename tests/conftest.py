@@ -31,6 +31,24 @@ def mi5() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mi5_db(tmp_path_factory: pytest.TempPathFactory, mi5: Path) -> Path:
+    """A database holding the real mi5 reviews and metadata, imported once per session.
+
+    Returns its path; open ``UserStore(mi5_db)`` in the test. Treat it as read-only
+    (engine caches written to it are shared by later tests)."""
+    from user_store import UserStore
+    from user_store.ingest import ingest_files
+
+    path = tmp_path_factory.mktemp("mi5-db") / "mi5.db"
+    store = UserStore(path)
+    try:
+        ingest_files(store, [mi5 / "reviews.jsonl.gz"], [mi5 / "meta.jsonl.gz"])
+    finally:
+        store.close()
+    return path
+
+
+@pytest.fixture(scope="session")
 def bundled_generator():
     """The bundled SmolLM2-135M GGUF loaded once per test session (real llama.cpp)."""
     from models.llama import load_generator

@@ -1,0 +1,202 @@
+"""Schema changes, in order.
+
+Each migration is a function named ``mNNN_what_it_does`` registered with
+``@migration``; ``apply`` runs the ones a database has not seen yet, each in
+its own transaction together with its record in ``_migrations``. To change
+the schema, append a new function at the end: never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next schema step (its name is what gets recorded)."""
+    if any(m.__name__ == fn.__name__ for m in MIGRATIONS):
+        raise ValueError(f"migration {fn.__name__!r} is registered twice")
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def applied(db: sqlite_utils.Database) -> list[str]:
+    if not db["_migrations"].exists():
+        return []
+    return [row[0] for row in db.conn.execute("SELECT name FROM _migrations ORDER BY id")]
+
+
+def pending(db: sqlite_utils.Database) -> list[Migration]:
+    done = set(applied(db))
+    return [m for m in MIGRATIONS if m.__name__ not in done]
+
+
+def apply(db: sqlite_utils.Database) -> list[str]:
+    """Bring ``db`` to the current schema; returns the names of the migrations it ran."""
+    ran: list[str] = []
+    if not pending(db):
+        return ran
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations ("
+        " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)"
+    )
+    conn.commit()
+    for fn in MIGRATIONS:
+        # Taking the write lock first makes two processes opening a fresh database
+        # at once run each migration exactly once.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+            if fn.__name__ in done:
+                conn.execute("ROLLBACK")
+                continue
+            fn(db)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (fn.__name__, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        ran.append(fn.__name__)
+    return ran
+
+
+def _script(db: sqlite_utils.Database, sql: str) -> None:
+    """Run several statements inside the caller's transaction (executescript would commit)."""
+    import sqlite3
+
+    pending_sql = ""
+    for piece in sql.split(";"):
+        pending_sql += piece + ";"
+        if sqlite3.complete_statement(pending_sql):
+            if pending_sql.strip(" \n;"):
+                db.conn.execute(pending_sql)
+            pending_sql = ""
+    if pending_sql.strip(" \n;"):
+        db.conn.execute(pending_sql)
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+CREATE TABLE users (
+    id TEXT PRIMARY KEY
+);
+CREATE TABLE items (
+    id TEXT PRIMARY KEY,               -- parent_asin
+    title TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    categories TEXT NOT NULL DEFAULT '[]',  -- JSON list of strings
+    raw TEXT,                          -- the metadata record as imported (JSON)
+    metadata_missing INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE reviews (
+    user_id TEXT NOT NULL REFERENCES users(id),
+    item_id TEXT NOT NULL REFERENCES items(id),
+    rating REAL NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL DEFAULT '',
+    timestamp INTEGER NOT NULL,        -- milliseconds since the epoch, UTC
+    helpful_votes INTEGER NOT NULL DEFAULT 0,
+    verified INTEGER,                  -- NULL when the source does not say
+    source TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (user_id, item_id)
+);
+CREATE INDEX reviews_item ON reviews(item_id);
+CREATE INDEX reviews_user_time ON reviews(user_id, timestamp);
+CREATE TABLE import_runs (
+    id INTEGER PRIMARY KEY,
+    file TEXT NOT NULL,
+    kind TEXT NOT NULL,                -- 'reviews' or 'meta'
+    format TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'running',  -- running, done, stopped, failed
+    read INTEGER NOT NULL DEFAULT 0,
+    inserted INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE VIRTUAL TABLE items_fts USING fts5(
+    title, description, content='items', content_rowid='rowid'
+);
+CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN
+    INSERT INTO items_fts(rowid, title, description)
+    VALUES (new.rowid, new.title, new.description);
+END;
+CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN
+    INSERT INTO items_fts(items_fts, rowid, title, description)
+    VALUES ('delete', old.rowid, old.title, old.description);
+END;
+CREATE TRIGGER items_fts_update AFTER UPDATE OF title, description ON items BEGIN
+    INSERT INTO items_fts(items_fts, rowid, title, description)
+    VALUES ('delete', old.rowid, old.title, old.description);
+    INSERT INTO items_fts(rowid, title, description)
+    VALUES (new.rowid, new.title, new.description);
+END;
+CREATE VIRTUAL TABLE reviews_fts USING fts5(
+    title, text, content='reviews', content_rowid='rowid'
+);
+CREATE TRIGGER reviews_fts_insert AFTER INSERT ON reviews BEGIN
+    INSERT INTO reviews_fts(rowid, title, text) VALUES (new.rowid, new.title, new.text);
+END;
+CREATE TRIGGER reviews_fts_delete AFTER DELETE ON reviews BEGIN
+    INSERT INTO reviews_fts(reviews_fts, rowid, title, text)
+    VALUES ('delete', old.rowid, old.title, old.text);
+END;
+CREATE TRIGGER reviews_fts_update AFTER UPDATE OF title, text ON reviews BEGIN
+    INSERT INTO reviews_fts(reviews_fts, rowid, title, text)
+    VALUES ('delete', old.rowid, old.title, old.text);
+    INSERT INTO reviews_fts(rowid, title, text) VALUES (new.rowid, new.title, new.text);
+END;
+CREATE TABLE embeddings (
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,              -- little-endian float32
+    PRIMARY KEY (user_id, item_id, model_id)
+) WITHOUT ROWID;
+CREATE TABLE artifacts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    params_hash TEXT NOT NULL,
+    params TEXT NOT NULL,              -- canonical JSON of the parameters
+    value TEXT NOT NULL,               -- JSON
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX artifacts_key
+    ON artifacts(kind, user_id, item_key, model_id, prompt_version, params_hash);
+CREATE INDEX artifacts_user ON artifacts(user_id);
+CREATE TABLE generations (
+    id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    method TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    params TEXT NOT NULL,              -- JSON
+    text TEXT NOT NULL,
+    stats TEXT NOT NULL,               -- JSON
+    created_at TEXT NOT NULL
+);
+CREATE INDEX generations_user_item ON generations(user_id, item_id)
+""",
+    )
