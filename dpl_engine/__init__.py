@@ -4,8 +4,8 @@ from .engine import Engine
 from .errors import EngineError
 from .types import (
     METHODS,
-    CancelToken,
     Cancelled,
+    CancelToken,
     ComparisonSet,
     ComparisonUser,
     Differences,
@@ -24,8 +24,24 @@ from .types import (
 )
 
 __all__ = [
-    "METHODS", "CancelToken", "Cancelled", "ComparisonSet", "ComparisonUser", "Differences",
-    "Engine", "EngineConfig", "EngineError", "Event", "GenerationResult", "MeasuredDifferences",
-    "Method", "Profile", "ProgressEvent", "ResultEvent", "Retrieved", "Target", "TextMeasures",
+    "METHODS",
+    "CancelToken",
+    "Cancelled",
+    "ComparisonSet",
+    "ComparisonUser",
+    "Differences",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "Event",
+    "GenerationResult",
+    "MeasuredDifferences",
+    "Method",
+    "Profile",
+    "ProgressEvent",
+    "ResultEvent",
+    "Retrieved",
+    "Target",
+    "TextMeasures",
     "TokenEvent",
 ]

@@ -1,18 +1,36 @@
 """The DPL pipeline as one object over a store and two models.
 
-CONTRACT SKELETON: the front ends (CLI, TUI, eval) call these methods; the
-bodies delegate to one module per step (retrieval, selection, differences,
-summary, generation).
+Front ends (CLI, TUI, evaluation) call these methods; each step lives in its
+own module (retrieval, selection, differences, summary, generation) and its
+result is cached in the store, so asking again recomputes only the generation.
+Steps are written as generators of ProgressEvent that return their value, so
+``run`` can stream progress and tokens from one loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+import threading
+from collections.abc import Callable, Collection, Generator, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, TypeVar
 
 from models import Embedder, SamplingParams, TextGenerator
-from user_store import UserStore
+from user_store import ArtifactKey, HistoryEntry, Review, UserStore
 
+from . import differences as differences_step
+from . import generation, prompts, retrieval, selection, summary
+from .cache import (
+    comparison_from_json,
+    differences_from_json,
+    digest,
+    profile_from_json,
+    to_json,
+)
+from .errors import EngineError, NotEnoughHistoryError
+from .measures import has_text, measured_differences
 from .types import (
+    METHODS,
+    Cancelled,
     CancelToken,
     ComparisonSet,
     Differences,
@@ -23,11 +41,39 @@ from .types import (
     Method,
     Profile,
     ProgressEvent,
+    ResultEvent,
     Retrieved,
     Target,
+    TokenEvent,
 )
 
 Progress = Callable[[ProgressEvent], None]
+T = TypeVar("T")
+Step = Generator[ProgressEvent, None, T]
+
+
+@dataclass
+class _Run:
+    """What one call accumulates: LLM calls made, notes, and the cancel token."""
+
+    cancel: CancelToken | None
+    refresh: bool
+    calls: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled()
+
+
+def _drive(step: Step[T], progress: Progress | None) -> T:
+    while True:
+        try:
+            event = next(step)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)
 
 
 class Engine:
@@ -39,54 +85,460 @@ class Engine:
         config: EngineConfig | None = None,
         *,
         exclude_reviews: Collection[tuple[str, str]] = (),
+        embedder_id: str | None = None,
     ) -> None:
         """Models may be given as zero-argument factories: they load on first use.
 
         ``exclude_reviews``: (user_id, item_id) reviews the method must never see,
         neither in retrieval nor as comparison candidates (an evaluation split passes
-        every user's held-out targets here). It is part of every cache key."""
-        raise NotImplementedError
+        every user's held-out targets here). Cache keys hash the inputs each result
+        was computed from, so results under different exclusions never mix.
 
-    # targets
+        ``embedder_id``: the embedder's model id when known without loading it; a
+        run whose comparisons are all cached then never loads the embedder."""
+        self.store = store
+        self.config = config or EngineConfig()
+        self.exclude = frozenset((str(u), str(i)) for u, i in exclude_reviews)
+        self._generator = generator if isinstance(generator, TextGenerator) else None
+        self._generator_factory = None if self._generator is not None else generator
+        self._embedder = embedder if isinstance(embedder, Embedder) else None
+        self._embedder_factory = None if self._embedder is not None else embedder
+        self._embedder_id = embedder_id
+        self._load_lock = threading.Lock()
+
+    # -- models (loaded on first use) ---------------------------------------------
+    @property
+    def generator(self) -> TextGenerator:
+        with self._load_lock:
+            if self._generator is None:
+                assert self._generator_factory is not None
+                self._generator = self._generator_factory()  # type: ignore[operator]
+            return self._generator
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._load_lock:
+            if self._embedder is None:
+                assert self._embedder_factory is not None
+                self._embedder = self._embedder_factory()  # type: ignore[operator]
+            return self._embedder
+
+    @property
+    def embedder_id(self) -> str:
+        if self._embedder is not None:
+            return self._embedder.model_id
+        return self._embedder_id or self.embedder.model_id
+
+    # -- targets ------------------------------------------------------------------
     def held_out_target(self, user_id: str) -> Target:
-        """The user's most recent review as the target; it is hidden from the method."""
-        raise NotImplementedError
+        """The user's most recent review with text as the target; it is hidden from the method."""
+        history = self.store.user_history(user_id)
+        with_text = [e for e in history.entries if has_text(e.review)]
+        if not with_text:
+            raise NotEnoughHistoryError(
+                f"User {user_id!r} has no review with any text to hold out. Pick another user."
+            )
+        latest = with_text[-1]
+        if len(with_text) < 2:
+            raise NotEnoughHistoryError(
+                f"User {user_id!r} has only one review with text; holding it out leaves nothing "
+                "to learn from. Pick a user with more reviews (`dpl users`)."
+            )
+        return Target(
+            user_id=user_id,
+            item=latest.item,
+            rating=float(latest.review.rating),
+            title=latest.review.title,
+            held_out=latest.review,
+        )
 
     def target(self, user_id: str, item_id: str, *, rating: float, title: str) -> Target:
         """Any item; if the user reviewed it, that review is held out."""
-        raise NotImplementedError
+        if not 1 <= float(rating) <= 5:
+            raise EngineError(f"Rating {rating!r} is out of range: give a number from 1 to 5.")
+        self.store.user_history(user_id)  # raises UnknownUserError for an unknown user
+        item = self.store.item(item_id)
+        held = self.store.review(user_id, item_id)
+        return Target(user_id=user_id, item=item, rating=float(rating), title=title, held_out=held)
 
-    # the steps (each cached in the store; ``refresh`` recomputes)
-    def retrieve(self, target: Target) -> list[Retrieved]: ...
+    def _hidden(self, review: Review) -> bool:
+        return (review.user_id, review.item_id) in self.exclude
+
+    def _history(self, target: Target) -> list[HistoryEntry]:
+        """What the method may see of the user: every other review with text, nothing hidden."""
+        entries = self.store.user_history(target.user_id).entries
+        return [
+            e
+            for e in entries
+            if e.item.id != target.item.id and has_text(e.review) and not self._hidden(e.review)
+        ]
+
+    # -- the steps ------------------------------------------------------------------
+    def _retrieve(self, target: Target) -> Step[list[Retrieved]]:
+        history = self._history(target)
+        found = retrieval.rank(history, target, self.config.k)
+        yield ProgressEvent("retrieve", 1, 1, detail=f"{len(found)} of {len(history)} past reviews")
+        return found
+
+    def retrieve(self, target: Target) -> list[Retrieved]:
+        """The k past reviews most relevant to the target (BM25 within the user's history)."""
+        return _drive(self._retrieve(target), None)
+
+    def _others(self, user_review: Review) -> list[Review]:
+        return [
+            r
+            for r in self.store.reviews_of_item(
+                user_review.item_id, exclude_user=user_review.user_id
+            )
+            if has_text(r) and not self._hidden(r)
+        ]
+
+    def _comparisons(self, retrieved: list[Retrieved], run: _Run) -> Step[list[ComparisonSet]]:
+        cfg = self.config
+        candidates = [
+            (r.entry, others)
+            for r in retrieved
+            if len(others := self._others(r.entry.review)) >= cfg.m
+        ]
+        total = len(candidates)
+        yield ProgressEvent(
+            "compare",
+            0,
+            total,
+            detail=f"{total} of {len(retrieved)} retrieved items have >= {cfg.m} other reviewers",
+        )
+        sets: list[ComparisonSet] = []
+        for i, (entry, others) in enumerate(candidates, start=1):
+            run.check()
+            reviews = [entry.review, *others]
+            key = ArtifactKey(
+                user_id=entry.review.user_id,
+                item_key=entry.item.id,
+                model_id=self.embedder_id,
+                prompt_version="",
+                params={
+                    "n": cfg.n,
+                    "seed": cfg.seed,
+                    "n_init": selection.N_INIT,
+                    "inputs": digest([(r.user_id, r.rating, r.title, r.text) for r in reviews]),
+                },
+            )
+            cached = None if run.refresh else self.store.get_artifact("comparison", key)
+            if cached is not None:
+                found = comparison_from_json(cached)
+                yield ProgressEvent("embed", i, total, cached=True, detail=entry.item.title)
+            else:
+                vectors, fresh = selection.embed_reviews(
+                    self.store, self.embedder, reviews, model_id=self.embedder_id
+                )
+                yield ProgressEvent(
+                    "embed",
+                    i,
+                    total,
+                    cached=fresh == 0,
+                    detail=f"{entry.item.title}: {fresh} embedded, {len(reviews) - fresh} cached",
+                )
+                users = selection.representatives(
+                    entry.review, others, vectors, n=cfg.n, seed=cfg.seed
+                )
+                found = ComparisonSet(
+                    item=entry.item, user_review=entry.review, users=users, reviewers=len(others)
+                )
+                self.store.put_artifact("comparison", key, to_json(found))
+            sets.append(found)
+            yield ProgressEvent(
+                "compare",
+                i,
+                total,
+                cached=cached is not None,
+                detail=f"{entry.item.title}: {len(found.users)} of {found.reviewers} chosen",
+            )
+        return sets
 
     def comparisons(
-        self, target: Target, *, progress: Progress | None = None,
-        cancel: CancelToken | None = None, refresh: bool = False,
-    ) -> list[ComparisonSet]: ...
+        self,
+        target: Target,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        refresh: bool = False,
+    ) -> list[ComparisonSet]:
+        """Representative comparison users for each retrieved item with enough reviewers.
 
-    def measured(self, comparisons: list[ComparisonSet]) -> list[MeasuredDifferences]: ...
+        Raises Cancelled when ``cancel`` is set between items."""
+        run = _Run(cancel, refresh)
+        retrieved = _drive(self._retrieve(target), progress)
+        return _drive(self._comparisons(retrieved, run), progress)
+
+    def measured(self, comparisons: list[ComparisonSet]) -> list[MeasuredDifferences]:
+        """Measured (not generated) differences per comparison item."""
+        return [measured_differences(c) for c in comparisons]
+
+    def _analysis_params(self) -> SamplingParams:
+        params = self.config.analysis
+        return params if params.seed is not None else replace(params, seed=self.config.seed)
+
+    def _differences(self, comparisons: list[ComparisonSet], run: _Run) -> Step[list[Differences]]:
+        params = self._analysis_params()
+        total = len(comparisons)
+        yield ProgressEvent("differences", 0, total)
+        found: list[Differences] = []
+        for i, comparison in enumerate(comparisons, start=1):
+            run.check()
+            generator = self.generator
+            key = ArtifactKey(
+                user_id=comparison.user_review.user_id,
+                item_key=comparison.item.id,
+                model_id=generator.model_id,
+                prompt_version=prompts.DIFFERENCES_VERSION,
+                params={
+                    "comparison": digest(comparison),
+                    "sampling": asdict(params),
+                    "max_review_chars": self.config.max_review_chars,
+                },
+            )
+            cached = None if run.refresh else self.store.get_artifact("differences", key)
+            if cached is not None:
+                value, notes = differences_from_json(cached["differences"]), cached["notes"]
+            else:
+                run.calls += 1
+                value, notes = differences_step.extract(
+                    generator, comparison, params, max_review_chars=self.config.max_review_chars
+                )
+                self.store.put_artifact(
+                    "differences", key, {"differences": to_json(value), "notes": notes}
+                )
+            run.notes.extend(notes)
+            found.append(value)
+            run.check()
+            yield ProgressEvent(
+                "differences",
+                i,
+                total,
+                cached=cached is not None,
+                detail=comparison.item.title + ("" if value.structured else " (free text)"),
+            )
+        return found
 
     def differences(
-        self, target: Target, *, progress: Progress | None = None,
-        cancel: CancelToken | None = None, refresh: bool = False,
-    ) -> list[Differences]: ...
+        self,
+        target: Target,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        refresh: bool = False,
+    ) -> list[Differences]:
+        """The LLM's account of how the user differs, one entry per comparison item."""
+        run = _Run(cancel, refresh)
+        retrieved = _drive(self._retrieve(target), progress)
+        comparisons = _drive(self._comparisons(retrieved, run), progress)
+        return _drive(self._differences(comparisons, run), progress)
+
+    def _profile(
+        self,
+        target: Target,
+        kind: str,
+        retrieved: list[Retrieved],
+        comparisons: list[ComparisonSet],
+        found: list[Differences],
+        run: _Run,
+    ) -> Step[Profile]:
+        if kind not in prompts.PROFILE_VERSIONS:
+            raise EngineError(f"Unknown profile kind {kind!r}: use 'dpl' or 'profile'.")
+        run.check()
+        yield ProgressEvent("profile", 0, 1, detail=kind)
+        params = self._analysis_params()
+        generator = self.generator
+        pairs = (
+            [(c.item, d) for c, d in zip(comparisons, found, strict=True)] if kind == "dpl" else []
+        )
+        key = ArtifactKey(
+            user_id=target.user_id,
+            item_key=",".join(r.entry.item.id for r in retrieved),
+            model_id=generator.model_id,
+            prompt_version=prompts.PROFILE_VERSIONS[kind],
+            params={
+                "past": digest([r.entry for r in retrieved]),
+                "differences": digest(pairs),
+                "sampling": asdict(params),
+                "max_review_chars": self.config.max_review_chars,
+            },
+        )
+        cached = None if run.refresh else self.store.get_artifact("profile", key)
+        if cached is not None:
+            value, notes = profile_from_json(cached["profile"]), cached["notes"]
+        else:
+            run.calls += 1
+            value, notes = summary.summarize(
+                generator,
+                kind,
+                retrieved,
+                pairs,
+                params,
+                max_review_chars=self.config.max_review_chars,
+                cancel=run.cancel,
+            )
+            self.store.put_artifact("profile", key, {"profile": to_json(value), "notes": notes})
+        run.notes.extend(notes)
+        yield ProgressEvent("profile", 1, 1, cached=cached is not None, detail=kind)
+        return value
 
     def profile(
-        self, target: Target, kind: str = "dpl", *, progress: Progress | None = None,
-        cancel: CancelToken | None = None, refresh: bool = False,
-    ) -> Profile: ...
+        self,
+        target: Target,
+        kind: str = "dpl",
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        refresh: bool = False,
+    ) -> Profile:
+        """The ``dpl`` (difference-aware) or ``profile`` (past reviews only) profile."""
+        run = _Run(cancel, refresh)
+        retrieved = _drive(self._retrieve(target), progress)
+        comparisons: list[ComparisonSet] = []
+        found: list[Differences] = []
+        if kind == "dpl":
+            comparisons = _drive(self._comparisons(retrieved, run), progress)
+            found = _drive(self._differences(comparisons, run), progress)
+        return _drive(self._profile(target, kind, retrieved, comparisons, found, run), progress)
 
-    # generation
+    # -- generation ---------------------------------------------------------------
+    def generation_params(self, sampling: SamplingParams | None = None) -> SamplingParams:
+        params = sampling or self.config.generation
+        return params if params.seed is not None else replace(params, seed=self.config.seed)
+
     def run(
-        self, target: Target, method: Method = "dpl", *, cancel: CancelToken | None = None,
-        refresh: bool = False, sampling: SamplingParams | None = None,
+        self,
+        target: Target,
+        method: Method = "dpl",
+        *,
+        cancel: CancelToken | None = None,
+        refresh: bool = False,
+        sampling: SamplingParams | None = None,
     ) -> Iterator[Event]:
         """Prepare what ``method`` needs, then stream the review.
 
         Yields ProgressEvent for each step, TokenEvent per text delta, and one
         final ResultEvent (also when cancelled: ``result.cancelled`` is True)."""
-        raise NotImplementedError
+        if method not in METHODS:
+            raise EngineError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
+        run = _Run(cancel, refresh)
+        retrieved: list[Retrieved] = []
+        comparisons: list[ComparisonSet] = []
+        measured: list[MeasuredDifferences] = []
+        found: list[Differences] = []
+        profile: Profile | None = None
+        params = self.generation_params(sampling)
 
-    def generate(self, target: Target, method: Method = "dpl", **kw: object) -> GenerationResult:
+        def result(
+            text: str,
+            messages: list[dict[str, str]],
+            stats: Any = None,
+            cancelled: bool = False,
+            generation_id: int | None = None,
+        ) -> GenerationResult:
+            return GenerationResult(
+                target=target,
+                method=method,
+                text=text,
+                model_id=self._generator.model_id if self._generator is not None else "",
+                prompt_version=prompts.method_version(method),
+                messages=tuple(messages),
+                stats=stats,
+                retrieved=tuple(retrieved),
+                comparisons=tuple(comparisons),
+                measured=tuple(measured),
+                differences=tuple(found),
+                profile=profile,
+                notes=tuple(run.notes),
+                llm_calls=run.calls,
+                cancelled=cancelled,
+                generation_id=generation_id,
+            )
+
+        try:
+            run.check()
+            if method != "none":
+                retrieved = yield from self._retrieve(target)
+            if method == "dpl":
+                comparisons = yield from self._comparisons(retrieved, run)
+                measured = self.measured(comparisons)
+                found = yield from self._differences(comparisons, run)
+            if method in ("profile", "dpl"):
+                profile = yield from self._profile(
+                    target, method, retrieved, comparisons, found, run
+                )
+            run.check()
+            generator = self.generator
+            messages, notes = generation.build(
+                generator,
+                method,
+                target,
+                retrieved,
+                profile,
+                max_tokens=params.max_tokens,
+                max_review_chars=self.config.max_review_chars,
+            )
+            run.notes.extend(notes)
+            yield ProgressEvent("generate", 0, 1, detail=generator.model_id)
+            run.check()
+        except Cancelled:
+            yield ResultEvent(result("", [], cancelled=True))
+            return
+
+        run.calls += 1
+        parts: list[str] = []
+        cancelled = False
+        stream = generator.stream(messages, params)
+        try:
+            for delta in stream:
+                if run.cancel is not None and run.cancel.cancelled:
+                    cancelled = True
+                    break
+                parts.append(delta)
+                yield TokenEvent(delta)
+                if run.cancel is not None and run.cancel.cancelled:
+                    cancelled = True
+                    break
+        finally:
+            stream.close()
+        text = "".join(parts)
+        generation_id = None
+        if not cancelled:
+            generation_id = self.store.add_generation(
+                user_id=target.user_id,
+                item_id=target.item.id,
+                method=method,
+                model_id=generator.model_id,
+                prompt_version=prompts.method_version(method),
+                params=self._stored_params(method, params, messages),
+                text=text,
+                stats=asdict(stream.stats) if stream.stats is not None else {},
+            )
+            yield ProgressEvent("generate", 1, 1, detail=generator.model_id)
+        yield ResultEvent(result(text, messages, stream.stats, cancelled, generation_id))
+
+    def _stored_params(
+        self, method: Method, params: SamplingParams, messages: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        cfg = self.config
+        stored: dict[str, Any] = {
+            "sampling": asdict(params),
+            "k": cfg.k,
+            "max_review_chars": cfg.max_review_chars,
+            "prompt": digest(messages),
+        }
+        if method in ("profile", "dpl"):
+            stored["analysis"] = asdict(self._analysis_params())
+        if method == "dpl":
+            stored.update(m=cfg.m, n=cfg.n, seed=cfg.seed, embedder=self.embedder_id)
+        return stored
+
+    def generate(self, target: Target, method: Method = "dpl", **kw: Any) -> GenerationResult:
         """``run`` to completion, returning the result."""
-        raise NotImplementedError
+        final: GenerationResult | None = None
+        for event in self.run(target, method, **kw):
+            if isinstance(event, ResultEvent):
+                final = event.result
+        assert final is not None
+        return final

@@ -1,0 +1,75 @@
+"""Asking the model how a user's review differs from the representative reviews of an item.
+
+One call per comparison item, constrained to a JSON object with one entry per
+dimension (writing, emotional and semantic style). A small model does not always
+manage valid JSON; after a retry its free text is kept and marked as such, so
+the profile can still use it and the front ends can show it for what it is.
+"""
+
+from __future__ import annotations
+
+import json
+
+from models import SamplingParams, StructuredOutputError, TextGenerator
+
+from . import prompts
+from .budget import fit
+from .types import ComparisonSet, Differences
+
+RETRIES = 1
+
+
+def extract(
+    generator: TextGenerator,
+    comparison: ComparisonSet,
+    params: SamplingParams,
+    *,
+    max_review_chars: int,
+) -> tuple[Differences, list[str]]:
+    """One LLM call (plus at most one retry). Returns the differences and budget notes."""
+    import jsonschema
+
+    item, user_review = comparison.item, comparison.user_review
+    others = [u.review for u in comparison.users]
+
+    def build(limits: list[int | None]) -> list[dict[str, str]]:
+        return prompts.differences_messages(item, user_review, others, limits, max_review_chars)
+
+    messages, notes = fit(
+        generator,
+        build,
+        [len(r.text) for r in others],
+        limit=max_review_chars,
+        max_tokens=params.max_tokens,
+        what=f"differences for item {item.id}",
+        labels=[f"user {r.user_id}" for r in others],
+    )
+    try:
+        value, _stats = generator.complete_json(
+            messages, prompts.DIFFERENCES_SCHEMA, params, retries=RETRIES
+        )
+        jsonschema.validate(value, prompts.DIFFERENCES_SCHEMA)
+    except StructuredOutputError as err:
+        notes.append(
+            f"differences for item {item.id}: the model gave no valid JSON after a retry; "
+            "its free text is kept instead"
+        )
+        return Differences(item.id, "", "", "", structured=False, raw=err.raw), notes
+    except jsonschema.ValidationError as err:
+        notes.append(
+            f"differences for item {item.id}: the model's JSON did not match the schema "
+            f"({err.message}); its text is kept instead"
+        )
+        raw = json.dumps(value, ensure_ascii=False)
+        return Differences(item.id, "", "", "", structured=False, raw=raw), notes
+    return (
+        Differences(
+            item_id=item.id,
+            writing=value["writing"].strip(),
+            emotional=value["emotional"].strip(),
+            semantic=value["semantic"].strip(),
+            structured=True,
+            raw=json.dumps(value, ensure_ascii=False),
+        ),
+        notes,
+    )

@@ -1,0 +1,47 @@
+"""Assembling the final prompt for each method within the model's context.
+
+All four methods share one prompt shape, so they differ only in what they add:
+``none`` gives the item, rating and title; ``rag`` adds the retrieved past
+reviews; ``profile`` and ``dpl`` add a profile on top (without and with the
+differences behind it). Same model, same sampling: the comparison is fair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models import ChatMessage, TextGenerator
+
+from . import prompts
+from .budget import fit
+from .types import Method, Profile, Retrieved, Target
+
+
+def build(
+    generator: TextGenerator,
+    method: Method,
+    target: Target,
+    retrieved: Sequence[Retrieved],
+    profile: Profile | None,
+    *,
+    max_tokens: int,
+    max_review_chars: int,
+) -> tuple[list[ChatMessage], list[str]]:
+    """The generation prompt and notes on anything shortened or left out to fit."""
+    past = [(r.entry.review, r.entry.item) for r in retrieved] if method != "none" else []
+    profile_text = profile.text if (profile is not None and method in ("profile", "dpl")) else None
+
+    def assemble(limits: list[int | None]) -> list[ChatMessage]:
+        return prompts.generation_messages(
+            method, target.item, target.rating, target.title, past, limits, profile_text
+        )
+
+    return fit(
+        generator,
+        assemble,
+        [len(r.text) for r, _ in past],
+        limit=max_review_chars,
+        max_tokens=max_tokens,
+        what=f"{method} generation",
+        labels=[f"item {item.id}" for _, item in past],
+    )

@@ -1,0 +1,214 @@
+"""Every prompt the engine sends, in one place, each with a version stored beside its results.
+
+Change a prompt's wording and bump its version: cached differences, profiles
+and stored generations are keyed by the version, so old results are never
+mistaken for new ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from models import ChatMessage
+from user_store import Item, Review
+
+from .types import Differences, Method
+
+DIFFERENCES_VERSION = "differences-v1"
+PROFILE_VERSIONS = {"dpl": "profile-dpl-v1", "profile": "profile-plain-v1"}
+GENERATION_VERSIONS: dict[str, str] = {
+    "none": "generate-none-v1",
+    "rag": "generate-rag-v1",
+    "profile": "generate-profile-v1",
+    "dpl": "generate-dpl-v1",
+}
+
+DIMENSIONS = {
+    "writing": "writing style: word choice and sentence structure",
+    "emotional": "emotional style: sentiment and tone",
+    "semantic": "semantic style: how much information the review packs in and how coherent it is",
+}
+
+DIFFERENCES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {key: {"type": "string", "minLength": 1} for key in DIMENSIONS},
+    "required": list(DIMENSIONS),
+    "additionalProperties": False,
+}
+
+
+def method_version(method: Method) -> str:
+    """The versions of every prompt a method's result depends on, joined."""
+    parts = [GENERATION_VERSIONS[method]]
+    if method == "dpl":
+        parts += [PROFILE_VERSIONS["dpl"], DIFFERENCES_VERSION]
+    elif method == "profile":
+        parts.append(PROFILE_VERSIONS["profile"])
+    return "+".join(parts)
+
+
+def shorten(text: str, limit: int | None) -> str:
+    """``text`` cut to ``limit`` characters at a word boundary, marked with an ellipsis."""
+    text = text.strip()
+    if limit is None or len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip() + " …"
+
+
+def stars(rating: float) -> str:
+    return f"{rating:g} out of 5"
+
+
+def item_block(item: Item) -> str:
+    lines = [f"Product: {item.title}"]
+    if item.description:
+        lines.append(f"Description: {item.description}")
+    return "\n".join(lines)
+
+
+def review_block(review: Review, limit: int | None, item: Item | None = None) -> str:
+    lines = [item_block(item)] if item is not None else []
+    lines += [
+        f"Rating: {stars(review.rating)}",
+        f"Title: {review.title}",
+        f"Review: {shorten(review.text, limit)}",
+    ]
+    return "\n".join(lines)
+
+
+# -- differences ---------------------------------------------------------------
+DIFFERENCES_SYSTEM = (
+    "You study how people write product reviews. You are shown one person's review of a "
+    "product and reviews of the same product by other people. Say how the one person's review "
+    "differs from the others, concretely and briefly, in three respects:\n"
+    + "\n".join(f'- "{key}": {meaning}' for key, meaning in DIMENSIONS.items())
+    + "\nAnswer with a JSON object that has exactly these three keys, each a short paragraph."
+)
+
+
+def differences_messages(
+    item: Item,
+    user_review: Review,
+    others: Sequence[Review | None],
+    limits: Sequence[int | None],
+    user_limit: int,
+) -> list[ChatMessage]:
+    """``others[i]`` is shown shortened to ``limits[i]`` characters; None drops it."""
+    shown = [
+        f"Other review {i}:\n{review_block(r, lim)}"
+        for i, (r, lim) in enumerate(
+            (
+                (r, lim)
+                for r, lim in zip(others, limits, strict=True)
+                if r is not None and lim is not None
+            ),
+            start=1,
+        )
+    ]
+    user = (
+        f"{item_block(item)}\n\n"
+        f"The person's review:\n{review_block(user_review, user_limit)}\n\n"
+        + "\n\n".join(shown)
+        + "\n\nHow does the person's review differ from the other reviews? Reply with the JSON "
+        "object only."
+    )
+    return [{"role": "system", "content": DIFFERENCES_SYSTEM}, {"role": "user", "content": user}]
+
+
+# -- profiles ------------------------------------------------------------------
+PROFILE_SYSTEM = (
+    "You describe how a particular person reviews products, so that a writer could imitate "
+    "them. Be specific and brief: at most 150 words, plain prose, no lists of products."
+)
+
+
+def differences_text(d: Differences) -> str:
+    if not d.structured:
+        return d.raw.strip()
+    return "\n".join(
+        f"- {label}: {getattr(d, key).strip()}"
+        for key, label in (
+            ("writing", "Writing"),
+            ("emotional", "Emotion"),
+            ("semantic", "Content"),
+        )
+    )
+
+
+def profile_messages(
+    kind: str,
+    past: Sequence[tuple[Review, Item]],
+    limits: Sequence[int | None],
+    differences: Sequence[tuple[Item, Differences]] = (),
+) -> list[ChatMessage]:
+    """The profile prompt; ``kind='profile'`` is the ablation and never sees differences."""
+    reviews = "\n\n".join(
+        f"Past review {i}:\n{review_block(r, lim, item)}"
+        for i, ((r, item), lim) in enumerate(
+            ((p, lim) for p, lim in zip(past, limits, strict=True) if lim is not None), start=1
+        )
+    )
+    parts = [f"Reviews this person wrote before:\n\n{reviews or '(none)'}"]
+    if kind == "dpl":
+        diffs = "\n\n".join(
+            f"Compared with other reviewers of {item.title}:\n{differences_text(d)}"
+            for item, d in differences
+        )
+        parts.append(
+            "How this person's reviews differed from other people's reviews of the same "
+            f"products:\n\n{diffs or '(no comparison was possible)'}"
+        )
+        ask = (
+            "Write a profile of this person as a reviewer: what they care about, how they rate, "
+            "their word choice, sentence structure, tone and level of detail, and above all what "
+            "sets them apart from other reviewers."
+        )
+    else:
+        ask = (
+            "Write a profile of this person as a reviewer: what they care about, how they rate, "
+            "their word choice, sentence structure, tone and level of detail."
+        )
+    parts.append(ask)
+    return [
+        {"role": "system", "content": PROFILE_SYSTEM},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+# -- generation ----------------------------------------------------------------
+GENERATION_SYSTEM = (
+    "You write a product review as a particular person would write it. Output only the text of "
+    "the review: no title line, no rating line, no preamble."
+)
+
+
+def generation_messages(
+    method: Method,
+    item: Item,
+    rating: float,
+    title: str,
+    past: Sequence[tuple[Review, Item]] = (),
+    limits: Sequence[int | None] = (),
+    profile: str | None = None,
+) -> list[ChatMessage]:
+    parts: list[str] = []
+    if method != "none":
+        reviews = "\n\n".join(
+            f"Earlier review {i}:\n{review_block(r, lim, it)}"
+            for i, ((r, it), lim) in enumerate(
+                ((p, lim) for p, lim in zip(past, limits, strict=True) if lim is not None), start=1
+            )
+        )
+        parts.append(f"Reviews this person wrote earlier:\n\n{reviews or '(none)'}")
+    if method in ("profile", "dpl") and profile is not None:
+        parts.append(f"About this person as a reviewer:\n{profile.strip()}")
+    parts.append(
+        f"Now write this person's review of the following product.\n{item_block(item)}\n"
+        f"Their rating: {stars(rating)}\nTheir review title: {title}"
+    )
+    return [
+        {"role": "system", "content": GENERATION_SYSTEM},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]

@@ -1,0 +1,96 @@
+"""Choosing the representative comparison users for an item (KMeans over review embeddings).
+
+A user's style only shows against others who reviewed the same thing. The
+user's review and every other review of the item are embedded and clustered
+into n + 1 groups; the group that holds the user's review is dropped (those
+reviewers write like the user), and from each other group the review nearest
+its centre stands for that way of reviewing the item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from models import Embedder
+from user_store import Review, UserStore
+
+from .types import ComparisonUser
+
+N_INIT = 10
+"""KMeans restarts; fixed so that a seed alone decides the clustering."""
+
+
+def review_key(review: Review) -> tuple[str, str]:
+    return (review.user_id, review.item_id)
+
+
+def embed_reviews(
+    store: UserStore, embedder: Embedder, reviews: Sequence[Review], *, model_id: str | None = None
+) -> tuple[dict[tuple[str, str], np.ndarray], int]:
+    """Vectors for ``reviews``, from the store's cache where present; the rest are embedded
+    once and cached. Returns the vectors and how many were newly embedded."""
+    model_id = model_id or embedder.model_id
+    keys = [review_key(r) for r in reviews]
+    vectors = dict(store.get_embeddings(keys, model_id))
+    missing = [r for r in reviews if review_key(r) not in vectors]
+    if missing:
+        fresh = embedder.embed([r.text for r in missing])
+        new = {
+            review_key(r): np.asarray(v, dtype=np.float32)
+            for r, v in zip(missing, fresh, strict=True)
+        }
+        store.put_embeddings(new, model_id)
+        vectors.update(new)
+    return vectors, len(missing)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b) / (na * nb) if na and nb else 0.0
+
+
+def representatives(
+    user_review: Review,
+    others: Sequence[Review],
+    vectors: dict[tuple[str, str], np.ndarray],
+    *,
+    n: int,
+    seed: int,
+) -> tuple[ComparisonUser, ...]:
+    """Up to ``n`` representative reviews among ``others``, ordered by cluster.
+
+    Clusters: min(n + 1, distinct points); with fewer reviewers than that every
+    reviewer outside the user's cluster is taken. Deterministic for a seed."""
+    if not others or n <= 0:
+        return ()
+    from sklearn.cluster import KMeans
+
+    points = np.vstack(
+        [vectors[review_key(user_review)]] + [vectors[review_key(r)] for r in others]
+    ).astype(np.float64)
+    distinct = len(np.unique(np.round(points, 6), axis=0))
+    k = min(n + 1, distinct)
+    if k < 2:
+        return ()
+    model = KMeans(n_clusters=k, random_state=seed, n_init=N_INIT).fit(points)
+    labels, centres = model.labels_, model.cluster_centers_
+    own = int(labels[0])
+    chosen: list[ComparisonUser] = []
+    for cluster in sorted(set(int(c) for c in labels) - {own}):
+        members = [i for i in range(1, len(points)) if labels[i] == cluster]
+        dists = {i: float(np.linalg.norm(points[i] - centres[cluster])) for i in members}
+        best = min(members, key=lambda i: (dists[i], others[i - 1].user_id))
+        review = others[best - 1]
+        chosen.append(
+            ComparisonUser(
+                user_id=review.user_id,
+                cluster=cluster,
+                distance=dists[best],
+                similarity=_cosine(points[best], points[0]),
+                rating=float(review.rating),
+                review=review,
+            )
+        )
+    return tuple(chosen[:n])
