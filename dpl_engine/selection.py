@@ -81,7 +81,8 @@ def representatives(
     for cluster in sorted(set(int(c) for c in labels) - {own}):
         members = [i for i in range(1, len(points)) if labels[i] == cluster]
         dists = {i: float(np.linalg.norm(points[i] - centres[cluster])) for i in members}
-        best = min(members, key=lambda i: (dists[i], others[i - 1].user_id))
+        # In a two-member cluster both sit exactly as far from the centre: the lower id wins.
+        best = min(members, key=lambda i: (round(dists[i], 9), others[i - 1].user_id))
         review = others[best - 1]
         chosen.append(
             ComparisonUser(
