@@ -43,7 +43,11 @@ def open_store(db: Path | None):  # -> UserStore
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    from rich.text import Text
+
+    # The message may quote user values such as "[bold]": print it as plain text, unwrapped.
+    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False,
+                      soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -12,7 +12,9 @@ from typing import Any
 
 from .types import ImportRun, Item, Review
 
-REVIEW_COLUMNS = "r.user_id, r.item_id, r.rating, r.title, r.text, r.timestamp, r.helpful_votes, r.source"
+REVIEW_COLUMNS = (
+    "r.user_id, r.item_id, r.rating, r.title, r.text, r.timestamp, r.helpful_votes, r.source"
+)
 ITEM_COLUMNS = "i.id, i.title, i.description, i.categories, i.metadata_missing"
 IMPORT_RUN_COLUMNS = (
     "id, file, format, started_at, finished_at, read, inserted, updated, duplicates, rejected"

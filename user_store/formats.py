@@ -138,6 +138,9 @@ def _verified(value: Any) -> int | None:
 def review_row(record: dict[str, Any], layout: str) -> ReviewRow:
     """One review row from a record in ``layout``; raises BadRecord."""
     if layout == "amazon2023":
+        row = _fast_2023(record)
+        if row is not None:
+            return row
         user = _ident(record, "user_id")
         item = _ident(record, "parent_asin", "asin")
         rating = _rating(record.get("rating"), "rating")
@@ -162,6 +165,61 @@ def review_row(record: dict[str, Any], layout: str) -> ReviewRow:
     if helpful < 0:
         raise BadRecord(f"helpful votes {helpful} is negative")
     return (user, item, rating, title, text, ts, helpful, verified, layout)
+
+
+def _fast_2023(record: dict[str, Any]) -> ReviewRow | None:
+    """The common case, checked cheaply: well-typed ASCII fields. None sends the record
+    through the careful path, which gives the reason when something is wrong."""
+    get = record.get
+    user, item, rating, title, text, ts, votes = (
+        get("user_id"),
+        get("parent_asin"),
+        get("rating"),
+        get("title"),
+        get("text"),
+        get("timestamp"),
+        get("helpful_vote", 0),
+    )
+    if (
+        type(user) is str
+        and type(item) is str
+        and type(title) is str
+        and type(text) is str
+        and type(rating) is float
+        and type(ts) is int
+        and type(votes) is int
+        and 1.0 <= rating <= 5.0
+        and ts >= _SECONDS_BEFORE
+        and votes >= 0
+        and user.isascii()
+        and item.isascii()
+        and user.strip() == user
+        and user
+        and item.strip() == item
+        and item
+        and (title.isascii() or _encodable(title))
+        and (text.isascii() or _encodable(text))
+    ):
+        return (
+            user,
+            item,
+            rating,
+            title,
+            text,
+            ts,
+            votes,
+            _verified(get("verified_purchase")),
+            "amazon2023",
+        )
+    return None
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _helpful_2014_2018(record: dict[str, Any]) -> int:

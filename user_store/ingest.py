@@ -209,16 +209,18 @@ def _sniff(path: Path, kind: str, fmt: str) -> _Source:
     detected = formats.detect_layout(records[0])
     keys = ", ".join(sorted(records[0])[:12])
     if kind == "meta":
-        if detected not in ("meta",):
-            hint = " It looks like reviews: pass it without --meta." if detected else ""
+        if detected in formats.REVIEW_LAYOUTS:
+            raise IngestError(f"{shown}: holds reviews (it has user ids); pass it without --meta.")
+        if detected is None:
             raise IngestError(
                 f"{shown}: unknown metadata format (fields: {keys}); expected parent_asin or asin."
-                + hint
             )
         layout = "meta"
     else:
         if detected == "meta":
-            raise IngestError(f"{shown}: looks like item metadata (no user ids); pass it with --meta.")
+            raise IngestError(
+                f"{shown}: looks like item metadata (no user ids); pass it with --meta."
+            )
         if detected is None:
             raise IngestError(
                 f"{shown}: unknown review format (fields: {keys}). Supported: Amazon Reviews "
@@ -359,6 +361,18 @@ class _Rejects:
             self._file.close()
 
 
+def check_files(
+    review_paths: Sequence[str | Path], meta_paths: Sequence[str | Path] = (), fmt: str = "auto"
+) -> list[_Source]:
+    """Raise IngestError for the first file that cannot be imported at all (missing,
+    empty, unknown format); otherwise the files in import order, metadata first."""
+    if not review_paths and not meta_paths:
+        raise IngestError("No files to import. Name review files, or use --sample.")
+    sources = [_sniff(Path(p).expanduser(), "meta", fmt) for p in meta_paths]
+    sources += [_sniff(Path(p).expanduser(), "reviews", fmt) for p in review_paths]
+    return sources
+
+
 def ingest_files(
     store: UserStore,
     review_paths: Sequence[str | Path],
@@ -372,10 +386,7 @@ def ingest_files(
     Raises IngestError before writing anything when a file is missing, empty or
     in an unknown format; raises BadLineError at the first bad line when ``strict``
     (the lines before it are kept)."""
-    if not review_paths and not meta_paths:
-        raise IngestError("No files to import. Name review files, or use --sample.")
-    sources = [_sniff(Path(p).expanduser(), "meta", fmt) for p in meta_paths]
-    sources += [_sniff(Path(p).expanduser(), "reviews", fmt) for p in review_paths]
+    sources = check_files(review_paths, meta_paths, fmt)
     rejects = _Rejects(locations.rejects_path(store.path))
     report = IngestReport()
     try:

@@ -52,7 +52,11 @@ class ArtifactKey:
     def canonical_params(self) -> str:
         """Key-sorted compact JSON: equal parameters give equal text, whatever their order."""
         return json.dumps(
-            self.params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable
+            self.params,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=_jsonable,
         )
 
     @property
@@ -157,7 +161,8 @@ class UserStore:
     def user_history(self, user_id: str) -> UserHistory:
         """All of a user's reviews with their items, oldest first. Raises UnknownUserError."""
         rows = self._rows(
-            f"SELECT {REVIEW_COLUMNS}, {ITEM_COLUMNS} FROM reviews r JOIN items i ON i.id = r.item_id"
+            f"SELECT {REVIEW_COLUMNS}, {ITEM_COLUMNS}"
+            " FROM reviews r JOIN items i ON i.id = r.item_id"
             " WHERE r.user_id = ? ORDER BY r.timestamp, r.rowid",
             (user_id,),
         )
@@ -183,7 +188,9 @@ class UserStore:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for row in self._rows(f"SELECT {ITEM_COLUMNS} FROM items i WHERE i.id IN ({marks})", chunk):
+            for row in self._rows(
+                f"SELECT {ITEM_COLUMNS} FROM items i WHERE i.id IN ({marks})", chunk
+            ):
                 found[row[0]] = converters.item(row)
         return found
 
@@ -204,7 +211,8 @@ class UserStore:
             chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for item_id, n in self._rows(
-                f"SELECT item_id, count(*) FROM reviews WHERE item_id IN ({marks}) GROUP BY item_id",
+                f"SELECT item_id, count(*) FROM reviews WHERE item_id IN ({marks})"
+                " GROUP BY item_id",
                 chunk,
             ):
                 counts[item_id] = n
@@ -285,7 +293,9 @@ class UserStore:
         )
         return [converters.item(row) for row in rows]
 
-    def items_not_reviewed_by(self, user_id: str, *, query: str = "", limit: int = 50) -> list[Item]:
+    def items_not_reviewed_by(
+        self, user_id: str, *, query: str = "", limit: int = 50
+    ) -> list[Item]:
         """Items the user has not reviewed, most reviewed first (they have most to compare
         against); ``query`` narrows them by title/description words or an id prefix."""
         params: dict[str, Any] = {"user": user_id, "limit": limit}
@@ -297,7 +307,9 @@ class UserStore:
             q = fts_query(query)
             if q:
                 params["q"] = q
-                filter_sql += " OR i.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH :q)"
+                filter_sql += (
+                    " OR i.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH :q)"
+                )
             filter_sql += ")"
         rows = self._rows(
             f"""SELECT {ITEM_COLUMNS} FROM items i
@@ -315,13 +327,13 @@ class UserStore:
             return int(self._rows(sql)[0][0])
 
         cached = {"embeddings": one("SELECT count(*) FROM embeddings")}
-        for kind, n in self._rows("SELECT kind, count(*) FROM artifacts GROUP BY kind ORDER BY kind"):
+        for kind, n in self._rows(
+            "SELECT kind, count(*) FROM artifacts GROUP BY kind ORDER BY kind"
+        ):
             cached[kind] = n
         cached["generations"] = one("SELECT count(*) FROM generations")
         db_bytes = sum(
-            p.stat().st_size
-            for p in (self.path, Path(f"{self.path}-wal"))
-            if p.exists()
+            p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()
         )
         return StoreStats(
             users=one("SELECT count(*) FROM users"),

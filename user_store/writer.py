@@ -28,8 +28,9 @@ ItemRow = tuple
 """(id, title, description, categories_json, raw_json, metadata_missing)"""
 
 _UPSERT_REVIEW = """
-INSERT INTO reviews (user_id, item_id, rating, title, text, timestamp, helpful_votes, verified, source)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO reviews (
+    user_id, item_id, rating, title, text, timestamp, helpful_votes, verified, source
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (user_id, item_id) DO UPDATE SET
     rating = excluded.rating, title = excluded.title, text = excluded.text,
     timestamp = excluded.timestamp, helpful_votes = excluded.helpful_votes,
@@ -75,6 +76,14 @@ def write_review_rows(conn: sqlite3.Connection, rows: Sequence[ReviewRow]) -> tu
     before = _max_rowid(conn, "reviews")
     changed = conn.executemany(_UPSERT_REVIEW, rows).rowcount
     inserted = _max_rowid(conn, "reviews") - before
+    if inserted:
+        # The rows above ``before`` are exactly the new ones; a review inserted and then
+        # replaced within this batch is indexed once, with its final text.
+        conn.execute(
+            "INSERT INTO reviews_fts (rowid, title, text)"
+            " SELECT rowid, title, text FROM reviews WHERE rowid > ?",
+            (before,),
+        )
     return inserted, changed - inserted, len(rows) - changed
 
 
