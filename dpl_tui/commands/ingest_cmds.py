@@ -125,7 +125,9 @@ def ingest(
                         )
                 except BadLineError as err:
                     err_console.print(
-                        Text.assemble(("error: ", "bold red"), str(err)), highlight=False
+                        Text.assemble(("error: ", "bold red"), str(err)),
+                        highlight=False,
+                        soft_wrap=True,
                     )
                     from user_store import locations
 
@@ -134,6 +136,7 @@ def ingest(
                         f"logged in {locations.rejects_path(store.path)}.",
                         highlight=False,
                         markup=False,
+                        soft_wrap=True,
                     )
                     raise typer.Exit(2) from None
             stats = store.stats()
@@ -164,7 +167,7 @@ def ingest(
             f"{totals['duplicates']:,} duplicates, {totals['rejected']:,} rejected. "
             f"Store: {stats.users:,} users, {stats.reviews:,} reviews ({stats.db_path})."
         )
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     else:
         console.print(_summary_table(report))
         console.print(
@@ -172,6 +175,7 @@ def ingest(
             f"{stats.reviews:,} reviews.",
             highlight=False,
             markup=False,
+            soft_wrap=True,
         )
     if report.rejects_path:
         err_console.print(
@@ -179,6 +183,7 @@ def ingest(
             f"{report.rejects_path}",
             highlight=False,
             markup=False,
+            soft_wrap=True,
         )
 
 
@@ -428,7 +433,7 @@ def locate(db: DbOption = None, as_json: JsonOption = False) -> None:
         return
     for name, value in places.items():
         exists = "" if Path(value).exists() else "  (not created yet)"
-        console.print(f"{name:9} {value}{exists}", highlight=False, markup=False)
+        console.print(f"{name:9} {value}{exists}", highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
