@@ -1,7 +1,455 @@
-"""Placeholder: commands are registered here."""
+"""``dpl compare`` and ``dpl generate``: the DPL method from the command line.
+
+Models load only when a step needs them, and only inside the commands, so
+``dpl --help`` stays fast. Review text is user data: it is printed as plain
+text, never interpreted as Rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..common import DbOption, JsonOption, ModelOption, console, db_path, err_console, user_errors
+
+ItemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--item", help="Target item id (default: the user's most recent review, held out)."
+    ),
+]
+SeedOption = Annotated[
+    int, typer.Option("--seed", help="Seed for KMeans and for sampling (same seed, same result).")
+]
+RefreshOption = Annotated[
+    bool, typer.Option("--refresh", help="Recompute cached comparisons, differences and profiles.")
+]
+KOption = Annotated[
+    int | None, typer.Option("--k", help="Past reviews to retrieve (default: saved setting, 8).")
+]
+MOption = Annotated[
+    int | None,
+    typer.Option("--m", help="Other reviewers an item needs to be compared (default: saved, 4)."),
+]
+NOption = Annotated[
+    int | None,
+    typer.Option("--n", help="Representative users per item (default: saved setting, 4)."),
+]
+
+GENERATE_EPILOG = (
+    "Without --item the target is the user's most recent review: it is hidden from every "
+    "step, and printed after the generated review for comparison. The generated review is "
+    "stored in the database with the model, prompt version and parameters."
+)
+
+
+def _echo_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _item_label(item) -> str:  # item: Item
+    return item.id if item.title == item.id else f"{item.title} ({item.id})"
+
+
+def _open(db: Path | None):  # -> UserStore
+    from user_store import UserStore
+    from user_store.errors import DatabaseError
+
+    path = db_path(db)
+    if not path.exists():
+        raise DatabaseError(
+            f"No database at {str(path)!r} yet. Import reviews first: "
+            "`dpl ingest --sample` or `dpl ingest FILE`."
+        )
+    return UserStore(path)
+
+
+def _embedder_id(folder: str | None) -> str:
+    """The embedder's cache id, known without loading torch."""
+    from models.embeddings import embedder_id
+    from models.registry import default_embedder_path
+
+    return embedder_id(Path(folder).expanduser() if folder else default_embedder_path())
+
+
+def _engine(store, model: str | None, *, k, m, n, seed: int, max_tokens: int | None = None):
+    from dpl_engine import Engine, EngineConfig
+    from user_store.config import Settings
+
+    settings = Settings.load()
+    path = settings.resolve_model(model)
+    defaults = EngineConfig()
+    config = EngineConfig(
+        k=settings.k if k is None else k,
+        m=settings.m if m is None else m,
+        n=settings.n if n is None else n,
+        seed=seed,
+        generation=replace(
+            defaults.generation,
+            max_tokens=max_tokens or defaults.generation.max_tokens,
+            seed=seed,
+        ),
+        analysis=replace(defaults.analysis, seed=seed),
+    )
+    for name, value in (("--k", config.k), ("--m", config.m), ("--n", config.n)):
+        if value < 1:
+            from dpl_engine import EngineError
+
+            raise EngineError(f"{name} must be at least 1 (got {value}).")
+    if max_tokens is not None and max_tokens < 1:
+        from dpl_engine import EngineError
+
+        raise EngineError(f"--max-tokens must be at least 1 (got {max_tokens}).")
+
+    def load_generator():
+        from models.llama import load_generator
+
+        return load_generator(path)
+
+    def load_embedder():
+        from models.embeddings import load_embedder
+
+        return load_embedder(settings.embedder)
+
+    return Engine(
+        store, load_generator, load_embedder, config, embedder_id=_embedder_id(settings.embedder)
+    )
+
+
+def _target(engine, user_id: str, item: str | None, rating: float | None, title: str | None):
+    from dpl_engine import EngineError
+
+    if item is None:
+        target = engine.held_out_target(user_id)
+        if rating is not None or title is not None:
+            target = replace(
+                target,
+                rating=target.rating if rating is None else float(rating),
+                title=target.title if title is None else title,
+            )
+            if not 1 <= target.rating <= 5:
+                raise EngineError(f"Rating {rating!r} is out of range: give a number from 1 to 5.")
+        return target
+    engine.store.item(item)  # an unknown item is named as such, before anything else
+    own = engine.store.review(user_id, item)
+    if own is None and (rating is None or title is None):
+        raise EngineError(
+            f"User {user_id!r} has not reviewed item {item!r}: give the review to write with "
+            "--rating R and --title TEXT."
+        )
+    return engine.target(
+        user_id,
+        item,
+        rating=own.rating if rating is None else rating,
+        title=own.title if title is None else title,
+    )
+
+
+class _ProgressView:
+    """The preparation steps as progress bars on stderr; gone once generation starts."""
+
+    LABELS = {
+        "retrieve": "Retrieving past reviews",
+        "embed": "Embedding reviews",
+        "compare": "Choosing comparison users",
+        "differences": "Extracting differences",
+        "profile": "Writing the profile",
+        "generate": "Generating",
+    }
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress = None
+        self.tasks: dict[str, Any] = {}
+        self.cached: dict[str, int] = {}
+
+    def __enter__(self) -> _ProgressView:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[note]}", markup=False),
+                console=err_console,
+                transient=False,
+            )
+            self.progress.start()
+        return self
+
+    def update(self, event) -> None:  # event: ProgressEvent
+        if self.progress is None:
+            return
+        if event.cached and event.i > 0:
+            self.cached[event.step] = self.cached.get(event.step, 0) + 1
+        hits = self.cached.get(event.step, 0)
+        note = f"{hits} cached" if hits else ""
+        if event.step not in self.tasks:
+            label = self.LABELS.get(event.step, event.step)
+            self.tasks[event.step] = self.progress.add_task(label, total=max(event.n, 1), note=note)
+        self.progress.update(
+            self.tasks[event.step], total=max(event.n, 1), completed=event.i, note=note
+        )
+        if event.step == "generate":
+            self.stop()
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _measure_rows(md) -> list[tuple[str, float, float]]:  # md: MeasuredDifferences
+    return [
+        ("rating", md.user.rating, md.others.rating),
+        ("words", md.user.words, md.others.words),
+        ("words per sentence", md.user.sentence_words, md.others.sentence_words),
+        ("lexical diversity", md.user.lexical_diversity, md.others.lexical_diversity),
+        (
+            "! per 100 words",
+            md.user.exclamations_per_100_words,
+            md.others.exclamations_per_100_words,
+        ),
+        (
+            "I/me/my per 100 words",
+            md.user.first_person_per_100_words,
+            md.others.first_person_per_100_words,
+        ),
+        ("sentiment (-1..1)", md.user.sentiment, md.others.sentiment),
+    ]
+
+
+def _print_retrieved(retrieved) -> None:
+    table = Table(title=Text("Retrieved past reviews (BM25)"), title_justify="left")
+    for col, just in (
+        ("#", "right"),
+        ("Item", "left"),
+        ("Score", "right"),
+        ("Rating", "right"),
+        ("Title", "left"),
+    ):
+        table.add_column(col, justify=just)
+    for r in retrieved:
+        table.add_row(
+            str(r.rank),
+            Text(r.entry.item.id),
+            f"{r.score:.2f}",
+            f"{r.entry.review.rating:g}",
+            Text(_one_line(r.entry.review.title, 50)),
+        )
+    console.print(table)
+
+
+def _print_comparisons(comparisons, measured, differences) -> None:
+    if not comparisons:
+        console.print(Text("No retrieved item has enough other reviewers to compare with."))
+        return
+    by_item_measured = {m.item_id: m for m in measured}
+    by_item_diff = {d.item_id: d for d in differences}
+    for cs in comparisons:
+        title = f"{_item_label(cs.item)}: {len(cs.users)} of {cs.reviewers} other reviewers"
+        table = Table(title=Text(title), title_justify="left")
+        for col in ("User", "Cluster", "Distance", "Similarity", "Rating", "Review"):
+            table.add_column(col, justify="left" if col in ("User", "Review") else "right")
+        table.add_row(
+            Text(f"{cs.user_review.user_id} (this user)"),
+            "",
+            "",
+            "1.000",
+            f"{cs.user_review.rating:g}",
+            Text(_one_line(cs.user_review.text, 60)),
+        )
+        for u in cs.users:
+            table.add_row(
+                Text(u.user_id),
+                str(u.cluster),
+                f"{u.distance:.3f}",
+                f"{u.similarity:.3f}",
+                f"{u.rating:g}",
+                Text(_one_line(u.review.text, 60)),
+            )
+        console.print(table)
+        md = by_item_measured.get(cs.item.id)
+        if md is not None:
+            mt = Table(title=Text("Measured differences"), title_justify="left")
+            for col in ("Measure", "This user", "Others (mean)", "Difference"):
+                mt.add_column(col, justify="left" if col == "Measure" else "right")
+            for name, mine, theirs in _measure_rows(md):
+                mt.add_row(name, f"{mine:.2f}", f"{theirs:.2f}", f"{mine - theirs:+.2f}")
+            console.print(mt)
+        d = by_item_diff.get(cs.item.id)
+        if d is not None:
+            dt = Table(
+                title=Text("Extracted differences (LLM)"), title_justify="left", show_header=False
+            )
+            dt.add_column("Dimension")
+            dt.add_column("Difference")
+            if d.structured:
+                dt.add_row("writing", Text(d.writing))
+                dt.add_row("emotional", Text(d.emotional))
+                dt.add_row("semantic", Text(d.semantic))
+            else:
+                dt.add_row("free text (no valid JSON)", Text(d.raw))
+            console.print(dt)
+
+
+def compare(
+    user_id: Annotated[str, typer.Argument(help="The user's id (see `dpl users`).")],
+    item: ItemOption = None,
+    title: Annotated[
+        str | None,
+        typer.Option(
+            "--title",
+            help="Review title used as the retrieval query (default: the "
+            "user's own title for the item).",
+        ),
+    ] = None,
+    db: DbOption = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+    k: KOption = None,
+    m: MOption = None,
+    n: NOption = None,
+    seed: SeedOption = 42,
+    refresh: RefreshOption = False,
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Skip the LLM's differences (no model is loaded).")
+    ] = False,
+) -> None:
+    """The retrieved items, the comparison users per item and how this user differs from them."""
+    from dpl_engine.cache import to_json
+
+    with user_errors():
+        store = _open(db)
+        try:
+            engine = _engine(store, model, k=k, m=m, n=n, seed=seed)
+            if item is not None and store.review(user_id, item) is None:
+                # Not reviewed by the user: the rating is unused here, the title is the query.
+                target = engine.target(user_id, item, rating=5.0, title=title or "")
+            else:
+                target = _target(engine, user_id, item, None, title)
+            with _ProgressView(enabled=err_console.is_terminal) as view:
+                retrieved = engine.retrieve(target)
+                comparisons = engine.comparisons(target, progress=view.update, refresh=refresh)
+                measured = engine.measured(comparisons)
+                differences = []
+                if not no_llm:
+                    differences = engine.differences(target, progress=view.update, refresh=refresh)
+        finally:
+            store.close()
+    if as_json:
+        _echo_json(
+            to_json(
+                {
+                    "target": target,
+                    "retrieved": retrieved,
+                    "comparisons": comparisons,
+                    "measured": measured,
+                    "differences": differences,
+                }
+            )
+        )
+        return
+    what = _item_label(target.item)
+    console.print(Text(f"User {user_id}, target item {what}, query title {target.title!r}"))
+    _print_retrieved(retrieved)
+    _print_comparisons(comparisons, measured, differences)
+
+
+def generate(
+    user_id: Annotated[str, typer.Argument(help="The user's id (see `dpl users`).")],
+    item: ItemOption = None,
+    rating: Annotated[
+        float | None, typer.Option("--rating", help="The rating the review gives, 1 to 5.")
+    ] = None,
+    title: Annotated[str | None, typer.Option("--title", help="The review's title.")] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="dpl, profile (no differences), rag (past reviews "
+            "only) or none (item, rating and title only).",
+        ),
+    ] = "dpl",
+    model: ModelOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    seed: SeedOption = 42,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Longest review in tokens (default 384).")
+    ] = None,
+    refresh: RefreshOption = False,
+    k: KOption = None,
+    m: MOption = None,
+    n: NOption = None,
+) -> None:
+    """Write the user's review of an item with a local model, streamed as it is written."""
+    from dpl_engine import METHODS, EngineError, ProgressEvent, ResultEvent, TokenEvent
+    from dpl_engine.cache import to_json
+
+    result = None
+    with user_errors():
+        if method not in METHODS:
+            raise EngineError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
+        store = _open(db)
+        try:
+            engine = _engine(store, model, k=k, m=m, n=n, seed=seed, max_tokens=max_tokens)
+            target = _target(engine, user_id, item, rating, title)
+            stream_out = not as_json
+            with _ProgressView(enabled=err_console.is_terminal) as view:
+                for event in engine.run(target, method, refresh=refresh):  # type: ignore[arg-type]
+                    if isinstance(event, ProgressEvent):
+                        view.update(event)
+                    elif isinstance(event, TokenEvent):
+                        view.stop()
+                        if stream_out:
+                            sys.stdout.write(event.text)
+                            sys.stdout.flush()
+                    elif isinstance(event, ResultEvent):
+                        result = event.result
+        finally:
+            store.close()
+    assert result is not None
+    if as_json:
+        _echo_json(to_json(result))
+        return
+    sys.stdout.write("\n")
+    for note in result.notes:
+        err_console.print(Text(f"note: {note}"))
+    if result.stats is not None:
+        s = result.stats
+        err_console.print(
+            Text(
+                f"{method}: {s.completion_tokens} tokens at {s.tokens_per_s:.1f} tok/s "
+                f"({s.finish_reason}); {result.llm_calls} LLM call(s); model {result.model_id}; "
+                f"prompt {result.prompt_version}"
+            )
+        )
+    held = result.target.held_out
+    if held is not None:
+        console.print()
+        console.print(
+            Text(f"Real review (held out), rated {held.rating:g}: {held.title}", style="bold")
+        )
+        console.print(Text(held.text))
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("compare")(compare)
+    app.command("generate", epilog=GENERATE_EPILOG)(generate)
