@@ -135,6 +135,7 @@ class UserStore:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self.db.enable_wal()
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -65536")  # at most 64 MiB of page cache
             migrations.apply(self.db)
         except sqlite3.DatabaseError as err:
             raise DatabaseError(
