@@ -200,3 +200,68 @@ CREATE TABLE generations (
 CREATE INDEX generations_user_item ON generations(user_id, item_id)
 """,
     )
+
+
+@migration
+def m002_evaluation(db: sqlite_utils.Database) -> None:
+    """Evaluation splits (which review is each user's target) and evaluation runs with scores."""
+    _script(
+        db,
+        """
+CREATE TABLE eval_splits (
+    id INTEGER PRIMARY KEY,
+    params TEXT NOT NULL,              -- canonical JSON of the thresholds
+    params_hash TEXT NOT NULL,
+    data_fingerprint TEXT NOT NULL,    -- hash of the reviews the split was computed from
+    users INTEGER NOT NULL,
+    items INTEGER NOT NULL,
+    reviews INTEGER NOT NULL,
+    iterations INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX eval_splits_key ON eval_splits(params_hash, data_fingerprint);
+CREATE TABLE eval_split_reviews (
+    split_id INTEGER NOT NULL REFERENCES eval_splits(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    role TEXT NOT NULL,                -- 'profile', 'val' or 'test'
+    position INTEGER NOT NULL,         -- order in the user's kept history, oldest first
+    PRIMARY KEY (split_id, user_id, item_id)
+) WITHOUT ROWID;
+CREATE INDEX eval_split_reviews_role ON eval_split_reviews(split_id, role);
+CREATE TABLE eval_runs (
+    id INTEGER PRIMARY KEY,
+    split_id INTEGER NOT NULL REFERENCES eval_splits(id),
+    config TEXT NOT NULL,              -- canonical JSON: split part, model, engine parameters
+    config_hash TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'running',  -- running, stopped, done
+    elapsed_s REAL NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX eval_runs_key ON eval_runs(config_hash);
+CREATE TABLE eval_results (
+    run_id INTEGER NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+    method TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    generation_id INTEGER,             -- the row in generations
+    text TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    rouge1 REAL NOT NULL,
+    rougeL REAL NOT NULL,
+    meteor REAL,                       -- NULL when WordNet was unavailable
+    judge REAL,                        -- 0..1; NULL when not judged or unparsable
+    judge_raw TEXT,                    -- the judge's reply; NULL when not judged
+    llm_calls INTEGER NOT NULL DEFAULT 0,
+    comparison_items INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    seconds REAL NOT NULL DEFAULT 0,
+    notes TEXT NOT NULL DEFAULT '[]',  -- JSON list of what the engine dropped or shortened
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, method, seed, user_id)
+)
+""",
+    )

@@ -1,7 +1,474 @@
-"""Placeholder: commands are registered here."""
+"""``dpl split`` and ``dpl eval``: the paper's evaluation on the data in the store.
+
+Models load only inside ``dpl eval``, so ``dpl --help`` stays fast. Progress
+goes to stderr; the table goes to stdout (and to files with ``--out``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..common import DbOption, JsonOption, ModelOption, console, db_path, err_console, user_errors
+
+MinCharsOption = Annotated[
+    int | None,
+    typer.Option("--min-chars", help="Drop reviews with shorter text (paper: 200)."),
+]
+MinUserOption = Annotated[
+    int | None,
+    typer.Option(
+        "--min-user-reviews", help="Keep users with at least this many reviews (paper: 18)."
+    ),
+]
+MaxUserOption = Annotated[
+    int | None,
+    typer.Option("--max-user-reviews", help="Drop users with more reviews than this (paper: 500)."),
+]
+MinItemOption = Annotated[
+    int | None,
+    typer.Option(
+        "--min-item-reviewers", help="Keep items with at least this many reviewers (paper: 8)."
+    ),
+]
+
+SPLIT_EPILOG = (
+    "Short reviews are dropped, then users and items below the thresholds are removed "
+    "repeatedly until nothing changes. Each user's latest review is the test target, the one "
+    "before it the validation target, the rest the profile. The split is stored with its "
+    "thresholds; the same thresholds on the same data give the same split."
+)
+EVAL_EPILOG = (
+    "Uses the split given by the threshold options, else the latest stored split, else the "
+    "paper's thresholds. Every generation and score is stored: re-running the same command "
+    "skips finished work, and Ctrl-C keeps it. Example: dpl eval --methods none,rag,profile,dpl "
+    "--users 20 --seed 1 --seed 2 --seed 3 --out results/"
+)
+
+
+def _open(db: Path | None):  # -> UserStore
+    from user_store import UserStore
+    from user_store.errors import DatabaseError
+
+    path = db_path(db)
+    if not path.exists():
+        raise DatabaseError(
+            f"No database at {str(path)!r} yet. Import reviews first: "
+            "`dpl ingest --sample` or `dpl ingest FILE`."
+        )
+    return UserStore(path)
+
+
+def _params(min_chars, min_user, max_user, min_item, base=None):  # -> SplitParams
+    from dpl_engine.split import PAPER_DEFAULTS
+
+    base = base or PAPER_DEFAULTS
+    return replace(
+        base,
+        min_chars=base.min_chars if min_chars is None else min_chars,
+        min_user_reviews=base.min_user_reviews if min_user is None else min_user,
+        max_user_reviews=base.max_user_reviews if max_user is None else max_user,
+        min_item_reviewers=base.min_item_reviewers if min_item is None else min_item,
+    )
+
+
+def _flags(params) -> str:
+    return (
+        f"--min-chars {params.min_chars} --min-user-reviews {params.min_user_reviews} "
+        f"--min-item-reviewers {params.min_item_reviewers}"
+    )
+
+
+def _no_users_message(store, params, min_users: int) -> str:
+    from dpl_engine import split as split_mod
+    from user_store.eval_store import EvalStore
+
+    rows = EvalStore(store).review_rows()
+    found = split_mod.suggest(rows, params, min_users=min_users)
+    lines = [f"No user is left with {params.describe()}."]
+    if found:
+        lines.append(f"Thresholds that keep at least {min_users} users (strictest first):")
+        for s in found:
+            lines.append(
+                f"  {_flags(s.params)}  ->  {s.users} users, {s.items} items, {s.reviews} reviews"
+            )
+    else:
+        lines.append(f"No thresholds on the grid keep {min_users} users; import more reviews.")
+    return "\n".join(lines)
+
+
+def split(
+    min_chars: MinCharsOption = None,
+    min_user_reviews: MinUserOption = None,
+    max_user_reviews: MaxUserOption = None,
+    min_item_reviewers: MinItemOption = None,
+    suggest_users: Annotated[
+        int,
+        typer.Option(
+            "--suggest-users",
+            help="When nobody is left, suggest thresholds keeping this many users.",
+        ),
+    ] = 20,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Prepare the evaluation split (the paper's filters and targets) and store it."""
+    from dpl_engine import split as split_mod
+
+    with user_errors():
+        params = _params(min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
+        params.check()
+        with _open(db) as store:
+            result = split_mod.prepare(store, params)
+            if not result.users:
+                err_console.print(Text(_no_users_message(store, params, suggest_users)))
+                raise typer.Exit(1)
+        profile_sizes = [len(u.profile) for u in result.users]
+        summary = {
+            "split_id": result.split_id,
+            "params": asdict(params),
+            "users": len(result.users),
+            "items": result.items,
+            "reviews": result.reviews,
+            "iterations": result.iterations,
+            "profile_reviews": {
+                "min": min(profile_sizes),
+                "median": sorted(profile_sizes)[len(profile_sizes) // 2],
+                "max": max(profile_sizes),
+            },
+        }
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        table = Table(title=f"Split {result.split_id}: {params.describe()}", title_justify="left")
+        table.add_column("users", justify="right")
+        table.add_column("items", justify="right")
+        table.add_column("reviews", justify="right")
+        table.add_column("profile reviews (min / median / max)", justify="right")
+        table.add_column("iterations", justify="right")
+        pr = summary["profile_reviews"]
+        table.add_row(
+            f"{len(result.users):,}",
+            f"{result.items:,}",
+            f"{result.reviews:,}",
+            f"{pr['min']} / {pr['median']} / {pr['max']}",
+            str(result.iterations),
+        )
+        console.print(table)
+
+
+# -- dpl eval ---------------------------------------------------------------------------
+def _methods(text: str) -> tuple[str, ...]:
+    from dpl_engine import METHODS, EngineError
+
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    for name in names:
+        if name not in METHODS:
+            raise EngineError(f"Unknown method {name!r} in --methods: use {', '.join(METHODS)}.")
+    if not names:
+        raise EngineError("--methods is empty: give e.g. none,rag,profile,dpl.")
+    return names
+
+
+def _embedder_id(folder: str | None) -> str:
+    from models.embeddings import embedder_id
+    from models.registry import default_embedder_path
+
+    return embedder_id(Path(folder).expanduser() if folder else default_embedder_path())
+
+
+def _report_table(report) -> Table:  # report: EvalReport
+    from dpl_engine.evaluation import METRIC_LABELS, format_value, shown_metrics
+
+    cols = shown_metrics(report)
+    table = Table(title=f"Evaluation run {report.run_id}", title_justify="left")
+    table.add_column("Method")
+    for c in cols:
+        table.add_column(METRIC_LABELS[c], justify="right")
+    table.add_column("LLM calls", justify="right")
+    table.add_column("comparison items", justify="right")
+    table.add_column("s / gen", justify="right")
+    for row in report.rows:
+        table.add_row(
+            row.method,
+            *[format_value(c, row.metrics[c]) for c in cols],
+            f"{row.llm_calls:.1f}",
+            f"{row.comparison_items:.1f}",
+            f"{row.seconds:.1f}",
+        )
+    return table
+
+
+def _print_report(report, out: Path | None, as_json: bool) -> None:
+    from dpl_engine.evaluation import header_lines, to_json, write_outputs
+
+    if as_json:
+        typer.echo(to_json(report))
+    else:
+        console.print(_report_table(report))
+        for line in header_lines(report):
+            console.print(Text(line))
+    if out is not None:
+        for path in write_outputs(report, out):
+            err_console.print(Text(f"wrote {path}"))
+
+
+class _EvalProgress:
+    """One bar per method with its own ETA, on stderr."""
+
+    def __init__(self, plan, methods: tuple[str, ...]) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description:<8}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}", markup=False),
+            console=err_console,
+        )
+        self.tasks = {
+            m: self.progress.add_task(m, total=plan.total(m), completed=plan.finished(m), note="")
+            for m in methods
+        }
+
+    def __enter__(self) -> _EvalProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event) -> None:  # event: CellEvent
+        task = self.tasks[event.method]
+        if event.kind == "start":
+            self.progress.update(task, note=f"user {event.user_id} seed {event.seed}")
+        elif event.kind == "done":
+            self.progress.update(task, advance=1, note=f"{event.seconds:.1f} s")
+
+
+def eval_(
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated methods: none, rag, profile, dpl.")
+    ] = "none,rag,profile,dpl",
+    users: Annotated[
+        int | None,
+        typer.Option("--users", help="Evaluate this many users of the split (default: all)."),
+    ] = None,
+    seed: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--seed", help="Seed for KMeans and sampling; repeat for mean ± std (default 42)."
+        ),
+    ] = None,
+    model: ModelOption = None,
+    which: Annotated[
+        str, typer.Option("--split", help="Targets to generate: 'test' (latest review) or 'val'.")
+    ] = "test",
+    judge_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--judge-model",
+            help="GGUF model that grades each review 0-10 (LLM as judge).",
+            dir_okay=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the table as Markdown, CSV and JSON here.", file_okay=False
+        ),
+    ] = None,
+    report: Annotated[
+        int | None, typer.Option("--report", help="Print a stored run again (no generation).")
+    ] = None,
+    list_runs: Annotated[bool, typer.Option("--list", help="List stored evaluation runs.")] = False,
+    min_chars: MinCharsOption = None,
+    min_user_reviews: MinUserOption = None,
+    max_user_reviews: MaxUserOption = None,
+    min_item_reviewers: MinItemOption = None,
+    k: Annotated[
+        int | None, typer.Option("--k", help="Past reviews to retrieve (default 8).")
+    ] = None,
+    m: Annotated[
+        int | None, typer.Option("--m", help="Other reviewers a comparison item needs (default 4).")
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Comparison users per item (default 4).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Tokens per generated review (default 384).")
+    ] = None,
+    analysis_max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--analysis-max-tokens", help="Tokens per differences/profile call (default 320)."
+        ),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure how much each method personalizes: generate held-out reviews, score, tabulate."""
+    from dpl_engine import EngineError
+    from dpl_engine import evaluation as ev
+    from dpl_engine import split as split_mod
+
+    with user_errors():
+        with _open(db) as store:
+            if list_runs:
+                _list(store)
+                return
+            if report is not None:
+                _print_report(ev.stored_report(store, report), out, as_json)
+                return
+            if which not in ("val", "test"):
+                raise EngineError(f"--split must be 'val' or 'test' (got {which!r}).")
+            thresholds = (min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
+            chosen = None if any(v is not None for v in thresholds) else split_mod.load(store)
+            if chosen is None:
+                params = _params(*thresholds)
+                chosen = split_mod.prepare(store, params)
+                if not chosen.users:
+                    raise EngineError(_no_users_message(store, params, 20))
+            config = _eval_config(
+                methods,
+                users,
+                seed,
+                which,
+                k=k,
+                m=m,
+                n=n,
+                max_tokens=max_tokens,
+                analysis_max_tokens=analysis_max_tokens,
+            )
+            from user_store.config import Settings
+
+            settings = Settings.load()
+            model_path = settings.resolve_model(model)
+            runner = ev.Evaluation(
+                store,
+                chosen,
+                _generator_factory(model_path),
+                _embedder_factory(settings.embedder),
+                config,
+                embedder_id=_embedder_id(settings.embedder),
+                judge=_generator_factory(str(judge_model)) if judge_model else None,
+            )
+            plan = runner.plan()
+            err_console.print(
+                Text(
+                    f"Run {plan.run.id}: {len(plan.users)} users x {len(config.seeds)} seeds x "
+                    f"{len(config.methods)} methods = {len(plan.cells)} generations, "
+                    f"{len(plan.done & {(mm, s, u) for u, mm, s in plan.cells})} already done. "
+                    f"Split {chosen.split_id}: {chosen.params.describe()}."
+                )
+            )
+            started = time.perf_counter()
+            try:
+                with _EvalProgress(plan, config.methods) as progress:
+                    result = runner.execute(plan, on_event=progress)
+            except KeyboardInterrupt:
+                done = len(runner.evals.done_cells(plan.run.id))
+                err_console.print(
+                    Text(
+                        f"Stopped after {time.perf_counter() - started:.0f} s. {done} finished "
+                        "generations are saved; run the same command again to continue."
+                    )
+                )
+                raise typer.Exit(130) from None
+            _print_report(result, out, as_json)
+
+
+def _eval_config(methods, users, seeds, which, *, k, m, n, max_tokens, analysis_max_tokens):
+    from dpl_engine import EngineConfig, EngineError
+    from dpl_engine.evaluation import EvalConfig
+    from user_store.config import Settings
+
+    settings = Settings.load()
+    base = EngineConfig()
+    for name, value in (
+        ("--k", k),
+        ("--m", m),
+        ("--n", n),
+        ("--max-tokens", max_tokens),
+        ("--analysis-max-tokens", analysis_max_tokens),
+    ):
+        if value is not None and value < 1:
+            raise EngineError(f"{name} must be at least 1 (got {value}).")
+    engine = replace(
+        base,
+        k=settings.k if k is None else k,
+        m=settings.m if m is None else m,
+        n=settings.n if n is None else n,
+        generation=replace(base.generation, max_tokens=max_tokens or base.generation.max_tokens),
+        analysis=replace(base.analysis, max_tokens=analysis_max_tokens or base.analysis.max_tokens),
+    )
+    return EvalConfig(
+        methods=_methods(methods),  # type: ignore[arg-type]
+        seeds=tuple(dict.fromkeys(seeds or [42])),
+        users=users,
+        split=which,  # type: ignore[arg-type]
+        engine=engine,
+    )
+
+
+def _generator_factory(path: str | None):
+    def load():
+        from models.llama import load_generator
+
+        return load_generator(path)
+
+    return load
+
+
+def _embedder_factory(folder: str | None):
+    def load():
+        from models.embeddings import load_embedder
+
+        return load_embedder(folder)
+
+    return load
+
+
+def _list(store) -> None:
+    from user_store.eval_store import EvalStore
+
+    evals = EvalStore(store)
+    table = Table(title="Evaluation runs", title_justify="left")
+    for col in ("run", "status", "split", "model", "generations", "elapsed s", "created"):
+        table.add_column(col)
+    for run in evals.runs():
+        table.add_row(
+            str(run.id),
+            run.status,
+            f"{run.config['split']} (split {run.split_id})",
+            run.config["model_id"],
+            str(len(evals.done_cells(run.id))),
+            f"{run.elapsed_s:.0f}",
+            run.created_at,
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("split", epilog=SPLIT_EPILOG)(split)
+    app.command("eval", epilog=EVAL_EPILOG)(eval_)
+
+
+__all__ = ["register"]

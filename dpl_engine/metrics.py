@@ -1,0 +1,277 @@
+"""How close a generated review is to the one the user really wrote.
+
+The scores the paper reports, computed with the libraries the field uses so the
+numbers are comparable: ROUGE-1 and ROUGE-L F1 (``rouge-score`` with Porter
+stemming), METEOR (nltk, with WordNet 3.0 read from a folder), corpus BLEU
+(``sacrebleu``, 0-100), and an optional LLM judge on the paper's 0-10 rubric.
+
+METEOR needs WordNet. When it cannot be found METEOR is reported as unavailable
+(None) with the reason, never as 0.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORDNET_DIRS = ("/usr/share/wordnet",)
+"""Where a WordNet 3.0 database folder is looked for (Debian/Ubuntu ``wordnet-base``)."""
+
+WORDNET_ENV = "DPL_WORDNET_DIR"
+
+# WordNet's lexicographer files, in the order of their numbers (WordNet 3.0 ``lexnames``).
+# nltk's reader wants this small index file; Debian's wordnet-base ships it only as a man
+# page, so it is supplied from here when the folder lacks it.
+_LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
+    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
+    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
+    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
+    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+_POS_NUMBER = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+_WORDNET_FILES = ("index.noun", "data.noun", "index.verb", "data.verb", "index.adj", "data.adj")
+
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_lock = threading.Lock()
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words and punctuation marks, for METEOR."""
+    return _TOKEN.findall(text.lower())
+
+
+# -- ROUGE and BLEU ---------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _rouge_scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+
+
+def rouge(prediction: str, reference: str) -> tuple[float, float]:
+    """(ROUGE-1 F1, ROUGE-L F1) of one pair, 0..1, with Porter stemming."""
+    scores = _rouge_scorer().score(reference, prediction)
+    return scores["rouge1"].fmeasure, scores["rougeL"].fmeasure
+
+
+def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """sacrebleu's corpus BLEU (0..100) with its default 13a tokenizer, one reference each."""
+    import sacrebleu
+
+    if len(predictions) != len(references):
+        raise ValueError("predictions and references differ in length")
+    if not predictions:
+        return 0.0
+    return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
+
+
+# -- METEOR -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class WordNetStatus:
+    path: str | None
+    """The folder WordNet was read from, or None when none was usable."""
+    message: str
+    """Where it was found, or why METEOR is unavailable and how to fix it."""
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None
+
+
+def _candidate_dirs() -> list[Path]:
+    explicit = os.environ.get(WORDNET_ENV)
+    if explicit:
+        return [Path(explicit).expanduser()]
+    return [Path(p) for p in DEFAULT_WORDNET_DIRS]
+
+
+def _looks_like_wordnet(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in _WORDNET_FILES)
+
+
+def wordnet_status() -> WordNetStatus:
+    """Where WordNet 3.0 is, or why it is not usable (nothing is loaded)."""
+    for folder in _candidate_dirs():
+        if _looks_like_wordnet(folder):
+            return WordNetStatus(str(folder), f"WordNet read from {str(folder)!r}")
+    where = ", ".join(repr(str(p)) for p in _candidate_dirs())
+    return WordNetStatus(
+        None,
+        f"METEOR unavailable: no WordNet 3.0 database (index.noun, data.noun, ...) in {where}. "
+        f"Install it (Debian/Ubuntu: `apt install wordnet-base`) or set {WORDNET_ENV} "
+        "to a folder holding the WordNet dict files.",
+    )
+
+
+def _lexnames_text() -> str:
+    return "".join(
+        f"{i:02d}\t{name}\t{_POS_NUMBER[name.split('.')[0]]}\n" for i, name in enumerate(_LEXNAMES)
+    )
+
+
+@lru_cache(maxsize=4)
+def _wordnet_reader(folder: str) -> Any:
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class _FolderWordNet(WordNetCorpusReader):
+        """WordNet from a plain dict folder; supplies ``lexnames`` when the folder lacks it."""
+
+        def open(self, file: str) -> Any:  # noqa: A003 - nltk's name
+            if file == "lexnames" and not (Path(folder) / "lexnames").exists():
+                return io.StringIO(_lexnames_text())
+            return super().open(file)
+
+        def map_wn(self, version: str = "wordnet") -> None:
+            # Maps other WordNet versions onto this one for multilingual data; unused here,
+            # and it would look for nltk's own WordNet download.
+            return None
+
+    # nltk only reads corpora below the folders on its data path.
+    if folder not in nltk.data.path:
+        nltk.data.path.append(folder)
+    with warnings.catch_warnings():
+        # No Open Multilingual Wordnet: METEOR uses the English synsets only.
+        warnings.filterwarnings("ignore", message="The multilingual functions")
+        return _FolderWordNet(folder, None)
+
+
+def meteor(prediction: str, reference: str, *, wordnet: Any = None) -> float | None:
+    """METEOR of one pair (nltk defaults: alpha 0.9, beta 3, gamma 0.5), or None without WordNet."""
+    from nltk.translate.meteor_score import meteor_score
+
+    if wordnet is None:
+        status = wordnet_status()
+        if not status.available:
+            return None
+        wordnet = load_wordnet(status)
+    with _lock:  # nltk's lazy WordNet caches are not thread-safe
+        return float(meteor_score([tokenize(reference)], tokenize(prediction), wordnet=wordnet))
+
+
+def load_wordnet(status: WordNetStatus | None = None) -> Any | None:
+    """The WordNet reader METEOR uses, or None when WordNet is unavailable."""
+    status = status or wordnet_status()
+    if status.path is None:
+        return None
+    return _wordnet_reader(status.path)
+
+
+# -- one pair, and a corpus ------------------------------------------------------
+@dataclass(frozen=True)
+class PairScores:
+    rouge1: float
+    rougeL: float  # noqa: N815 - the metric's name
+    meteor: float | None
+    """None when WordNet is unavailable."""
+
+
+def score_pair(prediction: str, reference: str, *, wordnet: Any = None) -> PairScores:
+    r1, rl = rouge(prediction, reference)
+    met = None if wordnet is None else meteor(prediction, reference, wordnet=wordnet)
+    return PairScores(rouge1=r1, rougeL=rl, meteor=met)
+
+
+@dataclass(frozen=True)
+class CorpusScores:
+    n: int
+    rouge1: float
+    rougeL: float  # noqa: N815
+    meteor: float | None
+    bleu: float
+    """0..100"""
+
+
+def score_corpus(
+    predictions: Sequence[str], references: Sequence[str], *, wordnet: Any = None
+) -> CorpusScores:
+    """Mean per-pair ROUGE and METEOR, corpus BLEU: the way the paper aggregates them."""
+    pairs = [
+        score_pair(p, r, wordnet=wordnet) for p, r in zip(predictions, references, strict=True)
+    ]
+    return aggregate_pairs(pairs, predictions, references)
+
+
+def aggregate_pairs(
+    pairs: Sequence[PairScores], predictions: Sequence[str], references: Sequence[str]
+) -> CorpusScores:
+    n = len(pairs)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    meteors = [p.meteor for p in pairs]
+    return CorpusScores(
+        n=n,
+        rouge1=mean([p.rouge1 for p in pairs]),
+        rougeL=mean([p.rougeL for p in pairs]),
+        meteor=None if any(m is None for m in meteors) or not n else mean(meteors),  # type: ignore[arg-type]
+        bleu=corpus_bleu(predictions, references),
+    )
+
+
+# -- LLM as judge -------------------------------------------------------------------
+JUDGE_VERSION = "judge-v1"
+
+_JUDGE_SYSTEM = (
+    "You grade how well a generated product review reproduces a real review written by the "
+    "same person. Compare them on three things: the content (what is said about the product), "
+    "the key points (the reasons, likes and complaints), and the personal thoughts (the "
+    "writer's own opinions, feelings and experiences). Give one whole number from 0 to 10: "
+    "0 means nothing in common, 5 means about half of the content, key points and personal "
+    "thoughts match, 10 means they match completely. Reply with the line `Score: N` and "
+    "nothing else."
+)
+
+_SCORE = re.compile(r"score\s*[:=]?\s*(\d{1,2}(?:\.\d+)?)", re.IGNORECASE)
+_BARE = re.compile(r"^\s*(\d{1,2}(?:\.\d+)?)\s*(?:/\s*10)?\s*\.?\s*$")
+
+
+def judge_messages(item_title: str, reference: str, generated: str) -> list[dict[str, str]]:
+    user = (
+        f"Product: {item_title}\n\n"
+        f"Real review:\n{reference.strip()}\n\n"
+        f"Generated review:\n{generated.strip() or '(empty)'}\n\n"
+        "How closely does the generated review match the real one? Reply `Score: N` (0-10)."
+    )
+    return [{"role": "system", "content": _JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_judge(text: str) -> float | None:
+    """The judge's 0-10 score divided by 10, or None when the reply holds no valid score."""
+    match = _SCORE.search(text) or _BARE.match(text)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    if not 0 <= value <= 10:
+        return None
+    return value / 10
+
+
+@dataclass(frozen=True)
+class JudgeScore:
+    score: float | None
+    """0..1 (the 0-10 rubric divided by 10); None when the reply could not be parsed."""
+    raw: str
+
+
+def judge(
+    generator: Any, item_title: str, reference: str, generated: str, *, seed: int = 0
+) -> JudgeScore:
+    """Ask ``generator`` (a ``models.TextGenerator``) to grade one generated review."""
+    from models import SamplingParams
+
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=12, seed=seed)
+    text, _ = generator.complete(judge_messages(item_title, reference, generated), params)
+    return JudgeScore(score=parse_judge(text), raw=text)
