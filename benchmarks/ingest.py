@@ -245,8 +245,8 @@ def scale_run(work: Path, dev: Path, n: int) -> list[str]:
         f"- dpl at {n:,}: {plain_big['seconds'] / dpl_big['seconds']:.2f}x the plain baseline's "
         "speed.",
         f"- Memory is flat: peak RSS {dpl_small['peak_mib']:.0f} MiB at {n // 10:,} reviews and "
-        f"{dpl_big['peak_mib']:.0f} MiB at {n:,} (batches of 5,000; lines over 8 MiB are "
-        "skipped without being read whole).",
+        f"{dpl_big['peak_mib']:.0f} MiB at {n:,} (batches of 20,000 records or 64 MiB; "
+        "lines over 8 MiB are skipped without being read whole).",
         f"- Extrapolated to the Amazon Books category ({BOOKS_REVIEWS / 1e6:.1f} M reviews): "
         f"about {BOOKS_REVIEWS / rate / 60:.0f} minutes and "
         f"{dpl_big['db_mib'] * BOOKS_REVIEWS / n / 1024:.0f} GiB of database at this rate and "
