@@ -1,0 +1,178 @@
+"""What the app keeps between screens: the models (loaded lazily, once), the engine
+built on them, and the results of the user being inspected.
+
+Everything here is plain Python and thread-safe where workers touch it; no widgets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dpl_engine import (
+        CancelToken,
+        ComparisonSet,
+        Differences,
+        Engine,
+        EngineConfig,
+        GenerationResult,
+        MeasuredDifferences,
+        Profile,
+        Retrieved,
+        Target,
+    )
+    from models import Embedder, TextGenerator
+    from user_store import UserStore
+
+GeneratorFactory = Callable[[str | None], "TextGenerator"]
+EmbedderFactory = Callable[[str | None], "Embedder"]
+EngineFactory = Callable[..., "Engine"]
+
+
+def load_real_generator(choice: str | None) -> TextGenerator:
+    from models.llama import load_generator
+
+    return load_generator(choice)
+
+
+def load_real_embedder(path: str | None) -> Embedder:
+    from models.embeddings import load_embedder
+
+    return load_embedder(path)
+
+
+def build_real_engine(
+    store: UserStore,
+    generator: Callable[[], TextGenerator],
+    embedder: Callable[[], Embedder],
+    config: EngineConfig,
+) -> Engine:
+    from dpl_engine import Engine
+
+    return Engine(store, generator, embedder, config)
+
+
+class ModelHolder:
+    """Loads the generator and the embedder at most once each, from any thread."""
+
+    def __init__(
+        self,
+        model: str | None,
+        embedder: str | None,
+        *,
+        generator_factory: GeneratorFactory = load_real_generator,
+        embedder_factory: EmbedderFactory = load_real_embedder,
+    ) -> None:
+        self.model_choice = model
+        self.embedder_choice = embedder
+        self._generator_factory = generator_factory
+        self._embedder_factory = embedder_factory
+        self._generator: TextGenerator | None = None
+        self._embedder: Embedder | None = None
+        self._generator_lock = threading.Lock()
+        self._embedder_lock = threading.Lock()
+
+    @property
+    def loaded_generator(self) -> TextGenerator | None:
+        return self._generator
+
+    def generator(self) -> TextGenerator:
+        with self._generator_lock:
+            if self._generator is None:
+                self._generator = self._generator_factory(self.model_choice)
+            return self._generator
+
+    def embedder(self) -> Embedder:
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = self._embedder_factory(self.embedder_choice)
+            return self._embedder
+
+    def switch_model(self, choice: str | None) -> None:
+        """Forget the loaded generator; the next use loads ``choice``."""
+        with self._generator_lock:
+            self.model_choice = choice
+            old, self._generator = self._generator, None
+        close = getattr(old, "close", None)
+        if callable(close):
+            close()
+
+
+def model_label(generator: TextGenerator) -> str:
+    info = generator.info
+    name = Path(info.path).name if info.path else info.model_id
+    extra = f", ctx {info.n_ctx}" if info.n_ctx else ""
+    return f"{name}{extra}"
+
+
+def gpu_label(generator: TextGenerator) -> str:
+    """Whether layers are offloaded to a GPU, as the loaded model reports it."""
+    offload = getattr(generator, "offload", None)
+    summary = getattr(offload, "summary", None)
+    if callable(summary):
+        return str(summary()).removeprefix("GPU offload: ")
+    info = generator.info
+    if info.gpu_layers > 0:
+        return f"on ({info.gpu_layers} layers, {info.device})"
+    if info.gpu_offload_supported:
+        return "off (0 layers offloaded)"
+    return f"off ({info.device or 'CPU'} only)"
+
+
+@dataclass
+class Session:
+    """The user being inspected, the chosen target, and what has been computed for it."""
+
+    user_id: str
+    target: Target | None = None
+    retrieved: list[Retrieved] = field(default_factory=list)
+    comparisons: list[ComparisonSet] = field(default_factory=list)
+    measured: list[MeasuredDifferences] = field(default_factory=list)
+    differences: list[Differences] = field(default_factory=list)
+    profile: Profile | None = None
+    results: list[GenerationResult] = field(default_factory=list)
+    scores: dict[int, dict[str, float]] = field(default_factory=dict)
+    """ROUGE scores by index into ``results``."""
+
+    def set_target(self, target: Target) -> None:
+        """A new target makes everything computed for the old one stale."""
+        same = self.target is not None and _target_key(self.target) == _target_key(target)
+        self.target = target
+        if not same:
+            self.retrieved, self.comparisons, self.measured = [], [], []
+            self.differences, self.profile = [], None
+
+
+def _target_key(target: Target) -> tuple[Any, ...]:
+    return (target.user_id, target.item.id, target.rating, target.title)
+
+
+class Jobs:
+    """Cancel tokens of the work in flight, so switching user can stop all of it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: set[CancelToken] = set()
+
+    def start(self) -> CancelToken:
+        from dpl_engine import CancelToken
+
+        token = CancelToken()
+        with self._lock:
+            self._tokens.add(token)
+        return token
+
+    def finish(self, token: CancelToken) -> None:
+        with self._lock:
+            self._tokens.discard(token)
+
+    def cancel_all(self) -> int:
+        with self._lock:
+            tokens, self._tokens = list(self._tokens), set()
+        for token in tokens:
+            token.cancel()
+        return len(tokens)

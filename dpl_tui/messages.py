@@ -1,0 +1,61 @@
+"""Messages that cross widgets and screens, posted from worker threads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from dpl_engine import GenerationResult, ProgressEvent
+
+
+@dataclass
+class StepProgressed(Message):
+    """An engine step advanced; a newer one replaces any still queued."""
+
+    run_id: int
+    event: ProgressEvent
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StepProgressed) and message.run_id == self.run_id
+
+
+@dataclass
+class TokensArrived(Message):
+    """Text deltas of a generation, in order; never collapsed."""
+
+    run_id: int
+    text: str
+
+
+@dataclass
+class GenerationEnded(Message):
+    run_id: int
+    result: GenerationResult
+
+
+@dataclass
+class WorkFinished(Message):
+    """A screen's background computation finished with ``value``."""
+
+    run_id: int
+    value: Any
+
+
+@dataclass
+class WorkCancelled(Message):
+    run_id: int
+
+
+@dataclass
+class WorkFailed(Message):
+    run_id: int
+    title: str
+    error: str
+
+
+@dataclass
+class ModelsChanged(Message):
+    """The app's model state changed (loaded, failed, switched)."""
