@@ -1,9 +1,9 @@
-"""Messages that cross widgets and screens, posted from worker threads."""
+"""Messages posted from worker threads to the screen that started the work."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.message import Message
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class StepProgressed(Message):
     """An engine step advanced; a newer one replaces any still queued."""
 
+    bubble: ClassVar[bool] = False
     run_id: int
     event: ProgressEvent
 
@@ -26,12 +27,14 @@ class StepProgressed(Message):
 class TokensArrived(Message):
     """Text deltas of a generation, in order; never collapsed."""
 
+    bubble: ClassVar[bool] = False
     run_id: int
     text: str
 
 
 @dataclass
 class GenerationEnded(Message):
+    bubble: ClassVar[bool] = False
     run_id: int
     result: GenerationResult
 
@@ -40,17 +43,20 @@ class GenerationEnded(Message):
 class WorkFinished(Message):
     """A screen's background computation finished with ``value``."""
 
+    bubble: ClassVar[bool] = False
     run_id: int
     value: Any
 
 
 @dataclass
 class WorkCancelled(Message):
+    bubble: ClassVar[bool] = False
     run_id: int
 
 
 @dataclass
 class WorkFailed(Message):
+    bubble: ClassVar[bool] = False
     run_id: int
     title: str
     error: str

@@ -254,6 +254,8 @@ class UserScreen(DplScreen):
         options = self.query_one("#items", OptionList)
         options.clear_options()
         options.add_options([Option(Text(item.title), id=item.id) for item in items])
+        if items:
+            options.highlighted = 0
 
     @on(OptionList.OptionHighlighted, "#items")
     @on(OptionList.OptionSelected, "#items")

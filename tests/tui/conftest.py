@@ -4,6 +4,8 @@ their own tests here too, in test_main_flow_real.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shutil
 import time
 from collections.abc import Callable
@@ -13,6 +15,16 @@ from typing import Any
 import pytest
 
 from tests.engine.fakes import FakeEmbedder, FakeGenerator
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests of this folder on a fresh event loop (Pilot needs one)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
 
 
 @pytest.fixture(scope="session")
