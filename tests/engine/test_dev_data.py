@@ -178,3 +178,33 @@ def test_baseline_end_to_end_with_real_models(
         assert result.profile.text.strip() in prompt
     else:
         assert result.profile is None and "About this person" not in prompt
+
+
+def test_small_context_shortens_and_drops_past_reviews_with_the_real_model(dev_store: UserStore):
+    from models.llama import load_generator
+
+    small = load_generator(n_ctx=768)
+    e = Engine(
+        dev_store, small, no_models, EngineConfig(k=8, generation=SamplingParams(max_tokens=8))
+    )
+    result = e.generate(e.held_out_target(USER), "rag")
+    assert not result.cancelled and result.text
+    assert any("rag generation:" in n and "768-token context" in n for n in result.notes)
+    assert small.count_tokens(result.messages) <= 768 - 8
+    prompt = prompt_text(result.messages)
+    assert result.retrieved[0].entry.review.text[:40] in prompt  # the most relevant stays
+
+
+def test_unparseable_differences_keep_the_free_text(
+    dev_store: UserStore, bundled_generator, bundled_embedder
+):
+    e = Engine(
+        dev_store,
+        bundled_generator,
+        bundled_embedder,
+        EngineConfig(
+            k=1, n=2, analysis=SamplingParams(max_tokens=4), generation=SamplingParams(max_tokens=4)
+        ),
+    )
+    (d,) = e.differences(e.held_out_target(USER))
+    assert not d.structured and d.raw and (d.writing, d.emotional, d.semantic) == ("", "", "")
