@@ -492,7 +492,8 @@ def header_lines(report: EvalReport) -> list[str]:
         f"Engine: k={report.engine['k']}, m={report.engine['m']}, n={report.engine['n']}, "
         f"max_tokens={report.engine['generation']['max_tokens']} (generation) / "
         f"{report.engine['analysis']['max_tokens']} (analysis), "
-        f"temperature {report.engine['generation']['temperature']}",
+        f"temperature {report.engine['generation']['temperature']}, reviews in prompts cut at "
+        f"{report.engine['max_review_chars']} chars",
         f"Elapsed: {report.elapsed_s:.0f} s",
     ]
     if report.incomplete_users:

@@ -54,9 +54,21 @@ def tokenize(text: str) -> list[str]:
 # -- ROUGE and BLEU ---------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _rouge_scorer() -> Any:
+    import logging
+
+    # rouge-score logs through absl when it sets up, which gives Python's root logger a
+    # stderr handler as a side effect; other libraries' debug records then reach the
+    # terminal. Set it up here and put the root logger back as it was.
+    root = logging.getLogger()
+    before = list(root.handlers)
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    scorer.score("warm up", "warm up")
+    for handler in root.handlers:
+        if handler not in before:
+            root.removeHandler(handler)
+    return scorer
 
 
 def rouge(prediction: str, reference: str) -> tuple[float, float]:

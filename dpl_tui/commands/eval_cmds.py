@@ -321,6 +321,12 @@ def eval_(
             "--analysis-max-tokens", help="Tokens per differences/profile call (default 320)."
         ),
     ] = None,
+    max_review_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-review-chars", help="Shorten reviews in prompts to this (default 1500)."
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -356,6 +362,7 @@ def eval_(
                 n=n,
                 max_tokens=max_tokens,
                 analysis_max_tokens=analysis_max_tokens,
+                max_review_chars=max_review_chars,
             )
             from user_store.config import Settings
 
@@ -395,7 +402,9 @@ def eval_(
             _print_report(result, out, as_json)
 
 
-def _eval_config(methods, users, seeds, which, *, k, m, n, max_tokens, analysis_max_tokens):
+def _eval_config(
+    methods, users, seeds, which, *, k, m, n, max_tokens, analysis_max_tokens, max_review_chars
+):
     from dpl_engine import EngineConfig, EngineError
     from dpl_engine.evaluation import EvalConfig
     from user_store.config import Settings
@@ -408,6 +417,7 @@ def _eval_config(methods, users, seeds, which, *, k, m, n, max_tokens, analysis_
         ("--n", n),
         ("--max-tokens", max_tokens),
         ("--analysis-max-tokens", analysis_max_tokens),
+        ("--max-review-chars", max_review_chars),
     ):
         if value is not None and value < 1:
             raise EngineError(f"{name} must be at least 1 (got {value}).")
@@ -418,6 +428,7 @@ def _eval_config(methods, users, seeds, which, *, k, m, n, max_tokens, analysis_
         n=settings.n if n is None else n,
         generation=replace(base.generation, max_tokens=max_tokens or base.generation.max_tokens),
         analysis=replace(base.analysis, max_tokens=analysis_max_tokens or base.analysis.max_tokens),
+        max_review_chars=max_review_chars or base.max_review_chars,
     )
     return EvalConfig(
         methods=_methods(methods),  # type: ignore[arg-type]

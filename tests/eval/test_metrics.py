@@ -118,3 +118,19 @@ def test_judge_prompt_carries_both_reviews_and_the_rubric():
     text = "\n".join(m["content"] for m in messages)
     for part in ("The real one.", "The generated one.", "0 to 10", "personal thoughts", "Tuner"):
         assert part in text
+
+
+def test_scoring_leaves_the_root_logger_alone():
+    """rouge-score's absl logging would give the root logger a handler, and the engine's BM25
+    library logs at debug level: the terminal would fill with its records."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging\n"
+        "from dpl_engine import metrics\n"
+        "metrics.rouge('a b', 'a c')\n"
+        "print(len(logging.getLogger().handlers))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"

@@ -1,0 +1,123 @@
+"""A short real evaluation: dev data, the bundled GGUF model through llama.cpp, two methods;
+and ``dpl split`` / ``dpl eval`` end to end from the command line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dpl_engine import EngineConfig
+from dpl_engine import evaluation as ev
+from dpl_engine import split as sp
+from models import SamplingParams
+from tests.engine.fakes import RecordingGenerator, copy_db, prompt_text
+from user_store import UserStore
+from user_store.eval_store import EvalStore
+
+pytestmark = pytest.mark.slow
+
+DEV_FLAGS = ["--min-user-reviews", "6", "--min-item-reviewers", "3"]
+SMALL = replace(EngineConfig(m=2), generation=SamplingParams(max_tokens=24))
+
+
+def no_embedder():
+    raise AssertionError("none and rag must not load the embedder")
+
+
+def bundled_embedder_id() -> str:
+    from models.embeddings import embedder_id
+    from models.registry import default_embedder_path
+
+    return embedder_id(default_embedder_path())
+
+
+def test_short_real_eval_gives_a_complete_table_and_resumes_without_generating(
+    mi5_db: Path, tmp_path: Path, bundled_generator
+):
+    with UserStore(copy_db(mi5_db, tmp_path / "mi5.db")) as store:
+        split = sp.prepare(store, sp.SplitParams(200, 6, 500, 3))
+        cfg = ev.EvalConfig(methods=("none", "rag"), seeds=(7,), users=2, engine=SMALL)
+        gen = RecordingGenerator(bundled_generator)
+        runner = ev.Evaluation(
+            store, split, gen, no_embedder, cfg, embedder_id=bundled_embedder_id()
+        )
+        events: list[ev.CellEvent] = []
+        report = runner.execute(on_event=events.append)
+
+        assert gen.calls["stream"] == 4
+        assert [e.kind for e in events].count("done") == 4
+        assert len(report.users) == 2 and report.status == "done"
+        assert report.model_id == bundled_generator.model_id
+        for row in report.rows:
+            for metric in ("rouge1", "rougeL", "meteor"):
+                value = row.metrics[metric].mean
+                assert value is not None and 0 <= value <= 1
+            assert 0 <= row.metrics["bleu"].mean <= 100
+        results = EvalStore(store).results(report.run_id)
+        assert len(results) == 4
+        assert all(0 < r.completion_tokens <= 24 and r.text for r in results)
+        for r in results:  # each generation is also in the engine's generations table
+            assert any(g.id == r.generation_id for g in store.generations(r.user_id, r.item_id))
+
+        # The retrieved past reviews in rag prompts never include anyone's target.
+        prompts = [" ".join(prompt_text(m).split()) for _, m in gen.prompts]
+        targets = [store.review(u.user_id, u.test).text for u in split.users]
+        assert not [t for t in targets if any(" ".join(t.split()[:8]) in p for p in prompts)]
+
+        again = RecordingGenerator(bundled_generator)
+        rerun = ev.Evaluation(
+            store, split, again, no_embedder, cfg, embedder_id=bundled_embedder_id()
+        ).execute()
+        assert again.total_calls == 0
+        assert rerun.run_id == report.run_id and rerun.rows == report.rows
+        md = ev.to_markdown(rerun)
+        assert "| none |" in md and "| rag |" in md and "n/a" not in md
+
+
+def test_cli_split_suggests_thresholds_then_eval_runs_reports_and_lists(
+    mi5_db: Path, tmp_path: Path
+):
+    from dpl_tui.cli import app
+
+    db = copy_db(mi5_db, tmp_path / "mi5.db")
+    runner = CliRunner()
+    result = runner.invoke(app, ["split", "--db", str(db)])
+    assert result.exit_code == 1
+    assert "No user is left" in result.output
+    assert "--min-chars 200 --min-user-reviews 6 --min-item-reviewers 3" in result.output
+
+    result = runner.invoke(app, ["split", "--db", str(db), *DEV_FLAGS, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    with UserStore(db) as store:
+        assert summary["users"] == len(sp.prepare(store, sp.SplitParams(200, 6, 500, 3)).users)
+
+    out = tmp_path / "out"
+    args = ["eval", "--db", str(db), "--methods", "none", "--users", "1", "--max-tokens", "8"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Evaluation run 1" in result.output and "ROUGE-1" in result.output
+    assert "users with 6-500 reviews" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "eval-run1.csv",
+        "eval-run1.json",
+        "eval-run1.md",
+    ]
+
+    result = runner.invoke(app, [*args, "--json"])  # resumed: nothing left to generate
+    assert result.exit_code == 0, result.output
+    assert "1 already done" in result.output
+
+    result = runner.invoke(app, ["eval", "--db", str(db), "--report", "1"])
+    assert result.exit_code == 0 and "| none" not in result.output and "none" in result.output
+    result = runner.invoke(app, ["eval", "--db", str(db), "--list"])
+    assert result.exit_code == 0 and "done" in result.output
+
+    result = runner.invoke(app, ["eval", "--db", str(db), "--report", "99"])
+    assert result.exit_code == 1 and "No evaluation run 99" in result.output
+    result = runner.invoke(app, ["eval", "--db", str(db), "--methods", "none,gpt"])
+    assert result.exit_code == 1 and "Unknown method 'gpt'" in result.output
