@@ -112,15 +112,17 @@ def model_label(generator: TextGenerator) -> str:
 def gpu_label(generator: TextGenerator) -> str:
     """Whether layers are offloaded to a GPU, as the loaded model reports it."""
     offload = getattr(generator, "offload", None)
-    summary = getattr(offload, "summary", None)
-    if callable(summary):
-        return str(summary()).removeprefix("GPU offload: ")
+    if offload is not None:
+        if offload.active:
+            total = f"/{offload.layers_total}" if offload.layers_total else ""
+            return f"on, {offload.layers_offloaded}{total} layers on {offload.device_name}"
+        if offload.built_with_gpu:
+            return "off (0 layers offloaded)"
+        return "off (CPU-only llama.cpp build)"
     info = generator.info
     if info.gpu_layers > 0:
-        return f"on ({info.gpu_layers} layers, {info.device})"
-    if info.gpu_offload_supported:
-        return "off (0 layers offloaded)"
-    return f"off ({info.device or 'CPU'} only)"
+        return f"on, {info.gpu_layers} layers on {info.device}"
+    return "off" if info.gpu_offload_supported else "off (CPU only)"
 
 
 @dataclass
