@@ -15,6 +15,8 @@ from .base import EngineScreen
 def _bindings(owner: type) -> list[Binding]:
     seen: dict[str, Binding] = {}
     for cls in reversed(owner.__mro__):
+        if not cls.__module__.startswith("dpl_tui"):
+            continue  # Textual's own focus and copy keys are not listed
         for b in cls.__dict__.get("BINDINGS", []):
             binding = _as_binding(b)
             if binding is not None and binding.description:

@@ -93,9 +93,9 @@ class UserScreen(DplScreen):
     def on_mount(self) -> None:
         self.sub_title = f"User {self.user_id}"
         table = self.query_one("#history", DataTable)
-        table.add_column("Item", key="item", width=20)
+        table.add_column("Item", key="item", width=18)
         table.add_column("Rating", key="rating")
-        table.add_column("Review title", key="title", width=28)
+        table.add_column("Review title", key="title", width=26)
         table.add_column("Date", key="date")
         self.query_one("#other-item").display = False
         self.load()
