@@ -119,7 +119,7 @@ async def test_help_lists_the_bindings(sample_db, make_app):
             "Import sample",
         ):
             assert needed in actions, needed
-        assert ["", "?", "Help"] in rows
+        assert ["Everywhere", "?", "Help"] in rows and ["", "f1", "Help"] in rows
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, UsersScreen))
         await pilot.press("question_mark")
