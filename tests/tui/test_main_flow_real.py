@@ -1,0 +1,115 @@
+"""The main flow with the real parts: the bundled sample in SQLite, the bundled
+SmolLM2 GGUF through llama.cpp and all-MiniLM-L6-v2 through sentence-transformers.
+
+Open a user from the table, open the comparisons, extract the differences, generate
+while tokens stream, cancel with Escape, regenerate to the end (outputs kept short)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dpl_tui.screens.comparison import ComparisonScreen
+from dpl_tui.screens.differences import DifferencesScreen
+from dpl_tui.screens.generate import GenerateScreen
+from dpl_tui.screens.user import UserScreen
+from dpl_tui.screens.users import UsersScreen
+from dpl_tui.widgets.step_progress import StepProgress
+from dpl_tui.widgets.text_view import TextView
+from tests.tui.conftest import wait_until
+
+pytestmark = pytest.mark.slow
+USER = "ADH0O8UVJOT10"  # one comparison item for the held-out target: few LLM calls
+SLOW = 300.0
+
+
+def short_engine(store, generator, embedder, config):
+    from dataclasses import replace
+
+    from dpl_engine import Engine
+    from models import SamplingParams
+
+    config = replace(
+        config,
+        generation=SamplingParams(max_tokens=160, seed=7),
+        analysis=SamplingParams(max_tokens=120, seed=7),
+    )
+    return Engine(store, generator, embedder, config)
+
+
+async def test_main_flow_with_bundled_models(sample_db, bundled_generator, bundled_embedder):
+    from dpl_tui.app import DplApp
+
+    app = DplApp(
+        db_path=sample_db,
+        generator_factory=lambda _choice: bundled_generator,
+        embedder_factory=lambda _path: bundled_embedder,
+        engine_factory=short_engine,
+    )
+    async with app.run_test(size=(140, 42)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, UsersScreen)
+                and app.screen.query_one("#users").row_count == 203
+            ),
+        )
+        await wait_until(pilot, lambda: "SmolLM2" in app.model_status, SLOW)
+        assert app.gpu_status.startswith("off") or app.gpu_status.startswith("on")
+        await pilot.press("slash", *USER, "enter", "enter")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, UserScreen) and app.screen.held_out is not None
+        )
+        held = app.screen.held_out
+
+        await pilot.press("c")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ComparisonScreen) and app.screen.view is not None,
+            SLOW,
+        )
+        comparisons = app.screen.view.comparisons
+        assert comparisons and all(0 < len(c.users) <= 4 for c in comparisons)
+        assert all(USER not in {u.user_id for u in c.users} for c in comparisons)
+
+        await pilot.press("d")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, DifferencesScreen) and app.screen.view is not None,
+            SLOW,
+        )
+        view = app.screen.view
+        assert len(view.differences) == len(comparisons)
+        assert view.profile.text.strip()
+        assert app.screen.query_one("#profile", TextView).text == view.profile.text
+
+        await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(app.screen, GenerateScreen))
+        screen = app.screen
+        generated = screen.query_one("#generated", TextView)
+        await wait_until(pilot, lambda: screen.tokens >= 3, SLOW)
+        assert screen.running, "tokens are shown while the model is still generating"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not screen.running, SLOW)
+        assert isinstance(app.screen, GenerateScreen)
+        assert screen.result is not None and screen.result.cancelled
+        assert screen.result.stats.finish_reason == "cancelled"
+        assert "Cancelled" in screen.query_one(StepProgress).label_text
+
+        await pilot.press("r")
+        await wait_until(
+            pilot,
+            lambda: (
+                screen.result is not None and not screen.running and not screen.result.cancelled
+            ),
+            SLOW,
+        )
+        result = screen.result
+        assert result.text.strip() and generated.text == result.text
+        assert result.model_id == bundled_generator.model_id
+        assert result.differences and result.profile is not None
+        assert held.held_out.text not in "".join(m["content"] for m in result.messages)
+        stats = screen.query_one("#gen-stats")
+        await wait_until(pilot, lambda: "ROUGE-L" in str(stats.content), SLOW)
+        assert app.session.scores[0]["rouge1"] >= 0
+        with_store = app.store.generations(USER, held.item.id)
+        assert any(g.text == result.text for g in with_store)
