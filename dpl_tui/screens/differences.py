@@ -124,7 +124,8 @@ class DifferencesScreen(EngineScreen):
         grid.mount_all(cells)
         self.query_one("#profile", TextView).set_text(value.profile.text or "(empty profile)")
         self.query_one(StepProgress).message(
-            f"{len(value.differences)} items compared; profile ready."
+            f"{len(value.differences)} item{'' if len(value.differences) == 1 else 's'} compared; "
+            "profile ready."
         )
 
     def action_comparisons(self) -> None:
