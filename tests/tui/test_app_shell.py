@@ -13,7 +13,7 @@ from dpl_tui.screens.user import UserScreen
 from dpl_tui.screens.users import UsersScreen
 from dpl_tui.screens.welcome import WelcomeScreen
 from dpl_tui.widgets.text_view import TextView
-from tests.engine.fakes import FakeGenerator
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
 from tests.tui.conftest import screen_text, wait_until
 from user_store import Item, Review, UserStore
 from user_store.config import Settings
@@ -215,3 +215,36 @@ async def test_model_load_failure_is_a_notification(sample_db, make_app):
         assert "/nowhere/model.gguf" in errors[0].message and "Switch model" in errors[0].message
         assert isinstance(app.screen, UsersScreen)
         assert "failed to load" in screen_text(app)
+
+
+async def test_switch_model_dialog_checks_the_path_and_reloads(sample_db, tmp_path):
+    from dpl_tui.app import DplApp
+    from dpl_tui.screens.dialogs import ModelDialog
+
+    asked: list = []
+
+    def factory(choice):
+        asked.append(choice)
+        return FakeGenerator(model_id=f"fake-{len(asked)}")
+
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF")
+    app = DplApp(
+        db_path=sample_db, generator_factory=factory, embedder_factory=lambda _p: FakeEmbedder()
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.model_status.startswith("fake-1"))
+        app.action_switch_model()
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, ModelDialog) and app.screen.query("#model-path")
+        )
+        app.screen.query_one("#model-path").value = str(tmp_path / "missing.gguf")
+        await pilot.click("#load")
+        assert isinstance(app.screen, ModelDialog)
+        assert any(n.title == "Model not found" for n in app._notifications)
+        app.screen.query_one("#model-path").value = str(other)
+        app.screen.query_one("#model-path").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.model_status.startswith("fake-2"))
+        assert asked == [None, str(other)]
+    assert Settings.load().model == str(other)
