@@ -242,6 +242,8 @@ class _EvalProgress:
             TimeRemainingColumn(),
             TextColumn("{task.fields[note]}", markup=False),
             console=err_console,
+            # One generation can take a minute: estimate speed over a long window.
+            speed_estimate_period=1800,
         )
         self.tasks = {
             m: self.progress.add_task(m, total=plan.total(m), completed=plan.finished(m), note="")
