@@ -464,7 +464,9 @@ def load_generator(
         size_bytes=gguf.size_bytes,
         quantization=gguf.quantization,
         context_length=gguf.context_length,
-        n_ctx=llm.n_ctx(),
+        # llama.cpp may round its context up (to a multiple of 256), but llama-cpp-python
+        # sizes its own token buffer at the requested value: the smaller one is the real limit.
+        n_ctx=min(n_ctx, llm.n_ctx()),
         gpu_offload_supported=built_with_gpu,
         gpu_layers=layers,
         device=device,

@@ -260,3 +260,19 @@ def test_explicit_small_context(tmp_path: Path) -> None:
     with pytest.raises(ContextOverflowError) as err:
         gen.stream(MESSAGES, SamplingParams(max_tokens=250))
     assert err.value.available == 256
+
+
+def test_context_not_a_multiple_of_256_is_the_real_limit() -> None:
+    # llama.cpp rounds 640 up to 768 internally; a prompt between the two must be refused
+    # with the typed error, and one that fits 640 must generate without a crash.
+    gen = load_generator(n_ctx=640)
+    assert gen.n_ctx == 640
+    filler = "The tuner clips on and holds pitch well. "
+    fits = [{"role": "user", "content": filler * 50}]
+    assert gen.count_tokens(fits) < 600
+    text, stats = gen.complete(fits, SamplingParams(max_tokens=640 - gen.count_tokens(fits), seed=1))
+    assert stats.prompt_tokens == gen.count_tokens(fits)
+    too_long = [{"role": "user", "content": filler * 65}]
+    assert 640 < gen.count_tokens(too_long) + 8 <= 768
+    with pytest.raises(ContextOverflowError):
+        gen.stream(too_long, SamplingParams(max_tokens=8))
