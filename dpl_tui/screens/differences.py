@@ -43,9 +43,11 @@ def compute_differences(
     app: Any, target: Any, progress: Any, token: Any, refresh: bool
 ) -> DifferencesView:
     engine = app.engine()
-    comparisons = engine.comparisons(target, progress=progress, cancel=token, refresh=refresh)
-    differences = engine.differences(target, progress=progress, cancel=token, refresh=refresh)
+    # The profile depends on the differences, which depend on the comparisons: refreshing it
+    # recomputes each step once, and the two reads after it come from the cache.
     profile = engine.profile(target, "dpl", progress=progress, cancel=token, refresh=refresh)
+    comparisons = engine.comparisons(target, progress=progress, cancel=token)
+    differences = engine.differences(target, progress=progress, cancel=token)
     return DifferencesView(list(comparisons), list(differences), profile)
 
 
