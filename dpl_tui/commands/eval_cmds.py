@@ -198,7 +198,8 @@ def _report_table(report) -> Table:  # report: EvalReport
     for row in report.rows:
         table.add_row(
             row.method,
-            *[format_value(c, row.metrics[c]) for c in cols],
+            # Mean over ± std on two lines, so the table fits an 80-column terminal.
+            *[format_value(c, row.metrics[c]).replace(" ± ", "\n±") for c in cols],
             f"{row.llm_calls:.1f}",
             f"{row.comparison_items:.1f}",
             f"{row.seconds:.1f}",
