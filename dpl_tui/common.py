@@ -19,13 +19,19 @@ err_console = Console(stderr=True)
 
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="SQLite database to use (default: $DPL_HOME/dpl.db or the user data dir).",
-                 dir_okay=False),
+    typer.Option(
+        "--db",
+        help="SQLite database to use (default: $DPL_HOME/dpl.db or the user data dir).",
+        dir_okay=False,
+    ),
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="GGUF file or registered model name (default: $DPL_MODEL, the "
-                 "saved setting, or the bundled SmolLM2-135M-Instruct)."),
+    typer.Option(
+        "--model",
+        help="GGUF file or registered model name (default: $DPL_MODEL, the "
+        "saved setting, or the bundled SmolLM2-135M-Instruct).",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -46,8 +52,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     from rich.text import Text
 
     # The message may quote user values such as "[bold]": print it as plain text, unwrapped.
-    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False,
-                      soft_wrap=True)
+    err_console.print(
+        Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 

@@ -41,7 +41,9 @@ class Settings:
                 f"Settings file {str(path)!r} is not valid JSON ({err}). Fix or delete it."
             ) from err
         if not isinstance(data, dict):
-            raise StoreError(f"Settings file {str(path)!r} must hold a JSON object. Fix or delete it.")
+            raise StoreError(
+                f"Settings file {str(path)!r} must hold a JSON object. Fix or delete it."
+            )
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -9,7 +9,9 @@ class StoreError(Exception):
 
 class UnknownUserError(StoreError):
     def __init__(self, user_id: str) -> None:
-        super().__init__(f"No user {user_id!r} in the store. List users with `dpl users --search TEXT`.")
+        super().__init__(
+            f"No user {user_id!r} in the store. List users with `dpl users --search TEXT`."
+        )
         self.user_id = user_id
 
 

@@ -60,8 +60,13 @@ def test_stream_deltas_join_to_the_text_and_counts_agree(
 
     # llama-cpp-python's own non-streamed call, same seed: same text, same token counts
     raw = bundled_generator.llm.create_chat_completion(
-        messages=MESSAGES, temperature=0.8, top_p=0.95, top_k=0, min_p=0.0,
-        max_tokens=16, seed=11,
+        messages=MESSAGES,
+        temperature=0.8,
+        top_p=0.95,
+        top_k=0,
+        min_p=0.0,
+        max_tokens=16,
+        seed=11,
     )
     assert raw["choices"][0]["message"]["content"] == stream.text
     assert raw["usage"]["prompt_tokens"] == stats.prompt_tokens
@@ -188,10 +193,16 @@ SCHEMA = {
 
 
 def test_schema_constrained_output_validates(bundled_generator: LlamaGenerator) -> None:
-    messages = [{"role": "user", "content": "Review: 'Bright tone, strings stay in tune, "
-                 "great value.' Reply with JSON: sentiment and whether you recommend it."}]
-    value, stats = bundled_generator.complete_json(messages, SCHEMA,
-                                                   SamplingParams(max_tokens=40, seed=4))
+    messages = [
+        {
+            "role": "user",
+            "content": "Review: 'Bright tone, strings stay in tune, "
+            "great value.' Reply with JSON: sentiment and whether you recommend it.",
+        }
+    ]
+    value, stats = bundled_generator.complete_json(
+        messages, SCHEMA, SamplingParams(max_tokens=40, seed=4)
+    )
     jsonschema.validate(value, SCHEMA)
     assert stats.completion_tokens > 0
 
@@ -270,7 +281,9 @@ def test_context_not_a_multiple_of_256_is_the_real_limit() -> None:
     filler = "The tuner clips on and holds pitch well. "
     fits = [{"role": "user", "content": filler * 50}]
     assert gen.count_tokens(fits) < 600
-    text, stats = gen.complete(fits, SamplingParams(max_tokens=640 - gen.count_tokens(fits), seed=1))
+    text, stats = gen.complete(
+        fits, SamplingParams(max_tokens=640 - gen.count_tokens(fits), seed=1)
+    )
     assert stats.prompt_tokens == gen.count_tokens(fits)
     too_long = [{"role": "user", "content": filler * 65}]
     assert 640 < gen.count_tokens(too_long) + 8 <= 768
