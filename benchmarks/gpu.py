@@ -39,6 +39,8 @@ FALLBACK_PROMPT = [
 
 
 def device_report() -> dict:
+    from generation import cpu_name
+
     from models.gpu import nvidia_devices, supports_gpu_offload
 
     devices = nvidia_devices()
@@ -46,20 +48,10 @@ def device_report() -> dict:
         "llama_cpp_gpu_build": supports_gpu_offload(),
         "devices": [asdict(d) for d in devices],
         "device_name": devices[0].name if devices else "none visible",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def prompt_messages() -> tuple[list[dict], str]:
