@@ -265,3 +265,24 @@ CREATE TABLE eval_results (
 )
 """,
     )
+
+
+@migration
+def m003_embeddings_follow_review_text(db: sqlite_utils.Database) -> None:
+    """Drop a review's cached vectors when its text changes or it is deleted.
+
+    Vectors are keyed by (user, item, model), not by text, so a re-imported review
+    with new text would otherwise keep the vector of its old text.
+    """
+    _script(
+        db,
+        """
+CREATE TRIGGER reviews_embeddings_update AFTER UPDATE OF text ON reviews
+WHEN old.text IS NOT new.text BEGIN
+    DELETE FROM embeddings WHERE user_id = old.user_id AND item_id = old.item_id;
+END;
+CREATE TRIGGER reviews_embeddings_delete AFTER DELETE ON reviews BEGIN
+    DELETE FROM embeddings WHERE user_id = old.user_id AND item_id = old.item_id;
+END
+""",
+    )

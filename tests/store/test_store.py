@@ -147,6 +147,21 @@ def test_embeddings_round_trip_as_float32(store: UserStore) -> None:
     assert len(store.get_embeddings(list(many), "big")) == 1200
 
 
+def test_a_changed_review_text_drops_its_cached_vectors(store: UserStore) -> None:
+    store.upsert_reviews([review("u", "i", 100, text="old words"), review("v", "i", 100)])
+    store.put_embeddings({("u", "i"): np.ones(3), ("v", "i"): np.ones(3)}, "mini")
+    # The same review again, or a newer one with only a new title, keeps the vector.
+    store.upsert_reviews([review("u", "i", 100, text="old words")])
+    store.upsert_reviews([review("u", "i", 150, text="old words", title="new title")])
+    assert set(store.get_embeddings([("u", "i"), ("v", "i")], "mini")) == {("u", "i"), ("v", "i")}
+    # New text: the old vector would describe the old words, so it goes; others stay.
+    store.upsert_reviews([review("u", "i", 200, text="new words")])
+    assert set(store.get_embeddings([("u", "i"), ("v", "i")], "mini")) == {("v", "i")}
+    with store.conn:
+        store.conn.execute("DELETE FROM reviews WHERE user_id = 'v'")
+    assert store.get_embeddings([("v", "i")], "mini") == {}
+
+
 def test_artifacts_are_keyed_by_canonical_params(store: UserStore) -> None:
     key = ArtifactKey("u", "i1,i2", "smollm", "v1", {"k": 8, "m": 4, "seed": 0})
     same = ArtifactKey("u", "i1,i2", "smollm", "v1", {"seed": 0, "m": 4, "k": 8})
