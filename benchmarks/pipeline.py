@@ -59,9 +59,11 @@ class Counting(TextGenerator):
         self._streams.append(s)
         return s
 
-    def complete_json(self, messages, schema, params, *, retries=1):  # noqa: ANN001
+    def complete_json(self, messages, schema, params, *, retries=1, stop=None):  # noqa: ANN001
         self.calls += 1
-        value, stats = self.inner.complete_json(messages, schema, params, retries=retries)
+        value, stats = self.inner.complete_json(
+            messages, schema, params, retries=retries, stop=stop
+        )
         self.prompt_tokens += stats.prompt_tokens
         self.completion_tokens += stats.completion_tokens
         return value, stats

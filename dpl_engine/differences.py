@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 
-from models import SamplingParams, StructuredOutputError, TextGenerator
+from models import GenerationCancelled, SamplingParams, StructuredOutputError, TextGenerator
 
 from . import prompts
 from .budget import fit
-from .types import ComparisonSet, Differences
+from .types import Cancelled, CancelToken, ComparisonSet, Differences
 
 RETRIES = 1
 
@@ -25,8 +25,11 @@ def extract(
     params: SamplingParams,
     *,
     max_review_chars: int,
+    cancel: CancelToken | None = None,
 ) -> tuple[Differences, list[str]]:
-    """One LLM call (plus at most one retry). Returns the differences and budget notes."""
+    """One LLM call (plus at most one retry). Returns the differences and budget notes.
+
+    Raises Cancelled, within a token, when ``cancel`` is set during the call."""
     import jsonschema
 
     item, user_review = comparison.item, comparison.user_review
@@ -46,9 +49,15 @@ def extract(
     )
     try:
         value, _stats = generator.complete_json(
-            messages, prompts.DIFFERENCES_SCHEMA, params, retries=RETRIES
+            messages,
+            prompts.DIFFERENCES_SCHEMA,
+            params,
+            retries=RETRIES,
+            stop=None if cancel is None else (lambda: cancel.cancelled),
         )
         jsonschema.validate(value, prompts.DIFFERENCES_SCHEMA)
+    except GenerationCancelled as err:
+        raise Cancelled() from err
     except StructuredOutputError as err:
         notes.append(
             f"differences for item {item.id}: the model gave no valid JSON after a retry; "

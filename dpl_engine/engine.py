@@ -303,7 +303,11 @@ class Engine:
             else:
                 run.calls += 1
                 value, notes = differences_step.extract(
-                    generator, comparison, params, max_review_chars=self.config.max_review_chars
+                    generator,
+                    comparison,
+                    params,
+                    max_review_chars=self.config.max_review_chars,
+                    cancel=run.cancel,
                 )
                 self.store.put_artifact(
                     "differences", key, {"differences": to_json(value), "notes": notes}

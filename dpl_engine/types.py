@@ -168,4 +168,4 @@ class CancelToken:
 
 
 class Cancelled(Exception):
-    """Raised inside the engine when its CancelToken is set between LLM calls."""
+    """Raised inside the engine when its CancelToken is set (between steps or within a token)."""

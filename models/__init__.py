@@ -16,6 +16,7 @@ from .base import (
 from .errors import (
     ContextOverflowError,
     CorruptModelError,
+    GenerationCancelled,
     GpuFallbackWarning,
     ModelError,
     ModelLoadError,
@@ -29,6 +30,7 @@ __all__ = [
     "ContextOverflowError",
     "CorruptModelError",
     "Embedder",
+    "GenerationCancelled",
     "GpuFallbackWarning",
     "GenerationStats",
     "ModelError",

@@ -7,7 +7,7 @@ Nothing heavy is imported here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,10 +119,13 @@ class TextGenerator:
         params: SamplingParams,
         *,
         retries: int = 1,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, Any], GenerationStats]:
         """Generation constrained to ``schema``; returns the parsed, validated object.
 
-        Raises StructuredOutputError (carrying the raw text) when no attempt validates."""
+        ``stop`` is asked after every token; when it returns True the generation ends
+        at once and GenerationCancelled is raised. Raises StructuredOutputError
+        (carrying the raw text) when no attempt validates."""
         raise NotImplementedError
 
 

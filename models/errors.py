@@ -39,5 +39,9 @@ class StructuredOutputError(ModelError):
         self.raw = raw
 
 
+class GenerationCancelled(ModelError):
+    """The caller's ``stop`` check asked a generation to end before it finished."""
+
+
 class GpuFallbackWarning(UserWarning):
     """GPU offload was asked for but the model runs on the CPU; the message says why."""

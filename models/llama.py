@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from .base import ChatMessage, GenerationStats, ModelInfo, SamplingParams, TextG
 from .errors import (
     ContextOverflowError,
     CorruptModelError,
+    GenerationCancelled,
     GpuFallbackWarning,
     ModelError,
     ModelLoadError,
@@ -306,6 +307,7 @@ class LlamaGenerator(TextGenerator):
         params: SamplingParams,
         *,
         retries: int = 1,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, Any], GenerationStats]:
         import jsonschema
 
@@ -317,7 +319,11 @@ class LlamaGenerator(TextGenerator):
             with self.stream(messages, attempt_params,
                              response_format={"type": "json_object", "schema": schema}) as s:
                 for _ in s:
-                    pass
+                    if stop is not None and stop():
+                        s.close()
+                        raise GenerationCancelled(
+                            f"{self.info.model_id}: the JSON generation was stopped by its caller."
+                        )
             raw = s.text
             assert s.stats is not None
             try:

@@ -17,6 +17,7 @@ import numpy as np
 from models import (
     ChatMessage,
     Embedder,
+    GenerationCancelled,
     GenerationStats,
     ModelInfo,
     SamplingParams,
@@ -80,11 +81,13 @@ class FakeGenerator(TextGenerator):
         json_ok: bool = True,
         review: str = "Solid little unit , does what it says and the price was right .",
         on_token: Callable[[], None] | None = None,
+        on_json_token: Callable[[], None] | None = None,
     ) -> None:
         self.info = ModelInfo(model_id=model_id, path="", n_ctx=n_ctx, context_length=n_ctx)
         self.json_ok = json_ok
         self.review = review
         self.on_token = on_token
+        self.on_json_token = on_json_token
         self.calls: Counter[str] = Counter()
         self.prompts: list[tuple[str, list[ChatMessage]]] = []
         self.streams: list[ListStream] = []
@@ -115,9 +118,15 @@ class FakeGenerator(TextGenerator):
         params: SamplingParams,
         *,
         retries: int = 1,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, Any], GenerationStats]:
         self.calls["differences"] += 1
         self.prompts.append(("differences", list(messages)))
+        for _ in range(20):  # the "tokens" of the JSON answer
+            if self.on_json_token is not None:
+                self.on_json_token()
+            if stop is not None and stop():
+                raise GenerationCancelled("fake-llm: stopped")
         stats = GenerationStats(self.count_tokens(messages), 20, 0.0, 0.0, 0.0, "stop")
         if not self.json_ok:
             raise StructuredOutputError("no valid JSON", raw="They write longer and angrier.")
@@ -156,10 +165,11 @@ class RecordingGenerator(TextGenerator):
         params: SamplingParams,
         *,
         retries: int = 1,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, Any], GenerationStats]:
         self.calls["json"] += 1
         self.prompts.append(("json", list(messages)))
-        return self.inner.complete_json(messages, schema, params, retries=retries)
+        return self.inner.complete_json(messages, schema, params, retries=retries, stop=stop)
 
     @property
     def total_calls(self) -> int:

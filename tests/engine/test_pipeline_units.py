@@ -234,6 +234,26 @@ def test_cancel_between_steps_stops_before_any_llm_call():
     assert out[-1].result.retrieved
 
 
+def test_cancel_inside_a_differences_call_stops_it_within_a_token():
+    token = CancelToken()
+    seen = []
+
+    def json_token() -> None:
+        seen.append(1)
+        if len(seen) == 3:
+            token.cancel()
+
+    gen = FakeGenerator(on_json_token=json_token)
+    e = engine(generator=gen)
+    out = list(e.run(e.held_out_target("u1"), "dpl", cancel=token))
+    result = out[-1].result
+    assert result.cancelled and result.generation_id is None
+    # One differences call was started and left after its third token; nothing else ran,
+    # and the half-made answer was not cached as if it were finished.
+    assert len(seen) == 3 and gen.calls["differences"] == 1 and gen.total_calls == 1
+    assert [k for k in e.store.artifacts if k[0] == "differences"] == []
+
+
 def test_context_budget_drops_least_relevant_reviews_and_says_so():
     gen = FakeGenerator(n_ctx=170)
     e = engine(generator=gen, k=5, generation=SamplingParams(max_tokens=40))

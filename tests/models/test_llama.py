@@ -14,6 +14,7 @@ import pytest
 from models import (
     ContextOverflowError,
     CorruptModelError,
+    GenerationCancelled,
     ModelError,
     ModelLoadError,
     ModelNotFoundError,
@@ -213,6 +214,26 @@ def test_unfinishable_json_raises_with_the_raw_text(bundled_generator: LlamaGene
         bundled_generator.complete_json(messages, SCHEMA, SamplingParams(max_tokens=3, seed=1))
     assert err.value.raw.startswith("{")
     assert "max_tokens=3" in str(err.value)
+
+
+def test_json_generation_stops_on_request_and_frees_the_model(
+    bundled_generator: LlamaGenerator,
+) -> None:
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) >= 3
+
+    messages = [{"role": "user", "content": "Describe a guitar in JSON."}]
+    with pytest.raises(GenerationCancelled):
+        bundled_generator.complete_json(
+            messages, SCHEMA, SamplingParams(max_tokens=200, seed=2), stop=stop
+        )
+    assert len(asked) == 3  # asked once per token, stopped at the third, no retry
+    # The model is free again at once: a new request runs to its end.
+    text, stats = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=4, seed=1))
+    assert stats.finish_reason in ("stop", "length") and stats.completion_tokens >= 1
 
 
 # loading errors -------------------------------------------------------------------
