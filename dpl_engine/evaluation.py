@@ -7,6 +7,9 @@ row is stored at once. Re-running the same configuration skips every finished
 (method, seed, user), so an interrupted run resumes and a finished one is only
 re-reported. Scores are aggregated per seed (mean ROUGE/METEOR/judge over users,
 corpus BLEU) and then as mean ± std over seeds, the shape of the paper's table.
+Beside it, ``dpl`` is compared with each other method user by user (paired over
+the same targets), since the spread over seeds says nothing about whether one
+method beats another on the same people.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ METRIC_LABELS = {
     "bleu": "BLEU",
     "judge": "Judge",
 }
+PAIRED_METRICS: tuple[MetricName, ...] = ("rouge1", "rougeL", "meteor", "judge")
+"""Per-review metrics, so they can be compared user by user (corpus BLEU cannot)."""
 USER_ORDER_SEED = 0
 """Users are taken in one fixed shuffled order, so ``--users 20`` extends ``--users 10``."""
 
@@ -122,6 +127,24 @@ class MethodRow:
 
 
 @dataclass(frozen=True)
+class PairedDiff:
+    """``method`` minus ``baseline`` on one metric over the same users.
+
+    Each user's score is their mean over the seeds; ``better``/``worse`` count the users
+    for whom ``method`` scored higher/lower."""
+
+    method: str
+    baseline: str
+    metric: str
+    users: int
+    mean_diff: float
+    better: int
+    worse: int
+    p_value: float | None
+    """Two-sided Wilcoxon signed-rank test; None when every difference is zero."""
+
+
+@dataclass(frozen=True)
 class EvalReport:
     run_id: int
     status: str
@@ -140,6 +163,8 @@ class EvalReport:
     elapsed_s: float
     meteor_note: str
     judge_model: str | None
+    paired: tuple[PairedDiff, ...] = ()
+    """``dpl`` (else the last method) against each other method, per paired metric."""
 
 
 def _summary(values: Sequence[float | None]) -> MetricSummary:
@@ -148,6 +173,54 @@ def _summary(values: Sequence[float | None]) -> MetricSummary:
         return MetricSummary(None, None, tuple(values))
     std = statistics.stdev(known) if len(known) > 1 else None
     return MetricSummary(statistics.fmean(known), std, tuple(values))
+
+
+def _wilcoxon_p(diffs: Sequence[float]) -> float | None:
+    if not any(diffs):
+        return None
+    from scipy.stats import wilcoxon
+
+    return float(wilcoxon(diffs, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def paired_diffs(
+    cell: dict[tuple[str, int, str], ResultRow],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    users: Sequence[str],
+) -> tuple[PairedDiff, ...]:
+    """The focal method (``dpl`` when present) against each other method, user by user.
+
+    A metric is left out for a user when any of their scores is missing (METEOR without
+    WordNet, an unjudged or unparsable judge reply)."""
+    if len(methods) < 2 or not users:
+        return ()
+    focal = "dpl" if "dpl" in methods else methods[-1]
+    out: list[PairedDiff] = []
+    for baseline in (m for m in methods if m != focal):
+        for metric in PAIRED_METRICS:
+            diffs = []
+            for user in users:
+                mine = [getattr(cell[(focal, s, user)], metric) for s in seeds]
+                theirs = [getattr(cell[(baseline, s, user)], metric) for s in seeds]
+                if any(v is None for v in mine + theirs):
+                    continue
+                diffs.append(statistics.fmean(mine) - statistics.fmean(theirs))
+            if not diffs:
+                continue
+            out.append(
+                PairedDiff(
+                    method=focal,
+                    baseline=baseline,
+                    metric=metric,
+                    users=len(diffs),
+                    mean_diff=statistics.fmean(diffs),
+                    better=sum(d > 0 for d in diffs),
+                    worse=sum(d < 0 for d in diffs),
+                    p_value=_wilcoxon_p(diffs),
+                )
+            )
+    return tuple(out)
 
 
 def build_report(
@@ -226,6 +299,7 @@ def build_report(
         elapsed_s=run.elapsed_s,
         meteor_note=meteor_note,
         judge_model=judge_model,
+        paired=paired_diffs(cell, methods, seeds, complete),
     )
 
 
@@ -527,7 +601,46 @@ def to_markdown(report: EvalReport) -> str:
             + " | ".join(cells)
             + f" | {row.llm_calls:.1f} | {row.comparison_items:.1f} | {row.seconds:.1f} |\n"
         )
+    paired = paired_table(report)
+    if paired:
+        header, rows = paired
+        out.write(f"\n{paired_caption(report)}\n\n")
+        out.write("| " + " | ".join(header) + " |\n")
+        out.write("|---|" + "---:|" * (len(header) - 1) + "\n")
+        for cells in rows:
+            out.write("| " + " | ".join(cells) + " |\n")
     return out.getvalue()
+
+
+def format_paired(d: PairedDiff) -> str:
+    """``+0.0123 (p 0.04; 25↑ 14↓)``: mean difference, p-value, users better and worse."""
+    p = "p n/a" if d.p_value is None else f"p {d.p_value:.2g}"
+    return f"{d.mean_diff:+.4f} ({p}; {d.better}↑ {d.worse}↓)"
+
+
+def paired_caption(report: EvalReport) -> str:
+    focal = report.paired[0].method
+    return (
+        f"Paired by user ({focal} minus each method; each user's mean over seeds): mean "
+        "difference, two-sided Wilcoxon signed-rank p, users better ↑ and worse ↓."
+    )
+
+
+def paired_table(report: EvalReport) -> tuple[list[str], list[list[str]]] | None:
+    """Header and rows of the paired comparison, or None when there is none."""
+    if not report.paired:
+        return None
+    metrics_shown = [m for m in PAIRED_METRICS if any(d.metric == m for d in report.paired)]
+    focal = report.paired[0].method
+    header = [f"{focal} vs"] + [METRIC_LABELS[m] for m in metrics_shown]
+    rows = []
+    for baseline in dict.fromkeys(d.baseline for d in report.paired):
+        by_metric = {d.metric: d for d in report.paired if d.baseline == baseline}
+        rows.append(
+            [baseline]
+            + [format_paired(by_metric[m]) if m in by_metric else "n/a" for m in metrics_shown]
+        )
+    return header, rows
 
 
 def to_csv(report: EvalReport) -> str:

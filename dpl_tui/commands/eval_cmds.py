@@ -207,6 +207,23 @@ def _report_table(report) -> Table:  # report: EvalReport
     return table
 
 
+def _paired_table(report) -> Table | None:  # report: EvalReport
+    from dpl_engine.evaluation import paired_caption, paired_table
+
+    paired = paired_table(report)
+    if paired is None:
+        return None
+    header, rows = paired
+    table = Table(caption=paired_caption(report), caption_justify="left")
+    table.add_column(header[0])
+    for label in header[1:]:
+        table.add_column(label, justify="right")
+    for cells in rows:
+        # The difference over its p-value and counts, so the table fits 80 columns.
+        table.add_row(cells[0], *[c.replace(" (", "\n(") for c in cells[1:]])
+    return table
+
+
 def _print_report(report, out: Path | None, as_json: bool) -> None:
     from dpl_engine.evaluation import header_lines, to_json, write_outputs
 
@@ -214,6 +231,9 @@ def _print_report(report, out: Path | None, as_json: bool) -> None:
         typer.echo(to_json(report))
     else:
         console.print(_report_table(report))
+        paired = _paired_table(report)
+        if paired is not None:
+            console.print(paired)
         for line in header_lines(report):
             console.print(Text(line))
     if out is not None:

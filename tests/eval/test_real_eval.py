@@ -57,6 +57,10 @@ def test_short_real_eval_gives_a_complete_table_and_resumes_without_generating(
                 value = row.metrics[metric].mean
                 assert value is not None and 0 <= value <= 1
             assert 0 <= row.metrics["bleu"].mean <= 100
+        # rag against none, user by user, on the three per-review metrics.
+        assert [(d.method, d.baseline, d.metric, d.users) for d in report.paired] == [
+            ("rag", "none", m, 2) for m in ("rouge1", "rougeL", "meteor")
+        ]
         results = EvalStore(store).results(report.run_id)
         assert len(results) == 4
         assert all(0 < r.completion_tokens <= 24 and r.text for r in results)
@@ -114,6 +118,7 @@ def test_cli_split_suggests_thresholds_then_eval_runs_reports_and_lists(
 
     result = runner.invoke(app, ["eval", "--db", str(db), "--report", "1"])
     assert result.exit_code == 0 and "| none" not in result.output and "none" in result.output
+    assert "Wilcoxon" not in result.output  # one method: nothing to pair
     result = runner.invoke(app, ["eval", "--db", str(db), "--list"])
     assert result.exit_code == 0 and "done" in result.output
 

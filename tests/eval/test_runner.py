@@ -201,6 +201,7 @@ def test_writers_give_the_same_table_as_markdown_csv_and_json(dev, tmp_path: Pat
     md = paths[0].read_text()
     assert "| Method | ROUGE-1 | ROUGE-L | METEOR | BLEU |" in md
     assert "items with >= 3 reviewers" in md and "3 users" in md
+    assert "| rag vs | ROUGE-1 | ROUGE-L | METEOR |" in md and "Wilcoxon" in md
     table = list(csv.DictReader(io.StringIO(paths[1].read_text())))
     assert len(table) == 2 * len(ev.METRICS)
     r1 = next(t for t in table if t["method"] == "rag" and t["metric"] == "rouge1")
@@ -208,7 +209,8 @@ def test_writers_give_the_same_table_as_markdown_csv_and_json(dev, tmp_path: Pat
     data = json.loads(paths[2].read_text())
     assert data["run_id"] == report.run_id and len(data["users"]) == 3
     stored = ev.stored_report(store, report.run_id)
-    assert stored.rows == report.rows
+    assert stored.rows == report.rows and stored.paired == report.paired
+    assert data["paired"][0]["baseline"] == "none"
 
 
 def test_a_stored_split_with_no_users_is_refused(dev):

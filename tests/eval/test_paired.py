@@ -1,0 +1,58 @@
+"""The per-user paired comparison beside the evaluation table, on hand-made scores."""
+
+from __future__ import annotations
+
+import pytest
+from scipy.stats import wilcoxon
+
+from dpl_engine import evaluation as ev
+from user_store.eval_store import ResultRow
+
+
+def row(method: str, seed: int, user: str, r1: float, meteor: float | None = 0.1) -> ResultRow:
+    return ResultRow(
+        run_id=1, method=method, seed=seed, user_id=user, item_id="i", generation_id=None,
+        text="t", reference="r", rouge1=r1, rougeL=r1 / 2, meteor=meteor, judge=None,
+        judge_raw=None, llm_calls=1, comparison_items=0, prompt_tokens=1, completion_tokens=1,
+        seconds=0.0, notes=[], created_at="",
+    )  # fmt: skip
+
+
+# dpl beats rag for u1-u5 and loses for u6; seeds 1 and 2 differ, so means over seeds count.
+RAG = {f"u{n}": 0.10 + 0.01 * n for n in range(1, 7)}
+DPL_GAIN = {"u1": 0.05, "u2": 0.04, "u3": 0.03, "u4": 0.02, "u5": 0.06, "u6": -0.01}
+
+
+def cells() -> dict[tuple[str, int, str], ResultRow]:
+    out = {}
+    for user, base in RAG.items():
+        for seed, jitter in ((1, 0.0), (2, 0.004)):
+            out[("rag", seed, user)] = row("rag", seed, user, base + jitter)
+            # METEOR is missing for u6 with dpl (as without WordNet): u6 drops out of METEOR only.
+            meteor = None if user == "u6" else 0.2
+            out[("dpl", seed, user)] = row(
+                "dpl", seed, user, base + DPL_GAIN[user] + 2 * jitter, meteor
+            )
+    return out
+
+
+def test_dpl_is_compared_with_each_method_user_by_user():
+    diffs = ev.paired_diffs(cells(), ("rag", "dpl"), (1, 2), sorted(RAG))
+    by_metric = {d.metric: d for d in diffs}
+    assert set(by_metric) == {"rouge1", "rougeL", "meteor"}  # no judge scores at all
+    r1 = by_metric["rouge1"]
+    expected = [DPL_GAIN[u] + 0.002 for u in sorted(RAG)]  # dpl's extra seed-2 jitter, averaged
+    assert (r1.method, r1.baseline, r1.users) == ("dpl", "rag", 6)
+    assert r1.mean_diff == pytest.approx(sum(expected) / 6)
+    assert (r1.better, r1.worse) == (5, 1)
+    assert r1.p_value == pytest.approx(wilcoxon(expected).pvalue)
+    assert by_metric["meteor"].users == 5 and by_metric["meteor"].better == 5
+
+
+def test_identical_scores_have_no_p_value_and_the_table_says_so():
+    same = {k: v for k, v in cells().items() if k[0] == "rag"}
+    same |= {("dpl", s, u): r for (m, s, u), r in same.items()}
+    (r1, *_) = ev.paired_diffs(same, ("rag", "dpl"), (1, 2), sorted(RAG))
+    assert (r1.mean_diff, r1.better, r1.worse, r1.p_value) == (0.0, 0, 0, None)
+    assert ev.format_paired(r1) == "+0.0000 (p n/a; 0↑ 0↓)"
+    assert ev.paired_diffs(same, ("dpl",), (1, 2), sorted(RAG)) == ()
