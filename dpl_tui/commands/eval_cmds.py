@@ -185,7 +185,7 @@ def _embedder_id(folder: str | None) -> str:
 
 
 def _report_table(report) -> Table:  # report: EvalReport
-    from dpl_engine.evaluation import METRIC_LABELS, format_value, shown_metrics
+    from dpl_engine.report import METRIC_LABELS, format_value, shown_metrics
 
     cols = shown_metrics(report)
     table = Table(title=f"Evaluation run {report.run_id}", title_justify="left")
@@ -208,7 +208,7 @@ def _report_table(report) -> Table:  # report: EvalReport
 
 
 def _paired_table(report) -> Table | None:  # report: EvalReport
-    from dpl_engine.evaluation import paired_caption, paired_table
+    from dpl_engine.report import paired_caption, paired_table
 
     paired = paired_table(report)
     if paired is None:
@@ -225,7 +225,7 @@ def _paired_table(report) -> Table | None:  # report: EvalReport
 
 
 def _print_report(report, out: Path | None, as_json: bool) -> None:
-    from dpl_engine.evaluation import header_lines, to_json, write_outputs
+    from dpl_engine.report import header_lines, to_json, write_outputs
 
     if as_json:
         typer.echo(to_json(report))

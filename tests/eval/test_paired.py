@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy.stats import wilcoxon
 
-from dpl_engine import evaluation as ev
+from dpl_engine import report as rp
 from user_store.eval_store import ResultRow
 
 
@@ -37,7 +37,7 @@ def cells() -> dict[tuple[str, int, str], ResultRow]:
 
 
 def test_dpl_is_compared_with_each_method_user_by_user():
-    diffs = ev.paired_diffs(cells(), ("rag", "dpl"), (1, 2), sorted(RAG))
+    diffs = rp.paired_diffs(cells(), ("rag", "dpl"), (1, 2), sorted(RAG))
     by_metric = {d.metric: d for d in diffs}
     assert set(by_metric) == {"rouge1", "rougeL", "meteor"}  # no judge scores at all
     r1 = by_metric["rouge1"]
@@ -52,7 +52,7 @@ def test_dpl_is_compared_with_each_method_user_by_user():
 def test_identical_scores_have_no_p_value_and_the_table_says_so():
     same = {k: v for k, v in cells().items() if k[0] == "rag"}
     same |= {("dpl", s, u): r for (m, s, u), r in same.items()}
-    (r1, *_) = ev.paired_diffs(same, ("rag", "dpl"), (1, 2), sorted(RAG))
+    (r1, *_) = rp.paired_diffs(same, ("rag", "dpl"), (1, 2), sorted(RAG))
     assert (r1.mean_diff, r1.better, r1.worse, r1.p_value) == (0.0, 0, 0, None)
-    assert ev.format_paired(r1) == "+0.0000 (p n/a; 0↑ 0↓)"
-    assert ev.paired_diffs(same, ("dpl",), (1, 2), sorted(RAG)) == ()
+    assert rp.format_paired(r1) == "+0.0000 (p n/a; 0↑ 0↓)"
+    assert rp.paired_diffs(same, ("dpl",), (1, 2), sorted(RAG)) == ()

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from dpl_engine import EngineConfig
 from dpl_engine import evaluation as ev
+from dpl_engine import report as rp
 from dpl_engine import split as sp
 from models import SamplingParams
 from tests.engine.fakes import RecordingGenerator, copy_db, prompt_text
@@ -78,7 +79,7 @@ def test_short_real_eval_gives_a_complete_table_and_resumes_without_generating(
         ).execute()
         assert again.total_calls == 0
         assert rerun.run_id == report.run_id and rerun.rows == report.rows
-        md = ev.to_markdown(rerun)
+        md = rp.to_markdown(rerun)
         assert "| none |" in md and "| rag |" in md and "n/a" not in md
 
 

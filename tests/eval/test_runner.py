@@ -14,6 +14,7 @@ import pytest
 
 from dpl_engine import EngineConfig, metrics
 from dpl_engine import evaluation as ev
+from dpl_engine import report as rp
 from dpl_engine import split as sp
 from models import ChatMessage, SamplingParams, TextStream
 from tests.engine.fakes import FakeEmbedder, FakeGenerator, ListStream, copy_db, prompt_text
@@ -187,7 +188,7 @@ def test_judge_added_later_scores_without_regenerating_and_counts_failures(dev):
     assert (row.judged, row.judge_failures) == (4, 2)
     assert row.metrics["judge"].mean == pytest.approx(0.8)  # the two valid replies only
     assert report.judge_model == "fake-judge"
-    md = ev.to_markdown(report)
+    md = rp.to_markdown(report)
     assert "| Judge |" in md and "2 unparsable" in md
 
 
@@ -196,14 +197,14 @@ def test_writers_give_the_same_table_as_markdown_csv_and_json(dev, tmp_path: Pat
     report = ev.Evaluation(
         store, split, FakeGenerator(), FakeEmbedder(), config(methods=("none", "rag"))
     ).execute()
-    paths = ev.write_outputs(report, tmp_path / "out")
+    paths = rp.write_outputs(report, tmp_path / "out")
     assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
     md = paths[0].read_text()
     assert "| Method | ROUGE-1 | ROUGE-L | METEOR | BLEU |" in md
     assert "items with >= 3 reviewers" in md and "3 users" in md
     assert "| rag vs | ROUGE-1 | ROUGE-L | METEOR |" in md and "Wilcoxon" in md
     table = list(csv.DictReader(io.StringIO(paths[1].read_text())))
-    assert len(table) == 2 * len(ev.METRICS)
+    assert len(table) == 2 * len(rp.METRICS)
     r1 = next(t for t in table if t["method"] == "rag" and t["metric"] == "rouge1")
     assert float(r1["mean"]) == pytest.approx(report.rows[1].metrics["rouge1"].mean, abs=1e-6)
     data = json.loads(paths[2].read_text())
