@@ -4,6 +4,7 @@ scripted models: progress, streaming, cancelling, regenerating, stale work, expo
 from __future__ import annotations
 
 import json
+import time
 
 from textual.widgets import DataTable, OptionList, Select, Static
 
@@ -32,8 +33,10 @@ async def test_comparisons_show_users_reviews_and_measures(sample_db, make_app):
         view = screen.view
         assert len(view.retrieved) == app.settings.k
         assert view.comparisons, "the sample user has items other users reviewed"
+        # Progress messages collapse while queued (a later step replaces an earlier one that
+        # was not shown yet), so only the last step is sure to arrive.
         steps = {m.event.step for m in seen if isinstance(m, StepProgressed)}
-        assert {"retrieve", "embed"} <= steps
+        assert "compare" in steps and steps <= {"retrieve", "embed", "compare"}
         assert screen.query_one("#cmp-items", OptionList).option_count == len(view.retrieved)
         first = view.comparisons[0]
         users = screen.query_one("#cmp-users", DataTable)
@@ -102,6 +105,28 @@ async def test_differences_kept_as_free_text_when_json_fails(sample_db, make_app
         assert not any(d.structured for d in app.screen.view.differences)
         await wait_until(pilot, lambda: "They write longer and angrier." in screen_text(app))
         assert "free text" in screen_text(app)
+
+
+async def test_escape_stops_a_differences_call_in_the_middle(sample_db, make_app):
+    tokens: list[float] = []
+
+    def json_token() -> None:  # one differences call takes 20 x 0.25 s = 5 s
+        tokens.append(time.monotonic())
+        time.sleep(0.25)
+
+    generator = FakeGenerator(on_json_token=json_token)
+    app = make_app(sample_db, generator=generator)
+    async with app.run_test(size=(140, 42)) as pilot:
+        await open_user(app, pilot)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: len(tokens) >= 2)
+        screen = app.screen
+        await pilot.press("escape")  # cancels the running step; the screen stays
+        await wait_until(pilot, lambda: not screen.running, timeout=3.0)
+        assert app.screen is screen and screen.view is None
+        await wait_until(pilot, lambda: "Cancelled. Press r" in screen_text(app))
+        # The first call was left after a few of its 20 tokens; no further call started.
+        assert generator.calls["differences"] == 1 and len(tokens) < 20
 
 
 async def test_generate_streams_cancels_and_regenerates(sample_db, make_app):
