@@ -36,6 +36,12 @@ from .registry import GGUFInfo, default_gguf_path, inspect_gguf
 DEFAULT_MAX_CTX = 8192
 """Context allocated when none is asked for (or the model's training context if smaller)."""
 
+PROMPT_BATCH = 128
+"""Prompt tokens llama.cpp reads per batch (its ``n_batch``), and between two checks for
+cancellation. llama-cpp-python reads a whole prompt in one uninterruptible call; read batch
+by batch here instead, a long prompt can be cancelled within one batch. On the CPU this is
+as fast as llama.cpp's default of 512 per batch."""
+
 NO_GPU_BUILD_WARNING = (
     "GPU offload was requested but the installed llama-cpp-python was built without GPU "
     "support, so the model runs on the CPU. Install the CUDA build to offload (see the "
@@ -125,11 +131,12 @@ class _LlamaLog:
 class LlamaStream(TextStream):
     """Text deltas from one generation; holds the model's lock until exhausted or closed."""
 
-    def __init__(self, generator: LlamaGenerator, chunks: Iterator[dict], prompt_tokens: int,
+    def __init__(self, generator: LlamaGenerator, chunks: Iterator[dict], prompt_ids: list[int],
                  max_tokens: int) -> None:
         self._gen = generator
         self._chunks: Iterator[dict] | None = chunks
-        self._prompt_tokens = prompt_tokens
+        self._prompt_ids = prompt_ids
+        self._prompt_tokens = len(prompt_ids)
         self._max_tokens = max_tokens
         self._start = 0.0
         self._first = 0.0
@@ -152,9 +159,11 @@ class LlamaStream(TextStream):
                 if self._cancel.is_set():
                     self._finish_stream("cancelled")
                     raise StopIteration
-                if not self._start:
-                    self._start = time.perf_counter()
                 try:
+                    if not self._start:
+                        self._start = time.perf_counter()
+                        if not self._gen._read_prompt(self._prompt_ids, self._cancel.is_set):
+                            continue  # cancelled while reading: finished at the loop's top
                     chunk = next(self._chunks)
                 except StopIteration:
                     self._finish_stream(self._finish or "stop")
@@ -262,6 +271,28 @@ class LlamaGenerator(TextGenerator):
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self._prompt_ids(messages))
 
+    def _read_prompt(self, ids: list[int], stop: Callable[[], bool]) -> bool:
+        """Feed the prompt to llama.cpp one batch at a time, asking ``stop`` before each;
+        returns False when it said stop.
+
+        It keeps what the context already holds of the prompt and splits the rest into the
+        batches llama-cpp-python itself would use, so the computation is the same: the
+        completion call then finds the whole prompt read and samples at once. (Where its
+        tokens differed from ``ids`` it would re-read from there; only time would be lost.)"""
+        llm = self.llm
+        held = llm.input_ids[: llm.n_tokens].tolist()
+        start = 0
+        while start < min(len(held), len(ids)) and held[start] == ids[start]:
+            start += 1
+        if start == len(ids):
+            start -= 1  # as llama-cpp-python does: re-read the last token for fresh logits
+        llm.n_tokens = start  # eval() drops the cached tokens past this point first
+        for begin in range(start, len(ids), llm.n_batch):
+            if stop():
+                return False
+            llm.eval(ids[begin : begin + llm.n_batch])
+        return not stop()
+
     def _completion_tokens(self, prompt_tokens: int, reason: str, deltas: int) -> int:
         # llama.cpp evaluates each sampled token only when the next one is asked for,
         # so the context holds every completion token but the last sampled one (an
@@ -278,8 +309,8 @@ class LlamaGenerator(TextGenerator):
             raise ValueError(f"max_tokens must be at least 1, got {params.max_tokens}")
         self._acquire()
         try:
-            prompt_tokens = self.count_tokens(messages)
-            needed = prompt_tokens + params.max_tokens
+            prompt_ids = self._prompt_ids(messages)
+            needed = len(prompt_ids) + params.max_tokens
             if needed > self.n_ctx:
                 raise ContextOverflowError(needed, self.n_ctx, self.info.model_id)
             seed = params.seed if params.seed is not None else random.randrange(2**31)
@@ -298,7 +329,7 @@ class LlamaGenerator(TextGenerator):
         except BaseException:
             self._release()
             raise
-        return LlamaStream(self, iter(chunks), prompt_tokens, params.max_tokens)
+        return LlamaStream(self, iter(chunks), prompt_ids, params.max_tokens)
 
     def complete_json(
         self,
@@ -373,6 +404,7 @@ def _make_llama(path: Path, n_ctx: int, n_gpu_layers: int, flash_attn: bool, ver
                 flash_attn=flash_attn,
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
+                n_batch=PROMPT_BATCH,
                 verbose=verbose,
             )
     except (ValueError, RuntimeError, OSError) as err:

@@ -22,7 +22,7 @@ from models import (
     SamplingParams,
     StructuredOutputError,
 )
-from models.llama import LlamaGenerator, load_generator
+from models.llama import PROMPT_BATCH, LlamaGenerator, load_generator
 from models.registry import default_gguf_path
 
 pytestmark = pytest.mark.slow
@@ -100,6 +100,43 @@ def test_stop_after_three_tokens_then_generate_again(bundled_generator: LlamaGen
     text, stats = bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=24, seed=3))
     assert text.startswith("".join(got))
     assert stats.finish_reason in {"stop", "length"}
+
+
+def test_a_long_prompt_is_cancelled_between_batches_of_reading(
+    bundled_generator: LlamaGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_messages = [
+        {"role": "user", "content": "Summarize: " + "The strings buzz on the fifth fret. " * 300}
+    ]
+    params = SamplingParams(max_tokens=8, seed=1)
+    llm = bundled_generator.llm
+    stream = bundled_generator.stream(long_messages, params)
+    read: list[int] = []
+    real_eval = llm.eval
+
+    def eval_then_close(tokens: list[int]) -> None:
+        read.append(len(tokens))
+        real_eval(tokens)
+        if len(read) == 2:  # Escape pressed in another thread while the prompt is read
+            closer = threading.Thread(target=stream.close)
+            closer.start()
+            closer.join()
+
+    monkeypatch.setattr(llm, "eval", eval_then_close)
+    assert list(stream) == []
+    monkeypatch.undo()
+    assert read == [PROMPT_BATCH, PROMPT_BATCH]  # two batches read, then it stopped
+    assert stream.stats is not None and stream.stats.finish_reason == "cancelled"
+    assert stream.stats.completion_tokens == 0 and stream.stats.prompt_tokens > 10 * PROMPT_BATCH
+    # The model is free at once; the half-read prompt changes nothing about the next answer,
+    # which is what llama-cpp-python alone gives for the same seed.
+    text, _ = bundled_generator.complete(long_messages, params)
+    llm.reset()
+    raw = llm.create_chat_completion(
+        messages=long_messages, temperature=0.8, top_p=0.95, top_k=0, min_p=0.0, max_tokens=8,
+        seed=1,
+    )  # fmt: skip
+    assert text and raw["choices"][0]["message"]["content"] == text
 
 
 def test_dropping_a_stream_releases_the_model(bundled_generator: LlamaGenerator) -> None:
