@@ -286,7 +286,10 @@ class LlamaGenerator(TextGenerator):
             start += 1
         if start == len(ids):
             start -= 1  # as llama-cpp-python does: re-read the last token for fresh logits
-        llm.n_tokens = start  # eval() drops the cached tokens past this point first
+        if start < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, start, -1):
+            llm.reset()  # a cache that cannot be cut (recurrent models) is read from the start
+            start = 0
+        llm.n_tokens = start
         for begin in range(start, len(ids), llm.n_batch):
             if stop():
                 return False

@@ -1,0 +1,80 @@
+"""How a prompt is fed to llama.cpp batch by batch (fast, on a stand-in for the Llama object;
+the real model is read and cancelled in test_llama.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from models.llama import LlamaGenerator
+
+
+class FakeLlama:
+    """The few attributes of llama_cpp.Llama that prompt reading uses."""
+
+    def __init__(self, held: list[int], cuttable: bool = True) -> None:
+        self.input_ids = np.zeros(64, dtype=np.intc)
+        self.input_ids[: len(held)] = held
+        self.n_tokens = len(held)
+        self.n_batch = 4
+        self.evals: list[list[int]] = []
+        self.resets = 0
+        self.cuts: list[int] = []
+
+        def kv_cache_seq_rm(seq: int, p0: int, p1: int) -> bool:
+            self.cuts.append(p0)
+            return cuttable
+
+        self._ctx = SimpleNamespace(kv_cache_seq_rm=kv_cache_seq_rm)
+
+    def eval(self, tokens: list[int]) -> None:
+        self.evals.append(list(tokens))
+        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
+        self.n_tokens += len(tokens)
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.n_tokens = 0
+
+
+def generator(llm: FakeLlama) -> LlamaGenerator:
+    gen = LlamaGenerator.__new__(LlamaGenerator)
+    gen.llm = llm
+    return gen
+
+
+PROMPT = list(range(1, 11))
+
+
+def test_the_common_prefix_is_kept_and_the_rest_read_in_batches():
+    llm = FakeLlama(held=[1, 2, 3, 99, 98])
+    assert generator(llm)._read_prompt(PROMPT, lambda: False)
+    assert llm.cuts == [3] and llm.resets == 0
+    assert llm.evals == [[4, 5, 6, 7], [8, 9, 10]]
+    assert llm.input_ids[: llm.n_tokens].tolist() == PROMPT
+
+
+def test_a_cache_that_cannot_be_cut_is_read_again_from_the_start():
+    llm = FakeLlama(held=[1, 2, 3, 99], cuttable=False)
+    assert generator(llm)._read_prompt(PROMPT, lambda: False)
+    assert llm.resets == 1
+    assert llm.evals == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+
+
+def test_a_prompt_already_read_rereads_only_its_last_token():
+    llm = FakeLlama(held=PROMPT + [50, 51])  # the prompt and an earlier answer
+    assert generator(llm)._read_prompt(PROMPT, lambda: False)
+    assert llm.cuts == [9] and llm.evals == [[10]]
+
+
+def test_stop_is_asked_before_every_batch():
+    llm = FakeLlama(held=[])
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) == 2
+
+    assert not generator(llm)._read_prompt(PROMPT, stop)
+    assert llm.evals == [[1, 2, 3, 4]] and llm.n_tokens == 4
