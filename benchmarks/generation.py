@@ -123,7 +123,33 @@ def bench_generation(args, reviews) -> dict:
         r["tps_ratio"] = r["tps_ours"] / r["tps_raw"]
         r["ttft_ratio"] = r["ttft_raw"] / r["ttft_ours"]
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "seed"}
-    return {"info": gen.info, "prompt_tokens": prompt_tokens, "rows": rows, "median": med}
+    return {
+        "info": gen.info, "prompt_tokens": prompt_tokens, "rows": rows, "median": med,
+        "generator": gen,
+    }
+
+
+def bench_prompt_reading(gen, messages, reps: int) -> dict:
+    """Reading one prompt in dpl's 128-token batches against llama.cpp's default of 512 (a
+    second instance of the same model, same threads), alternating, cache cleared each time."""
+    from llama_cpp import Llama
+
+    from models.llama import PROMPT_BATCH, default_threads
+
+    threads = default_threads()
+    default = Llama(model_path=gen.info.path, n_ctx=gen.info.n_ctx, n_threads=threads,
+                    n_threads_batch=threads, verbose=False)
+    ids = gen._prompt_ids(messages)
+    times: dict[int, list[float]] = {PROMPT_BATCH: [], default.n_batch: []}
+    for rep in range(reps + 1):  # the first round only pages the weights in
+        for llm in ((gen.llm, default) if rep % 2 == 0 else (default, gen.llm)):
+            llm.reset()
+            start = time.perf_counter()
+            llm.eval(ids)
+            if rep:
+                times[llm.n_batch].append(time.perf_counter() - start)
+    med = {n: statistics.median(t) for n, t in times.items()}
+    return {"tokens": len(ids), "ours": PROMPT_BATCH, "default": default.n_batch, "median": med}
 
 
 def bench_embeddings(args, reviews) -> dict:
@@ -155,7 +181,7 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def write_report(gen: dict, emb: dict, load_before, load_after, args) -> str:
+def write_report(gen: dict, read: dict, emb: dict, load_before, load_after, args) -> str:
     import llama_cpp
 
     med = gen["median"]
@@ -204,6 +230,23 @@ def write_report(gen: dict, emb: dict, load_before, load_after, args) -> str:
         f"Target: tokens/s ratio >= 0.95. Measured: {ratio_tps:.3f} "
         f"({'met' if ratio_tps >= 0.95 else 'NOT met'}).",
         "",
+        "## Reading a prompt: dpl's batches against llama.cpp's default",
+        "",
+        "dpl feeds the prompt to llama.cpp in batches of "
+        f"{read['ours']} tokens and checks for a cancel between them; llama.cpp's default "
+        f"batch is {read['default']} tokens. {read['tokens']}-token prompt, median of "
+        f"{args.reps} alternating runs, cache cleared before each.",
+        "",
+        f"| | n_batch {read['default']} (default) | n_batch {read['ours']} (dpl) | "
+        "ratio (default / dpl) |",
+        "|---|---:|---:|---:|",
+        f"| prompt read, ms | {read['median'][read['default']] * 1000:.1f} | "
+        f"{read['median'][read['ours']] * 1000:.1f} | "
+        f"{read['median'][read['default']] / read['median'][read['ours']]:.3f} |",
+        f"| longest wait for a cancel while reading, ms (one batch) | "
+        f"{read['median'][read['default']] * 1000 * read['default'] / read['tokens']:.0f} | "
+        f"{read['median'][read['ours']] * 1000 * read['ours'] / read['tokens']:.0f} | |",
+        "",
         "## Embeddings: all-MiniLM-L6-v2 on real reviews (CPU)",
         "",
         "| | `SentenceTransformer.encode` | `models` embed | ratio |",
@@ -225,8 +268,9 @@ def main() -> None:
     load_before = os.getloadavg()
     reviews = load_reviews()
     gen = bench_generation(args, reviews)
+    read = bench_prompt_reading(gen["generator"], review_prompt(reviews), args.reps)
     emb = bench_embeddings(args, reviews)
-    report = write_report(gen, emb, load_before, os.getloadavg(), args)
+    report = write_report(gen, read, emb, load_before, os.getloadavg(), args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     print(report)
