@@ -214,6 +214,23 @@ def test_writers_give_the_same_table_as_markdown_csv_and_json(dev, tmp_path: Pat
     assert data["paired"][0]["baseline"] == "none"
 
 
+def test_report_prints_the_paired_comparison_under_the_table(dev):
+    from typer.testing import CliRunner
+
+    from dpl_tui.cli import app
+
+    store, split = dev
+    cfg = config(methods=("none", "rag"), seeds=(1, 2))
+    report = ev.Evaluation(store, split, SeededGenerator(), FakeEmbedder(), cfg).execute()
+    result = CliRunner().invoke(
+        app, ["eval", "--db", str(store.path), "--report", str(report.run_id)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "rag vs" in result.output and "Wilcoxon" in result.output
+    for d in report.paired:  # each mean difference is printed
+        assert f"{d.mean_diff:+.4f}" in result.output
+
+
 def test_a_stored_split_with_no_users_is_refused(dev):
     from dpl_engine import EngineError
 
