@@ -14,7 +14,8 @@
 #   --sdist FILE     build from a local sdist instead of downloading it
 #   --jobs N         parallel compile jobs (default: $JOBS or 2)
 #   --out DIR        where the wheel goes (default: wheelhouse)
-#   --with-deps      also download the wheels scripts/gpu-check.sh installs offline
+#   --with-deps      also download the wheels scripts/gpu-check.sh installs offline (into
+#                    DIR/deps)
 #   --dry-run        print what would run, run nothing
 #   -h, --help       this text
 set -euo pipefail
@@ -164,7 +165,8 @@ run env CMAKE_ARGS="$CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" CUDACXX="$NV
     -w "$OUT_DIR" "$SOURCE"
 
 if [[ $WITH_DEPS -eq 1 ]]; then
-    run "$VENV/bin/python" -m pip download -q --only-binary=:all: -d "$OUT_DIR" "${GPU_CHECK_DEPS[@]}"
+    # In a folder of their own, so the wheel and its dependencies can travel separately.
+    run "$VENV/bin/python" -m pip download -q --only-binary=:all: -d "$OUT_DIR/deps" "${GPU_CHECK_DEPS[@]}"
 fi
 
 if [[ $DRY_RUN -eq 1 ]]; then
@@ -176,6 +178,8 @@ WHEEL="$(ls -t "$OUT_DIR"/llama_cpp_python-"$VERSION"-*.whl | head -n 1)"
 if ! "$VENV/bin/python" -m zipfile -l "$WHEEL" | grep -q 'libggml-cuda'; then
     die "$WHEEL has no libggml-cuda: the CUDA backend was not built (see the log above)"
 fi
+# The build stores every library six times (no symlinks in wheels); keep what is loaded.
+run "$VENV/bin/python" "$REPO/scripts/slim-wheel.py" "$WHEEL"
 SIZE_MIB=$(( $(stat -c %s "$WHEEL") / 1048576 ))
 cat > "$OUT_DIR/BUILD-INFO.txt" <<EOF
 wheel: $(basename "$WHEEL") ($SIZE_MIB MiB)
@@ -187,5 +191,6 @@ runtime needs: an NVIDIA driver for CUDA $CUDA_MAJOR, libcudart.so.$CUDA_MAJOR a
 EOF
 cat "$OUT_DIR/BUILD-INFO.txt"
 if [[ $SIZE_MIB -gt 60 ]]; then
+    # One transfer to the GPU machines used here is capped at 64 MiB.
     echo "build-cuda: note: the wheel is $SIZE_MIB MiB; build fewer architectures (--h100) for a smaller one"
 fi

