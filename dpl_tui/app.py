@@ -1,8 +1,8 @@
 """The dpl Textual app: users, one user's history and target, comparison users,
 differences, and a streamed personalized review beside the real one.
 
-Start-up touches only SQLite: the models load in a background thread worker, and
-the engine (with its scientific libraries) is imported the first time work needs it.
+Start-up touches only SQLite: the models load in a background thread, and the
+engine (with its scientific libraries) is imported the first time work needs it.
 """
 
 from __future__ import annotations
@@ -37,11 +37,18 @@ from .palette import DplCommands
 
 @dataclass
 class _ModelState(Message):
+    load: int
+    """Which call of ``load_models`` sent it; a superseded load's news is ignored."""
     status: str | None = None
     gpu: str | None = None
     activity: str | None = None
     error: BaseException | None = None
     what: str = "model"
+
+
+@dataclass
+class _Activity(Message):
+    text: str
 
 
 @dataclass
@@ -115,6 +122,8 @@ class DplApp(App[None]):
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._preload = preload_models
+        self._model_load = 0
+        self._loader: threading.Thread | None = None
         self.store: UserStore | None = None
         self.store_problem: str | None = None
         self.jobs = Jobs()
@@ -164,24 +173,38 @@ class DplApp(App[None]):
         return True
 
     # -- models and engine ---------------------------------------------------------
-    @work(
-        thread=True,
-        exclusive=True,
-        group="models",
-        exit_on_error=False,
-        description="loading models",
-    )
     def load_models(self) -> None:
-        """Load the generator, then the embedder, off the UI thread."""
+        """Load the generator, then the embedder, in a background thread.
+
+        A daemon thread rather than a Textual thread worker: a load cannot be interrupted
+        (it may be inside ``import torch``), and the app's exit waits for every worker, so
+        quitting during a load would hang until it finished."""
+        self._model_load += 1
+        self._loader = threading.Thread(
+            target=self._load_models,
+            args=(self._model_load,),
+            name="dpl-load-models",
+            daemon=True,
+        )
+        self._loader.start()
+
+    @property
+    def loading_models(self) -> bool:
+        return self._loader is not None and self._loader.is_alive()
+
+    def _load_models(self, load: int) -> None:
         choice = self.models.model_choice or "bundled SmolLM2-135M-Instruct"
-        self.post_message(_ModelState(status=f"loading {choice}…", activity="loading the model"))
+        self.post_message(
+            _ModelState(load, status=f"loading {choice}…", activity="loading the model")
+        )
         try:
             generator = self.models.generator()
         except Exception as err:  # shown to the person; the app stays up
-            self.post_message(_ModelState(status="failed to load", error=err, activity=""))
+            self.post_message(_ModelState(load, status="failed to load", error=err, activity=""))
             return
         self.post_message(
             _ModelState(
+                load,
                 status=model_label(generator),
                 gpu=gpu_label(generator),
                 activity="loading the embedder",
@@ -190,9 +213,9 @@ class DplApp(App[None]):
         try:
             self.models.embedder()
         except Exception as err:
-            self.post_message(_ModelState(error=err, activity="", what="embedder"))
+            self.post_message(_ModelState(load, error=err, activity="", what="embedder"))
             return
-        self.post_message(_ModelState(activity=""))
+        self.post_message(_ModelState(load, activity=""))
 
     def engine(self) -> Engine:
         """The engine over the store and the app's models (built on first use, any thread)."""
@@ -265,7 +288,7 @@ class DplApp(App[None]):
     def import_sample(self) -> None:
         from user_store import StoreError
 
-        self.post_message(_ModelState(activity="importing the bundled sample"))
+        self.post_message(_Activity("importing the bundled sample"))
         try:
             if self.store is None:
                 raise StoreError(self.store_problem or "No database is open.")
@@ -349,6 +372,8 @@ class DplApp(App[None]):
     # -- messages from workers ---------------------------------------------------------
     @on(_ModelState)
     def _model_state(self, message: _ModelState) -> None:
+        if message.load != self._model_load:
+            return
         if message.status is not None:
             self.model_status = message.status
         if message.gpu is not None:
@@ -367,6 +392,10 @@ class DplApp(App[None]):
             if what == "model":
                 self.model_status = "failed to load"
         self.post_message(ModelsChanged())
+
+    @on(_Activity)
+    def _activity(self, message: _Activity) -> None:
+        self.activity = message.text
 
     @on(_SampleImported)
     def _sample_imported(self, message: _SampleImported) -> None:

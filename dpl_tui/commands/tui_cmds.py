@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from ..common import DbOption, ModelOption, user_errors
@@ -12,7 +15,17 @@ def tui(db: DbOption = None, model: ModelOption = None) -> None:
     with user_errors():
         from ..app import DplApp
 
-        DplApp(db_path=db, model=model).run()
+        app = DplApp(db_path=db, model=model)
+        app.run()
+        if app.store is not None:
+            app.store.close()
+    if app.loading_models:
+        # Quit while the models were still loading: that thread cannot be stopped (it may be
+        # inside `import torch`) and tearing the interpreter down around it is not safe, so
+        # leave at once. The terminal is restored and the store closed by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(app.return_code or 0)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,5 @@
 """The installed ``dpl-tui`` in a real terminal (tmux): the entry point starts, draws the
-users screen, takes keys, opens a user and quits."""
+users screen, takes keys, opens a user and quits, also while a model is still loading."""
 
 from __future__ import annotations
 
@@ -68,9 +68,33 @@ def test_dpl_tui_in_tmux(sample_db, dpl_home):
         tmux.wait_for("History of A2EZWZ8MBEDOLN")
         tmux.wait_for("Held-out latest review")
         tmux("send-keys", "-t", "dpl", "C-q")
-        deadline = time.monotonic() + 90  # quitting waits for a model still loading
+        deadline = time.monotonic() + 90
         while tmux.alive() and time.monotonic() < deadline:
             time.sleep(0.3)
         assert not tmux.alive(), "dpl-tui did not exit on Ctrl+Q"
+    finally:
+        tmux("kill-server")
+
+
+def test_quitting_does_not_wait_for_a_model_that_is_still_loading(sample_db, dpl_home, tmp_path):
+    # A named pipe with no writer: reading the "model" blocks forever, as a load that has not
+    # finished would. Ctrl+Q must still end the process (it used to wait for the load).
+    never = tmp_path / "never.gguf"
+    os.mkfifo(never)
+    tmux = Tmux(f"dpl-test-load-{os.getpid()}")
+    status = tmp_path / "exit-status"
+    command = (
+        f"env -u COLUMNS -u LINES DPL_HOME={dpl_home} TERM=xterm-256color "
+        f"{BIN / 'dpl-tui'} --db {sample_db} --model {never}; echo $? > {status}"
+    )
+    tmux("new-session", "-d", "-s", "dpl", "-x", "120", "-y", "36", command)
+    try:
+        tmux.wait_for("Model: loading")
+        tmux("send-keys", "-t", "dpl", "C-q")
+        deadline = time.monotonic() + 60
+        while not status.exists() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert status.exists(), f"dpl-tui hung on quit; the pane shows:\n{tmux.pane()}"
+        assert status.read_text().strip() == "0"
     finally:
         tmux("kill-server")
