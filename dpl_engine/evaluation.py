@@ -314,10 +314,3 @@ class Evaluation:
             users=plan.users,
             meteor_note=self.meteor_note,
         )
-
-
-def stored_report(store: UserStore, run_id: int) -> EvalReport:
-    """A stored run's table, over every method, seed and user it holds."""
-    evals = EvalStore(store)
-    run = evals.run(run_id)
-    return build_report(run, evals.results(run_id), meteor_note=metrics.wordnet_status().message)

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from user_store.eval_store import ResultRow, StoredRun
+from user_store import UserStore
+from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
 from . import metrics
 from .errors import EngineError
@@ -236,6 +237,13 @@ def build_report(
         judge_model=judge_model,
         paired=paired_diffs(cell, methods, seeds, complete),
     )
+
+
+def stored_report(store: UserStore, run_id: int) -> EvalReport:
+    """A stored run's table, over every method, seed and user it holds."""
+    evals = EvalStore(store)
+    run = evals.run(run_id)
+    return build_report(run, evals.results(run_id), meteor_note=metrics.wordnet_status().message)
 
 
 # -- writers --------------------------------------------------------------------------------

@@ -357,6 +357,7 @@ def eval_(
     from dpl_engine import EngineError
     from dpl_engine import evaluation as ev
     from dpl_engine import split as split_mod
+    from dpl_engine.report import stored_report
 
     with user_errors():
         with _open(db) as store:
@@ -364,7 +365,7 @@ def eval_(
                 _list(store)
                 return
             if report is not None:
-                _print_report(ev.stored_report(store, report), out, as_json)
+                _print_report(stored_report(store, report), out, as_json)
                 return
             if which not in ("val", "test"):
                 raise EngineError(f"--split must be 'val' or 'test' (got {which!r}).")

@@ -209,7 +209,7 @@ def test_writers_give_the_same_table_as_markdown_csv_and_json(dev, tmp_path: Pat
     assert float(r1["mean"]) == pytest.approx(report.rows[1].metrics["rouge1"].mean, abs=1e-6)
     data = json.loads(paths[2].read_text())
     assert data["run_id"] == report.run_id and len(data["users"]) == 3
-    stored = ev.stored_report(store, report.run_id)
+    stored = rp.stored_report(store, report.run_id)
     assert stored.rows == report.rows and stored.paired == report.paired
     assert data["paired"][0]["baseline"] == "none"
 
