@@ -192,6 +192,10 @@ class DplApp(App[None]):
     def loading_models(self) -> bool:
         return self._loader is not None and self._loader.is_alive()
 
+    def on_unmount(self) -> None:
+        # Work waiting for a model that is still loading gives up, so the exit need not wait.
+        self.models.close()
+
     def _load_models(self, load: int) -> None:
         choice = self.models.model_choice or "bundled SmolLM2-135M-Instruct"
         self.post_message(

@@ -75,22 +75,42 @@ class ModelHolder:
         self._embedder: Embedder | None = None
         self._generator_lock = threading.Lock()
         self._embedder_lock = threading.Lock()
+        self._closing = threading.Event()
 
     @property
     def loaded_generator(self) -> TextGenerator | None:
         return self._generator
 
+    def close(self) -> None:
+        """The app is closing: callers still waiting for another thread's load give up."""
+        self._closing.set()
+
+    def _hold(self, lock: threading.Lock) -> None:
+        # A load cannot be interrupted, but waiting for one can: a worker blocked here would
+        # otherwise keep the app from exiting until the load finished.
+        while not lock.acquire(timeout=0.1):
+            if self._closing.is_set():
+                from models import ModelError
+
+                raise ModelError("The app is closing; the wait for the model was given up.")
+
     def generator(self) -> TextGenerator:
-        with self._generator_lock:
+        self._hold(self._generator_lock)
+        try:
             if self._generator is None:
                 self._generator = self._generator_factory(self.model_choice)
             return self._generator
+        finally:
+            self._generator_lock.release()
 
     def embedder(self) -> Embedder:
-        with self._embedder_lock:
+        self._hold(self._embedder_lock)
+        try:
             if self._embedder is None:
                 self._embedder = self._embedder_factory(self.embedder_choice)
             return self._embedder
+        finally:
+            self._embedder_lock.release()
 
     def switch_model(self, choice: str | None) -> None:
         """Forget the loaded generator; the next use loads ``choice``."""

@@ -78,7 +78,8 @@ def test_dpl_tui_in_tmux(sample_db, dpl_home):
 
 def test_quitting_does_not_wait_for_a_model_that_is_still_loading(sample_db, dpl_home, tmp_path):
     # A named pipe with no writer: reading the "model" blocks forever, as a load that has not
-    # finished would. Ctrl+Q must still end the process (it used to wait for the load).
+    # finished would. Ctrl+Q must still end the process (it used to wait for the load), also
+    # when a screen's work is waiting for that model.
     never = tmp_path / "never.gguf"
     os.mkfifo(never)
     tmux = Tmux(f"dpl-test-load-{os.getpid()}")
@@ -90,6 +91,10 @@ def test_quitting_does_not_wait_for_a_model_that_is_still_loading(sample_db, dpl
     tmux("new-session", "-d", "-s", "dpl", "-x", "120", "-y", "36", command)
     try:
         tmux.wait_for("Model: loading")
+        tmux("send-keys", "-t", "dpl", "Enter")  # open the first user
+        tmux.wait_for("History of")
+        tmux("send-keys", "-t", "dpl", "g")  # generate: its work will wait for the model
+        tmux.wait_for("Extracting differences")
         tmux("send-keys", "-t", "dpl", "C-q")
         deadline = time.monotonic() + 60
         while not status.exists() and time.monotonic() < deadline:

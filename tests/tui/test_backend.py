@@ -1,0 +1,52 @@
+"""ModelHolder: one load per model from any thread, and waits that end when the app closes."""
+
+from __future__ import annotations
+
+import threading
+
+from dpl_tui.backend import ModelHolder
+from models import ModelError
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
+
+
+def test_a_wait_for_another_threads_load_gives_up_when_the_app_closes():
+    started, release = threading.Event(), threading.Event()
+    loads = []
+
+    def slow_generator(_choice):
+        loads.append(1)
+        started.set()
+        release.wait(30)
+        return FakeGenerator()
+
+    holder = ModelHolder(None, None, generator_factory=slow_generator,
+                         embedder_factory=lambda _p: FakeEmbedder())  # fmt: skip
+    loader = threading.Thread(target=holder.generator)
+    loader.start()
+    assert started.wait(10)
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            holder.generator()
+        except ModelError as err:
+            errors.append(err)
+
+    waiting = threading.Thread(target=waiter)
+    waiting.start()
+    holder.close()
+    waiting.join(10)
+    assert not waiting.is_alive() and "closing" in str(errors[0])
+    # the load itself runs on and is kept; it happened once
+    release.set()
+    loader.join(10)
+    assert loads == [1] and holder.loaded_generator is not None
+
+
+def test_loads_once_and_answers_every_caller():
+    holder = ModelHolder(None, None, generator_factory=lambda _c: FakeGenerator(),
+                         embedder_factory=lambda _p: FakeEmbedder())  # fmt: skip
+    assert holder.generator() is holder.generator()
+    assert holder.embedder() is holder.embedder()
+    holder.close()  # closing does not take away what is loaded
+    assert holder.generator() is holder.loaded_generator
