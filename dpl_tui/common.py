@@ -43,9 +43,25 @@ def db_path(db: Path | None) -> Path:
 
 
 def open_store(db: Path | None):  # -> UserStore
+    """The existing database for a read-mostly command; a missing one is a user error."""
     from user_store import UserStore
+    from user_store.errors import DatabaseError
 
-    return UserStore(db_path(db))
+    path = db_path(db)
+    if not path.exists():
+        raise DatabaseError(
+            f"No database at {str(path)!r} yet. Import reviews first: "
+            "`dpl ingest --sample` or `dpl ingest FILE`."
+        )
+    return UserStore(path)
+
+
+def embedder_id(folder: str | None) -> str:
+    """The id an embedder folder caches under (the bundled one by default), without torch."""
+    from models.embeddings import embedder_id as id_of
+    from models.registry import default_embedder_path
+
+    return id_of(Path(folder).expanduser() if folder else default_embedder_path())
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

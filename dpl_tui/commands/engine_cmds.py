@@ -10,14 +10,22 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..common import DbOption, JsonOption, ModelOption, console, db_path, err_console, user_errors
+from ..common import (
+    DbOption,
+    JsonOption,
+    ModelOption,
+    console,
+    embedder_id,
+    err_console,
+    open_store,
+    user_errors,
+)
 
 ItemOption = Annotated[
     str | None,
@@ -63,27 +71,6 @@ def _item_label(item) -> str:  # item: Item
     return item.id if item.title == item.id else f"{item.title} ({item.id})"
 
 
-def _open(db: Path | None):  # -> UserStore
-    from user_store import UserStore
-    from user_store.errors import DatabaseError
-
-    path = db_path(db)
-    if not path.exists():
-        raise DatabaseError(
-            f"No database at {str(path)!r} yet. Import reviews first: "
-            "`dpl ingest --sample` or `dpl ingest FILE`."
-        )
-    return UserStore(path)
-
-
-def _embedder_id(folder: str | None) -> str:
-    """The embedder's cache id, known without loading torch."""
-    from models.embeddings import embedder_id
-    from models.registry import default_embedder_path
-
-    return embedder_id(Path(folder).expanduser() if folder else default_embedder_path())
-
-
 def _engine(store, model: str | None, *, k, m, n, seed: int, max_tokens: int | None = None):
     from dpl_engine import Engine, EngineConfig
     from user_store.config import Settings
@@ -124,7 +111,7 @@ def _engine(store, model: str | None, *, k, m, n, seed: int, max_tokens: int | N
         return load_embedder(settings.embedder)
 
     return Engine(
-        store, load_generator, load_embedder, config, embedder_id=_embedder_id(settings.embedder)
+        store, load_generator, load_embedder, config, embedder_id=embedder_id(settings.embedder)
     )
 
 
@@ -336,7 +323,7 @@ def compare(
     from dpl_engine.cache import to_json
 
     with user_errors():
-        store = _open(db)
+        store = open_store(db)
         try:
             engine = _engine(store, model, k=k, m=m, n=n, seed=seed)
             if item is not None and store.review(user_id, item) is None:
@@ -407,7 +394,7 @@ def generate(
     with user_errors():
         if method not in METHODS:
             raise EngineError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
-        store = _open(db)
+        store = open_store(db)
         try:
             engine = _engine(store, model, k=k, m=m, n=n, seed=seed, max_tokens=max_tokens)
             target = _target(engine, user_id, item, rating, title)

@@ -16,7 +16,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..common import DbOption, JsonOption, ModelOption, console, db_path, err_console, user_errors
+from ..common import (
+    DbOption,
+    JsonOption,
+    ModelOption,
+    console,
+    embedder_id,
+    err_console,
+    open_store,
+    user_errors,
+)
 
 MinCharsOption = Annotated[
     int | None,
@@ -51,19 +60,6 @@ EVAL_EPILOG = (
     "skips finished work, and Ctrl-C keeps it. Example: dpl eval --methods none,rag,profile,dpl "
     "--users 20 --seed 1 --seed 2 --seed 3 --out results/"
 )
-
-
-def _open(db: Path | None):  # -> UserStore
-    from user_store import UserStore
-    from user_store.errors import DatabaseError
-
-    path = db_path(db)
-    if not path.exists():
-        raise DatabaseError(
-            f"No database at {str(path)!r} yet. Import reviews first: "
-            "`dpl ingest --sample` or `dpl ingest FILE`."
-        )
-    return UserStore(path)
 
 
 def _params(min_chars, min_user, max_user, min_item, base=None):  # -> SplitParams
@@ -125,7 +121,7 @@ def split(
     with user_errors():
         params = _params(min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
         params.check()
-        with _open(db) as store:
+        with open_store(db) as store:
             result = split_mod.prepare(store, params)
             if not result.users:
                 err_console.print(Text(_no_users_message(store, params, suggest_users)))
@@ -175,13 +171,6 @@ def _methods(text: str) -> tuple[str, ...]:
     if not names:
         raise EngineError("--methods is empty: give e.g. none,rag,profile,dpl.")
     return names
-
-
-def _embedder_id(folder: str | None) -> str:
-    from models.embeddings import embedder_id
-    from models.registry import default_embedder_path
-
-    return embedder_id(Path(folder).expanduser() if folder else default_embedder_path())
 
 
 def _report_table(report) -> Table:  # report: EvalReport
@@ -360,7 +349,7 @@ def eval_(
     from dpl_engine.report import stored_report
 
     with user_errors():
-        with _open(db) as store:
+        with open_store(db) as store:
             if list_runs:
                 _list(store)
                 return
@@ -398,7 +387,7 @@ def eval_(
                 _generator_factory(model_path),
                 _embedder_factory(settings.embedder),
                 config,
-                embedder_id=_embedder_id(settings.embedder),
+                embedder_id=embedder_id(settings.embedder),
                 judge=_generator_factory(str(judge_model)) if judge_model else None,
             )
             plan = runner.plan()
