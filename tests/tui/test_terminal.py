@@ -59,6 +59,9 @@ def test_dpl_tui_in_tmux(sample_db, dpl_home):
         assert tmux("display", "-p", "-t", "dpl", "#{window_width}").strip() == "120"
         assert "Running:" in tmux.wait_for("GPU offload:")
         tmux("send-keys", "-t", "dpl", "/")
+        # Keys typed before the search box has focus go to the table; on a loaded machine the
+        # focus change can lag the key that asked for it.
+        time.sleep(1.0)
         tmux("send-keys", "-t", "dpl", "-l", "A2EZWZ8MB")
         tmux.wait_for("1 users")
         tmux.wait_for("A2EZWZ8MBEDOLN")
