@@ -4,6 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# llama.cpp is compiled for x86-64 machines with AVX2 in general, not for this CPU alone: a
+# -march=native build can use instructions a virtual machine advertises but refuses (AMX).
+# Set CMAKE_ARGS yourself to build otherwise (CUDA: scripts/build-cuda.sh).
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+endif
+export CMAKE_ARGS ?= $(LLAMA_CMAKE_ARGS)
 
 .PHONY: install run test lint bench clean
 
@@ -13,6 +21,7 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch keeps the venv small; sentence-transformers accepts it.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[test]"
+	scripts/check-llama.sh $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
