@@ -7,12 +7,14 @@ engine (with its scientific libraries) is imported the first time work needs it.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
@@ -128,6 +130,31 @@ class DplApp(App[None]):
         self.store_problem: str | None = None
         self.jobs = Jobs()
         self.session: Session | None = None
+        self._signals = os.environ.get("DPL_TUI_SIGNALS") or None
+
+    # -- states announced to an outside driver --------------------------------------
+    def signal(self, state: str, **detail: str | int) -> None:
+        """Announce that the app reached ``state`` (a screen's data shown, focus moved).
+
+        When $DPL_TUI_SIGNALS names a file, one JSON line is appended to it per state,
+        so a program driving the app through a terminal (its tests, a script) can wait
+        for the state itself instead of guessing how long it takes. Otherwise a no-op."""
+        if self._signals is None:
+            return
+        line = json.dumps({"state": state, **detail}, ensure_ascii=False)
+        try:
+            with open(self._signals, "a", encoding="utf-8") as out:
+                out.write(line + "\n")
+        except OSError:
+            self._signals = None  # an unwritable file must not break the app
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        widget = event.widget
+        self.signal(
+            "focus",
+            screen=type(widget.screen).__name__,
+            widget=widget.id or type(widget).__name__,
+        )
 
     # -- start-up ----------------------------------------------------------------
     def on_mount(self) -> None:

@@ -129,15 +129,21 @@ class UserScreen(DplScreen):
         if not worker.is_cancelled:
             self.app.call_from_thread(self._show_held, held)
 
+    def _loaded(self, target: str) -> None:
+        """The history and the target are shown (or why they cannot be): keys now act."""
+        self.dpl.signal("ready", screen="user", user=self.user_id, target=target)
+
     def _load_failed(self, err: Exception, doing: str) -> None:
         self.query_one("#held-info", Static).update(Text(f"Could not load: {err}"))
         self.notify(str(err), title=error_title(err, doing), severity="error", markup=False)
+        self._loaded("failed")
 
     def _held_failed(self, err: Exception) -> None:
         self.query_one("#held-info", Static).update(
             Text(f"No held-out target: {err}\nChoose another item from the catalogue.")
         )
         self.query_one("#kind-other", RadioButton).value = True
+        self._loaded("none")
 
     def _show_history(self, history: UserHistory) -> None:
         self.history = history
@@ -181,6 +187,7 @@ class UserScreen(DplScreen):
             )
         )
         self._update_summary()
+        self._loaded("held-out")
 
     @on(DataTable.RowHighlighted, "#history")
     def _row(self, event: DataTable.RowHighlighted) -> None:

@@ -128,6 +128,7 @@ class UsersScreen(DplScreen):
         self.query_one("#users-count", Label).update(
             Text(f"{len(ordered)}{more} users · sorted by {label} {arrow}")
         )
+        self.dpl.signal("ready", screen="users", rows=len(ordered), query=self.query_text)
 
     # -- sorting --------------------------------------------------------------
     def sort_by(self, key: str, descending: bool | None = None) -> None:

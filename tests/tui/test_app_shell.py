@@ -7,6 +7,7 @@ import json
 
 from textual.widgets import DataTable
 
+from dpl_tui.screens.dialogs import ParametersDialog
 from dpl_tui.screens.generate import GenerateScreen
 from dpl_tui.screens.help import HelpScreen
 from dpl_tui.screens.user import UserScreen
@@ -80,7 +81,7 @@ async def test_review_markup_renders_literally(sample_db, make_app):
         await pilot.press("up", "up")
         view = screen.query_one("#review-text", TextView)
         await wait_until(pilot, lambda: MARKUP_TEXT in view.text)
-        await pilot.pause(0.2)
+        await pilot.pause()  # until the app is idle: the new text is rendered
         text = screen_text(app)
         assert "[red]Pedal[/red] [/]" in text
         assert "[b]Five stars[/b] [/]" in text
@@ -91,7 +92,7 @@ async def test_review_markup_renders_literally(sample_db, make_app):
         await wait_until(
             pilot, lambda: isinstance(app.screen, GenerateScreen) and app.screen.result is not None
         )
-        await pilot.pause(0.2)
+        await pilot.pause()
         assert "Generated [bold]with[/] markup [/] inside" in screen_text(app)
         assert "[bold red]and proud[/]" in screen_text(app)  # the held-out real review
 
@@ -126,13 +127,27 @@ async def test_help_lists_the_bindings(sample_db, make_app):
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
 
 
+def highlighted_command(app) -> str | None:
+    """The command the open palette would run on Enter, as plain text."""
+    from textual.command import CommandList, CommandPalette
+
+    if not isinstance(app.screen, CommandPalette):
+        return None
+    results = app.screen.query_one(CommandList)
+    if results.highlighted is None:
+        return None
+    prompt = results.get_option_at_index(results.highlighted).prompt
+    return str(getattr(prompt, "plain", prompt)).split("\n")[0]
+
+
 async def test_palette_switches_method_and_it_persists(sample_db, make_app, dpl_home):
     app = make_app(sample_db, preload_models=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, UsersScreen))
         await pilot.press("ctrl+p")
         await pilot.press(*"method: rag")
-        await pilot.pause(0.5)
+        # Enter runs the highlighted hit: wait until the search has put this one there.
+        await wait_until(pilot, lambda: highlighted_command(app) == "Switch method: rag")
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.settings.method == "rag")
     assert Settings.load().method == "rag"
@@ -168,7 +183,10 @@ async def test_settings_persist_theme_and_parameters(sample_db, make_app):
         await wait_until(pilot, lambda: isinstance(app.screen, UsersScreen))
         app.theme = "nord"
         app.action_settings()
-        await pilot.pause(0.2)
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ParametersDialog) and bool(app.screen.query("#save")),
+        )
         app.screen.query_one("#param-k").value = "5"
         app.screen.query_one("#param-m").value = "0"
         await pilot.click("#save")

@@ -110,9 +110,9 @@ async def test_differences_kept_as_free_text_when_json_fails(sample_db, make_app
 async def test_escape_stops_a_differences_call_in_the_middle(sample_db, make_app):
     tokens: list[float] = []
 
-    def json_token() -> None:  # one differences call takes 20 x 0.25 s = 5 s
+    def json_token() -> None:  # one differences call takes 20 x 0.5 s = 10 s
         tokens.append(time.monotonic())
-        time.sleep(0.25)
+        time.sleep(0.5)
 
     generator = FakeGenerator(on_json_token=json_token)
     app = make_app(sample_db, generator=generator)
@@ -122,7 +122,7 @@ async def test_escape_stops_a_differences_call_in_the_middle(sample_db, make_app
         await wait_until(pilot, lambda: len(tokens) >= 2)
         screen = app.screen
         await pilot.press("escape")  # cancels the running step; the screen stays
-        await wait_until(pilot, lambda: not screen.running, timeout=3.0)
+        await wait_until(pilot, lambda: not screen.running, timeout=8.0)
         assert app.screen is screen and screen.view is None
         await wait_until(pilot, lambda: "Cancelled. Press r" in screen_text(app))
         # The first call was left after a few of its 20 tokens; no further call started.
@@ -130,7 +130,11 @@ async def test_escape_stops_a_differences_call_in_the_middle(sample_db, make_app
 
 
 async def test_generate_streams_cancels_and_regenerates(sample_db, make_app):
-    generator = slow_generator(delay_s=0.03, words=150)
+    # Slow tokens (75 s for the review) until the cancel, so it lands mid-stream on any
+    # machine; fast ones for the regeneration.
+    pace = [0.5]
+    review = " ".join(f"word{i}" for i in range(150))
+    generator = FakeGenerator(review=review, on_token=lambda: time.sleep(pace[0]))
     app = make_app(sample_db, generator=generator)
     async with app.run_test(size=(140, 42)) as pilot:
         user_screen = await open_user(app, pilot)
@@ -155,6 +159,7 @@ async def test_generate_streams_cancels_and_regenerates(sample_db, make_app):
         assert screen.query_one("#real", TextView).text.endswith(held.held_out.text)
 
         # regenerate runs to completion and scores against the held-out review
+        pace[0] = 0.01
         await pilot.press("r")
         await wait_until(pilot, lambda: screen.result is not None and not screen.running, 30)
         result = screen.result
@@ -197,7 +202,8 @@ async def test_generate_failure_is_a_notification(sample_db, make_app):
 
 
 async def test_switching_user_cancels_stale_work(sample_db, make_app):
-    generator = slow_generator(delay_s=0.05, words=400)
+    # A review that would take 1,000 s to stream: only a cancel can end it early.
+    generator = slow_generator(delay_s=0.05, words=20_000)
     app = make_app(sample_db, generator=generator)
     async with app.run_test(size=(140, 42)) as pilot:
         await open_user(app, pilot)
@@ -218,7 +224,7 @@ async def test_switching_user_cancels_stale_work(sample_db, make_app):
         await wait_until(pilot, lambda: isinstance(app.screen, UsersScreen))
         app.open_user("A15TYOEWBQYF0X")
         await wait_until(pilot, lambda: stream.stats is not None)
-        assert stream.closed_early and len(stream.text.split()) < 400
+        assert stream.closed_early and len(stream.text.split()) < 20_000
         assert app.session.user_id == "A15TYOEWBQYF0X" and app.session.results == []
 
 

@@ -24,7 +24,7 @@ SIZE = (120, 36)
 async def settled(pilot) -> None:
     app = pilot.app
     await wait_until(pilot, lambda: app.activity == "" and app.model_status.startswith("fake"))
-    await pilot.pause(0.3)
+    await pilot.pause()  # until every pending message is handled
 
 
 async def users_ready(pilot) -> None:
@@ -64,7 +64,8 @@ def test_users_screen_searching(snap_compare, app):
         await pilot.press("slash", *"tubescreamer")
         await wait_until(pilot, lambda: pilot.app.screen.query_one("#users").row_count < 203)
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: pilot.app.focused is pilot.app.screen.query_one("#users"))
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -81,7 +82,8 @@ def test_user_screen_other_item(snap_compare, app):
         screen.query_one("#title").value = "Not for metal"
         screen.query_one("#rating").value = "2"
         screen.query_one("#items").focus()
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: pilot.app.focused is screen.query_one("#items"))
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -139,7 +141,7 @@ def test_help_screen(snap_compare, app):
         await users_ready(pilot)
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
-        await pilot.pause(0.3)
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

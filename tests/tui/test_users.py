@@ -38,6 +38,8 @@ async def test_search_filters_incrementally(sample_db, make_app):
         one = store.users(m=4)[57].user_id
     assert 0 < len(by_word) < 203
     app = make_app(sample_db, preload_models=False)
+    announced: list[tuple[str, str]] = []
+    app.signal = lambda state, **d: announced.append((d.get("screen"), d.get("query")))
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_until(pilot, lambda: len(rows(app)) == 203)
         await pilot.press("slash")
@@ -51,8 +53,11 @@ async def test_search_filters_incrementally(sample_db, make_app):
         await wait_until(pilot, lambda: [r[0] for r in rows(app)] == [one])
         # a query FTS cannot parse is quoted, not an error
         await pilot.press("backspace", *' "(*')
-        await pilot.pause(0.5)
+        broken = one[:-1] + ' "(*'
+        await wait_until(pilot, lambda: ("users", broken) in announced)
         assert isinstance(app.screen, UsersScreen)
+        assert "failed" not in str(app.screen.query_one("#users-count").content)
+        assert not [n for n in app._notifications if n.severity == "error"]
 
 
 async def test_sorting_by_key_and_header(sample_db, make_app):
