@@ -12,6 +12,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Label, Select, Static
 
+from user_store.text import readable
+
 from ..messages import GenerationEnded, TokensArrived
 from ..palette import METHOD_HELP
 from ..widgets.status import StatusBar
@@ -101,11 +103,11 @@ class GenerateScreen(EngineScreen):
         if t.held_out is not None:
             real.set_text(
                 Text.assemble(
-                    (t.held_out.title, "bold"),
+                    (readable(t.held_out.title), "bold"),
                     "  ",
                     stars(t.held_out.rating),
                     "\n\n",
-                    t.held_out.text,
+                    readable(t.held_out.text),
                 )
             )
         else:

@@ -26,6 +26,8 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from user_store.text import readable
+
 from ..widgets.status import StatusBar
 from ..widgets.text_view import TextView
 from .base import DplScreen, error_title
@@ -156,7 +158,7 @@ class UserScreen(DplScreen):
             table.add_row(
                 Text(entry.item.title),
                 Text(stars(r.rating)),
-                Text(r.title),
+                Text(readable(r.title)),
                 Text(review_date(r.timestamp) + mark),
                 key=r.item_id,
             )
@@ -178,7 +180,7 @@ class UserScreen(DplScreen):
                 stars(target.rating),
                 "\n",
                 ("Title: ", "bold"),
-                target.title,
+                readable(target.title),
                 "\n",
                 (
                     "The real review is hidden from the method and shown beside the generated one.",
@@ -200,7 +202,7 @@ class UserScreen(DplScreen):
     def _show_entry(self, entry: HistoryEntry) -> None:
         r = entry.review
         body = Text.assemble(
-            (r.title or "(no title)", "bold"),
+            (readable(r.title) or "(no title)", "bold"),
             "  ",
             stars(r.rating),
             "  ",
@@ -208,7 +210,7 @@ class UserScreen(DplScreen):
             "\n",
             (entry.item.title, "italic"),
             "\n\n",
-            r.text,
+            readable(r.text),
         )
         self.query_one("#review-text", TextView).set_text(body, title="Review")
 
