@@ -1,9 +1,11 @@
 """Asking the model how a user's review differs from the representative reviews of an item.
 
-One call per comparison item, constrained to a JSON object with one entry per
-dimension (writing, emotional and semantic style). A small model does not always
-manage valid JSON; after a retry its free text is kept and marked as such, so
-the profile can still use it and the front ends can show it for what it is.
+One call per comparison item. Under the ``dpl`` preset the answer is constrained
+to a JSON object with one entry per dimension (writing, emotional and semantic
+style); a small model does not always manage valid JSON, and after a retry its
+free text is kept and marked as such, so the profile can still use it and the
+front ends can show it for what it is. Under ``paper`` the answer is free text,
+as in the published method.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from models import GenerationCancelled, SamplingParams, StructuredOutputError, T
 
 from . import prompts
 from .budget import fit
+from .presets import DPL, Preset
 from .types import Cancelled, CancelToken, ComparisonSet, Differences
 
 RETRIES = 1
@@ -26,6 +29,7 @@ def extract(
     *,
     max_review_chars: int,
     cancel: CancelToken | None = None,
+    preset: Preset = DPL,
 ) -> tuple[Differences, list[str]]:
     """One LLM call (plus at most one retry). Returns the differences and budget notes.
 
@@ -36,7 +40,9 @@ def extract(
     others = [u.review for u in comparison.users]
 
     def build(limits: list[int | None]) -> list[dict[str, str]]:
-        return prompts.differences_messages(item, user_review, others, limits, max_review_chars)
+        return prompts.differences_messages(
+            item, user_review, others, limits, max_review_chars, preset
+        )
 
     messages, notes = fit(
         generator,
@@ -47,6 +53,8 @@ def extract(
         what=f"differences for item {item.id}",
         labels=[f"user {r.user_id}" for r in others],
     )
+    if not preset.structured_differences:
+        return _free_text(generator, messages, params, item.id, cancel), notes
     try:
         value, _stats = generator.complete_json(
             messages,
@@ -82,3 +90,18 @@ def extract(
         ),
         notes,
     )
+
+
+def _free_text(
+    generator: TextGenerator,
+    messages: list[dict[str, str]],
+    params: SamplingParams,
+    item_id: str,
+    cancel: CancelToken | None,
+) -> Differences:
+    with generator.stream(messages, params) as stream:
+        for _ in stream:
+            if cancel is not None and cancel.cancelled:
+                stream.close()
+                raise Cancelled()
+    return Differences(item_id, "", "", "", structured=False, raw=stream.text.strip())

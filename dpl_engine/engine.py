@@ -18,7 +18,7 @@ from models import Embedder, SamplingParams, TextGenerator
 from user_store import ArtifactKey, HistoryEntry, Review, UserStore
 
 from . import differences as differences_step
-from . import generation, prompts, retrieval, selection, summary
+from . import generation, presets, prompts, retrieval, selection, summary
 from .cache import (
     comparison_from_json,
     differences_from_json,
@@ -98,6 +98,7 @@ class Engine:
         run whose comparisons are all cached then never loads the embedder."""
         self.store = store
         self.config = config or EngineConfig()
+        self.preset = presets.preset(self.config.preset)
         self.exclude = frozenset((str(u), str(i)) for u, i in exclude_reviews)
         self._generator = generator if isinstance(generator, TextGenerator) else None
         self._generator_factory = None if self._generator is not None else generator
@@ -176,7 +177,7 @@ class Engine:
     # -- the steps ------------------------------------------------------------------
     def _retrieve(self, target: Target) -> Step[list[Retrieved]]:
         history = self._history(target)
-        found = retrieval.rank(history, target, self.config.k)
+        found = retrieval.rank(history, target, self.config.k, self.preset)
         yield ProgressEvent("retrieve", 1, 1, detail=f"{len(found)} of {len(history)} past reviews")
         return found
 
@@ -193,20 +194,31 @@ class Engine:
             if has_text(r) and not self._hidden(r)
         ]
 
-    def _comparisons(self, retrieved: list[Retrieved], run: _Run) -> Step[list[ComparisonSet]]:
+    def comparison_items(self, target: Target) -> tuple[list[Retrieved], int]:
+        """The items to compare on, best first, and how many were eligible.
+
+        Eligible: the user's visible past items with at least m other visible reviewers.
+        Of those, the BM25 top k for the target (the same query as retrieval), so they
+        are chosen apart from the k retrieved past reviews and need not be among them."""
         cfg = self.config
-        candidates = [
-            (r.entry, others)
-            for r in retrieved
-            if len(others := self._others(r.entry.review)) >= cfg.m
-        ]
+        eligible = [e for e in self._history(target) if len(self._others(e.review)) >= cfg.m]
+        return retrieval.rank(eligible, target, cfg.k, self.preset), len(eligible)
+
+    def _comparisons(self, target: Target, run: _Run) -> Step[list[ComparisonSet]]:
+        cfg = self.config
+        chosen, eligible = self.comparison_items(target)
+        candidates = [(r.entry, self._others(r.entry.review)) for r in chosen]
         total = len(candidates)
-        yield ProgressEvent(
-            "compare",
-            0,
-            total,
-            detail=f"{total} of {len(retrieved)} retrieved items have >= {cfg.m} other reviewers",
-        )
+        detail = f"{total} comparison items: the BM25 top {cfg.k} of {eligible} past items "
+        detail += f"with >= {cfg.m} other reviewers"
+        if total < cfg.k:
+            run.notes.append(
+                f"only {total} of the user's past items have >= {cfg.m} other reviewers, "
+                f"so differences come from {total} items, not {cfg.k}"
+            )
+        yield ProgressEvent("compare", 0, total, detail=detail)
+        n_init = self.preset.kmeans_n_init
+        kmeans_seed = self.preset.kmeans_random_state(cfg.seed)
         sets: list[ComparisonSet] = []
         for i, (entry, others) in enumerate(candidates, start=1):
             run.check()
@@ -218,8 +230,8 @@ class Engine:
                 prompt_version="",
                 params={
                     "n": cfg.n,
-                    "seed": cfg.seed,
-                    "n_init": selection.N_INIT,
+                    "seed": kmeans_seed,
+                    "n_init": n_init,
                     "inputs": digest([(r.user_id, r.rating, r.title, r.text) for r in reviews]),
                 },
             )
@@ -239,7 +251,7 @@ class Engine:
                     detail=f"{entry.item.title}: {fresh} embedded, {len(reviews) - fresh} cached",
                 )
                 users = selection.representatives(
-                    entry.review, others, vectors, n=cfg.n, seed=cfg.seed
+                    entry.review, others, vectors, n=cfg.n, seed=kmeans_seed, n_init=n_init
                 )
                 found = ComparisonSet(
                     item=entry.item, user_review=entry.review, users=users, reviewers=len(others)
@@ -263,12 +275,11 @@ class Engine:
         cancel: CancelToken | None = None,
         refresh: bool = False,
     ) -> list[ComparisonSet]:
-        """Representative comparison users for each retrieved item with enough reviewers.
+        """Representative comparison users for each comparison item (``comparison_items``).
 
         Raises Cancelled when ``cancel`` is set between items."""
         run = _Run(cancel, refresh)
-        retrieved = _drive(self._retrieve(target), progress)
-        return _drive(self._comparisons(retrieved, run), progress)
+        return _drive(self._comparisons(target, run), progress)
 
     def measured(self, comparisons: list[ComparisonSet]) -> list[MeasuredDifferences]:
         """Measured (not generated) differences per comparison item."""
@@ -290,7 +301,7 @@ class Engine:
                 user_id=comparison.user_review.user_id,
                 item_key=comparison.item.id,
                 model_id=generator.model_id,
-                prompt_version=prompts.DIFFERENCES_VERSION,
+                prompt_version=prompts.differences_version(self.preset),
                 params={
                     "comparison": digest(comparison),
                     "sampling": asdict(params),
@@ -308,6 +319,7 @@ class Engine:
                     params,
                     max_review_chars=self.config.max_review_chars,
                     cancel=run.cancel,
+                    preset=self.preset,
                 )
                 self.store.put_artifact(
                     "differences", key, {"differences": to_json(value), "notes": notes}
@@ -334,8 +346,7 @@ class Engine:
     ) -> list[Differences]:
         """The LLM's account of how the user differs, one entry per comparison item."""
         run = _Run(cancel, refresh)
-        retrieved = _drive(self._retrieve(target), progress)
-        comparisons = _drive(self._comparisons(retrieved, run), progress)
+        comparisons = _drive(self._comparisons(target, run), progress)
         return _drive(self._differences(comparisons, run), progress)
 
     def _profile(
@@ -360,7 +371,7 @@ class Engine:
             user_id=target.user_id,
             item_key=",".join(r.entry.item.id for r in retrieved),
             model_id=generator.model_id,
-            prompt_version=prompts.PROFILE_VERSIONS[kind],
+            prompt_version=prompts.profile_version(kind, self.preset),
             params={
                 "past": digest([r.entry for r in retrieved]),
                 "differences": digest(pairs),
@@ -381,6 +392,7 @@ class Engine:
                 params,
                 max_review_chars=self.config.max_review_chars,
                 cancel=run.cancel,
+                preset=self.preset,
             )
             self.store.put_artifact("profile", key, {"profile": to_json(value), "notes": notes})
         run.notes.extend(notes)
@@ -402,7 +414,7 @@ class Engine:
         comparisons: list[ComparisonSet] = []
         found: list[Differences] = []
         if kind == "dpl":
-            comparisons = _drive(self._comparisons(retrieved, run), progress)
+            comparisons = _drive(self._comparisons(target, run), progress)
             found = _drive(self._differences(comparisons, run), progress)
         return _drive(self._profile(target, kind, retrieved, comparisons, found, run), progress)
 
@@ -446,7 +458,7 @@ class Engine:
                 method=method,
                 text=text,
                 model_id=self._generator.model_id if self._generator is not None else "",
-                prompt_version=prompts.method_version(method),
+                prompt_version=prompts.method_version(method, self.preset),
                 messages=tuple(messages),
                 stats=stats,
                 retrieved=tuple(retrieved),
@@ -465,7 +477,7 @@ class Engine:
             if method != "none":
                 retrieved = yield from self._retrieve(target)
             if method == "dpl":
-                comparisons = yield from self._comparisons(retrieved, run)
+                comparisons = yield from self._comparisons(target, run)
                 measured = self.measured(comparisons)
                 found = yield from self._differences(comparisons, run)
             if method in ("profile", "dpl"):
@@ -482,6 +494,7 @@ class Engine:
                 profile,
                 max_tokens=params.max_tokens,
                 max_review_chars=self.config.max_review_chars,
+                preset=self.preset,
             )
             run.notes.extend(notes)
             yield ProgressEvent("generate", 0, 1, detail=generator.model_id)
@@ -514,7 +527,7 @@ class Engine:
                 item_id=target.item.id,
                 method=method,
                 model_id=generator.model_id,
-                prompt_version=prompts.method_version(method),
+                prompt_version=prompts.method_version(method, self.preset),
                 params=self._stored_params(method, params, messages),
                 text=text,
                 stats=asdict(stream.stats) if stream.stats is not None else {},
@@ -529,6 +542,7 @@ class Engine:
         stored: dict[str, Any] = {
             "sampling": asdict(params),
             "k": cfg.k,
+            "preset": cfg.preset,
             "max_review_chars": cfg.max_review_chars,
             "prompt": digest(messages),
         }

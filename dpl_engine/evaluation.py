@@ -22,11 +22,11 @@ from models import Embedder, TextGenerator
 from user_store import UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
-from . import metrics, prompts
+from . import metrics, presets, prompts
 from .engine import Engine
 from .errors import EngineError
 from .report import EvalReport, build_report
-from .split import Split, SplitName
+from .split import Split, SplitName, params_dict
 from .types import METHODS, Cancelled, CancelToken, EngineConfig, Method
 
 USER_ORDER_SEED = 0
@@ -121,6 +121,7 @@ class Evaluation:
         self._embedder = embedder
         self._embedder_id = embedder_id
         self._judge = judge
+        self._preset = presets.preset(config.engine.preset)
         self._wordnet_status = metrics.wordnet_status()
         self._wordnet: Any = None
 
@@ -164,11 +165,11 @@ class Evaluation:
         return {
             "split_id": self.split.split_id,
             "split": self.config.split,
-            "split_params": asdict(self.split.params),
+            "split_params": params_dict(self.split.params),
             "model_id": self.generator.model_id,
             "embedder_id": self.embedder_id,
             "engine": engine,
-            "prompts": {m: prompts.method_version(m) for m in METHODS},
+            "prompts": {m: prompts.method_version(m, self._preset) for m in METHODS},
         }
 
     def plan(self) -> Plan:

@@ -14,6 +14,7 @@ from models import ChatMessage, TextGenerator
 
 from . import prompts
 from .budget import fit
+from .presets import DPL, Preset
 from .types import Method, Profile, Retrieved, Target
 
 
@@ -26,6 +27,7 @@ def build(
     *,
     max_tokens: int,
     max_review_chars: int,
+    preset: Preset = DPL,
 ) -> tuple[list[ChatMessage], list[str]]:
     """The generation prompt and notes on anything shortened or left out to fit."""
     past = [(r.entry.review, r.entry.item) for r in retrieved] if method != "none" else []
@@ -33,7 +35,7 @@ def build(
 
     def assemble(limits: list[int | None]) -> list[ChatMessage]:
         return prompts.generation_messages(
-            method, target.item, target.rating, target.title, past, limits, profile_text
+            method, target.item, target.rating, target.title, past, limits, profile_text, preset
         )
 
     return fit(

@@ -262,14 +262,16 @@ def shown_metrics(report: EvalReport) -> list[str]:
 
 
 def header_lines(report: EvalReport) -> list[str]:
-    p = report.split_params
+    from .presets import preset
+    from .split import params_from_dict
+
     lines = [
         f"Run {report.run_id} ({report.status}): {len(report.users)} users, "
         f"{report.split} targets, seeds {', '.join(map(str, report.seeds))}",
         f"Model: {report.model_id}; embedder: {report.embedder_id}",
-        f"Split {report.split_id}: text >= {p['min_chars']} chars, users with "
-        f"{p['min_user_reviews']}-{p['max_user_reviews']} reviews, items with >= "
-        f"{p['min_item_reviewers']} reviewers",
+        f"Split {report.split_id}: {params_from_dict(report.split_params).describe()}",
+        # Runs stored before presets existed ran dpl's choices.
+        f"Preset {preset(report.engine.get('preset', 'dpl')).describe()}",
         f"Engine: k={report.engine['k']}, m={report.engine['m']}, n={report.engine['n']}, "
         f"max_tokens={report.engine['generation']['max_tokens']} (generation) / "
         f"{report.engine['analysis']['max_tokens']} (analysis), "

@@ -19,7 +19,7 @@ from user_store import Review, UserStore
 from .types import ComparisonUser
 
 N_INIT = 10
-"""KMeans restarts; fixed so that a seed alone decides the clustering."""
+"""KMeans restarts under the ``dpl`` preset; fixed so that a seed alone decides the clustering."""
 
 
 def review_key(review: Review) -> tuple[str, str]:
@@ -58,11 +58,13 @@ def representatives(
     *,
     n: int,
     seed: int,
+    n_init: int | None = N_INIT,
 ) -> tuple[ComparisonUser, ...]:
     """Up to ``n`` representative reviews among ``others``, ordered by cluster.
 
     Clusters: min(n + 1, distinct points); with fewer reviewers than that every
-    reviewer outside the user's cluster is taken. Deterministic for a seed."""
+    reviewer outside the user's cluster is taken. Deterministic for a seed.
+    ``n_init=None`` leaves the number of restarts to scikit-learn's default."""
     if not others or n <= 0:
         return ()
     from sklearn.cluster import KMeans
@@ -74,7 +76,8 @@ def representatives(
     k = min(n + 1, distinct)
     if k < 2:
         return ()
-    model = KMeans(n_clusters=k, random_state=seed, n_init=N_INIT).fit(points)
+    restarts = {} if n_init is None else {"n_init": n_init}
+    model = KMeans(n_clusters=k, random_state=seed, **restarts).fit(points)
     labels, centres = model.labels_, model.cluster_centers_
     own = int(labels[0])
     chosen: list[ComparisonUser] = []

@@ -14,6 +14,7 @@ from user_store import Item
 
 from . import prompts
 from .budget import fit
+from .presets import DPL, Preset
 from .types import Cancelled, CancelToken, Differences, Profile, Retrieved
 
 
@@ -26,6 +27,7 @@ def summarize(
     *,
     max_review_chars: int,
     cancel: CancelToken | None = None,
+    preset: Preset = DPL,
 ) -> tuple[Profile, list[str]]:
     """One streamed LLM call; raises Cancelled (after closing the stream) when cancelled."""
     if kind not in prompts.PROFILE_VERSIONS:
@@ -34,7 +36,7 @@ def summarize(
     diffs = differences if kind == "dpl" else ()
 
     def build(limits: list[int | None]) -> list[dict[str, str]]:
-        return prompts.profile_messages(kind, past, limits, diffs)
+        return prompts.profile_messages(kind, past, limits, diffs, preset)
 
     messages, notes = fit(
         generator,

@@ -9,6 +9,8 @@ from typing import Literal
 from models import ChatMessage, GenerationStats, SamplingParams
 from user_store import HistoryEntry, Item, Review
 
+from .presets import PresetName
+
 Method = Literal["none", "rag", "profile", "dpl"]
 METHODS: tuple[Method, ...] = ("none", "rag", "profile", "dpl")
 
@@ -28,6 +30,8 @@ class EngineConfig:
     """Sampling for the difference-extraction and profile calls."""
     max_review_chars: int = 1500
     """Reviews longer than this are shortened inside prompts."""
+    preset: PresetName = "dpl"
+    """'dpl' (dpl's retrieval, clustering and prompts) or 'paper' (the published choices)."""
 
 
 @dataclass(frozen=True)

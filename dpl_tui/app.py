@@ -258,7 +258,12 @@ class DplApp(App[None]):
             if self._engine is None:
                 from dpl_engine import EngineConfig
 
-                config = EngineConfig(k=self.settings.k, m=self.settings.m, n=self.settings.n)
+                config = EngineConfig(
+                    k=self.settings.k,
+                    m=self.settings.m,
+                    n=self.settings.n,
+                    preset=self.settings.preset,  # type: ignore[arg-type]
+                )
                 self._engine = self._engine_factory(
                     self.store, self.models.generator, self.models.embedder, config
                 )
@@ -299,6 +304,13 @@ class DplApp(App[None]):
         if isinstance(self.screen, GenerateScreen):
             self.screen.select_method(method)
         self.notify(f"Generation method: {method}", title="Method")
+
+    def set_preset(self, preset: str) -> None:
+        self.jobs.cancel_all()
+        self.settings.preset = preset
+        self.save_settings()
+        self.reset_engine()
+        self.notify(f"Preset: {preset}", title="Preset")
 
     def set_parameters(self, k: int, n: int, m: int) -> None:
         self.settings.k, self.settings.n, self.settings.m = k, n, m

@@ -34,6 +34,14 @@ ModelOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+PresetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help="'dpl' (dpl's retrieval, clustering and JSON differences) or 'paper' (the "
+        "published method's choices). Default: the saved setting, 'dpl'.",
+    ),
+]
 
 
 def db_path(db: Path | None) -> Path:

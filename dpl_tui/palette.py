@@ -1,4 +1,4 @@
-"""Command palette (Ctrl+P) entries: switch model or method, recompute, export,
+"""Command palette (Ctrl+P) entries: switch model, method or preset, recompute, export,
 import the sample, theme and parameters."""
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ METHOD_HELP = {
     "rag": "item, rating, title and the retrieved past reviews",
     "none": "item, rating and title only",
 }
+PRESET_HELP = {
+    "dpl": "dpl's choices: stemmed BM25, 10 KMeans restarts, JSON differences (the default)",
+    "paper": "the published choices: BM25Okapi, default KMeans restarts, free-text differences",
+}
 
 
 class DplCommands(Provider):
@@ -33,6 +37,10 @@ class DplCommands(Provider):
         commands += [
             (f"Switch method: {name}", partial(app.set_method, name), text)
             for name, text in METHOD_HELP.items()
+        ]
+        commands += [
+            (f"Switch preset: {name}", partial(app.set_preset, name), text)
+            for name, text in PRESET_HELP.items()
         ]
         commands += [
             (

@@ -27,6 +27,8 @@ class Settings:
     k: int = 8
     m: int = 4
     n: int = 4
+    preset: str = "dpl"
+    """'dpl' or 'paper' (see dpl_engine.presets)."""
     theme: str = "textual-dark"
 
     @classmethod

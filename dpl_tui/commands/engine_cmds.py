@@ -20,6 +20,7 @@ from ..common import (
     DbOption,
     JsonOption,
     ModelOption,
+    PresetOption,
     console,
     embedder_id,
     err_console,
@@ -71,11 +72,13 @@ def _item_label(item) -> str:  # item: Item
     return item.id if item.title == item.id else f"{item.title} ({item.id})"
 
 
-def _engine(store, model: str | None, *, k, m, n, seed: int, max_tokens: int | None = None):
+def _engine(store, model: str | None, *, k, m, n, seed: int, preset: str | None, max_tokens=None):
     from dpl_engine import Engine, EngineConfig
+    from dpl_engine.presets import preset as check_preset
     from user_store.config import Settings
 
     settings = Settings.load()
+    preset = check_preset(preset or settings.preset).name
     path = settings.resolve_model(model)
     defaults = EngineConfig()
     config = EngineConfig(
@@ -83,6 +86,7 @@ def _engine(store, model: str | None, *, k, m, n, seed: int, max_tokens: int | N
         m=settings.m if m is None else m,
         n=settings.n if n is None else n,
         seed=seed,
+        preset=preset,
         generation=replace(
             defaults.generation,
             max_tokens=max_tokens or defaults.generation.max_tokens,
@@ -243,9 +247,45 @@ def _print_retrieved(retrieved) -> None:
     console.print(table)
 
 
+def _also_retrieved(chosen, retrieved) -> list[str]:
+    shown = {r.entry.item.id for r in retrieved}
+    return [r.entry.item.id for r in chosen if r.entry.item.id in shown]
+
+
+def _print_comparison_items(chosen, eligible: int, retrieved, config) -> None:
+    title = (
+        f"Comparison items (BM25 top {config.k} of the {eligible} past items with >= "
+        f"{config.m} other reviewers)"
+    )
+    table = Table(title=Text(title), title_justify="left")
+    for col, just in (
+        ("#", "right"),
+        ("Item", "left"),
+        ("Score", "right"),
+        ("Also retrieved", "left"),
+    ):
+        table.add_column(col, justify=just)
+    also = set(_also_retrieved(chosen, retrieved))
+    for r in chosen:
+        table.add_row(
+            str(r.rank),
+            Text(r.entry.item.id),
+            f"{r.score:.2f}",
+            "yes" if r.entry.item.id in also else "",
+        )
+    console.print(table)
+    if len(chosen) < config.k:
+        console.print(
+            Text(
+                f"Only {len(chosen)} of the user's past items have >= {config.m} other "
+                f"reviewers, so differences come from {len(chosen)} items, not {config.k}."
+            )
+        )
+
+
 def _print_comparisons(comparisons, measured, differences) -> None:
     if not comparisons:
-        console.print(Text("No retrieved item has enough other reviewers to compare with."))
+        console.print(Text("None of the user's past items has enough other reviewers."))
         return
     by_item_measured = {m.item_id: m for m in measured}
     by_item_diff = {d.item_id: d for d in differences}
@@ -292,7 +332,7 @@ def _print_comparisons(comparisons, measured, differences) -> None:
                 dt.add_row("emotional", Text(d.emotional))
                 dt.add_row("semantic", Text(d.semantic))
             else:
-                dt.add_row("free text (no valid JSON)", Text(d.raw))
+                dt.add_row("free text", Text(d.raw))
             console.print(dt)
 
 
@@ -314,6 +354,7 @@ def compare(
     m: MOption = None,
     n: NOption = None,
     seed: SeedOption = 42,
+    preset: PresetOption = None,
     refresh: RefreshOption = False,
     no_llm: Annotated[
         bool, typer.Option("--no-llm", help="Skip the LLM's differences (no model is loaded).")
@@ -325,7 +366,7 @@ def compare(
     with user_errors():
         store = open_store(db)
         try:
-            engine = _engine(store, model, k=k, m=m, n=n, seed=seed)
+            engine = _engine(store, model, k=k, m=m, n=n, seed=seed, preset=preset)
             if item is not None and store.review(user_id, item) is None:
                 # Not reviewed by the user: the rating is unused here, the title is the query.
                 target = engine.target(user_id, item, rating=5.0, title=title or "")
@@ -333,6 +374,7 @@ def compare(
                 target = _target(engine, user_id, item, None, title)
             with _ProgressView(enabled=err_console.is_terminal) as view:
                 retrieved = engine.retrieve(target)
+                chosen, eligible = engine.comparison_items(target)
                 comparisons = engine.comparisons(target, progress=view.update, refresh=refresh)
                 measured = engine.measured(comparisons)
                 differences = []
@@ -345,7 +387,13 @@ def compare(
             to_json(
                 {
                     "target": target,
+                    "preset": engine.config.preset,
                     "retrieved": retrieved,
+                    "comparison_items": {
+                        "eligible": eligible,
+                        "chosen": chosen,
+                        "also_retrieved": _also_retrieved(chosen, retrieved),
+                    },
                     "comparisons": comparisons,
                     "measured": measured,
                     "differences": differences,
@@ -354,8 +402,14 @@ def compare(
         )
         return
     what = _item_label(target.item)
-    console.print(Text(f"User {user_id}, target item {what}, query title {target.title!r}"))
+    console.print(
+        Text(
+            f"User {user_id}, target item {what}, query title {target.title!r}, "
+            f"preset {engine.config.preset}"
+        )
+    )
     _print_retrieved(retrieved)
+    _print_comparison_items(chosen, eligible, retrieved, engine.config)
     _print_comparisons(comparisons, measured, differences)
 
 
@@ -385,6 +439,7 @@ def generate(
     k: KOption = None,
     m: MOption = None,
     n: NOption = None,
+    preset: PresetOption = None,
 ) -> None:
     """Write the user's review of an item with a local model, streamed as it is written."""
     from dpl_engine import METHODS, EngineError, ProgressEvent, ResultEvent, TokenEvent
@@ -396,7 +451,9 @@ def generate(
             raise EngineError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
         store = open_store(db)
         try:
-            engine = _engine(store, model, k=k, m=m, n=n, seed=seed, max_tokens=max_tokens)
+            engine = _engine(
+                store, model, k=k, m=m, n=n, seed=seed, preset=preset, max_tokens=max_tokens
+            )
             target = _target(engine, user_id, item, rating, title)
             stream_out = not as_json
             with _ProgressView(enabled=err_console.is_terminal) as view:

@@ -1,6 +1,7 @@
-"""Who the user is compared with: for each retrieved item, the representative users
-(cluster, distance, similarity, rating) and their reviews beside the user's own, and
-the measured differences."""
+"""Who the user is compared with: the comparison items (the BM25 top k among the user's
+past items with at least m other reviewers, marked where they are also retrieved reviews),
+and for each the representative users (cluster, distance, similarity, rating), their
+reviews beside the user's own, and the measured differences."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Label, OptionList
 from textual.widgets.option_list import Option
+
+from user_store.text import readable
 
 from ..widgets.status import StatusBar
 from ..widgets.step_progress import StepProgress
@@ -40,6 +43,13 @@ class ComparisonView:
     retrieved: list[Retrieved]
     comparisons: list[ComparisonSet]
     measured: list[MeasuredDifferences]
+    eligible: int = 0
+    """How many of the user's past items had enough other reviewers to be compared on."""
+
+    @property
+    def also_retrieved(self) -> set[str]:
+        """Comparison items that are also among the retrieved past reviews."""
+        return {r.entry.item.id for r in self.retrieved} & {c.item.id for c in self.comparisons}
 
 
 def compute_comparisons(
@@ -47,9 +57,10 @@ def compute_comparisons(
 ) -> ComparisonView:
     engine = app.engine()
     retrieved = engine.retrieve(target)
+    _, eligible = engine.comparison_items(target)
     comparisons = engine.comparisons(target, progress=progress, cancel=token, refresh=refresh)
     measured = engine.measured(comparisons)
-    return ComparisonView(list(retrieved), list(comparisons), list(measured))
+    return ComparisonView(list(retrieved), list(comparisons), list(measured), eligible)
 
 
 def measure_rows(m: MeasuredDifferences) -> list[tuple[str, str, str, str]]:
@@ -78,7 +89,7 @@ class ComparisonScreen(EngineScreen):
         yield StepProgress()
         with Horizontal(id="cmp-body"):
             with Vertical(id="cmp-items-pane"):
-                yield Label("Retrieved items", classes="pane-title")
+                yield Label("Comparison items", classes="pane-title")
                 yield OptionList(id="cmp-items")
             with Vertical(id="cmp-detail"):
                 yield Label("", id="cmp-item-title", classes="pane-title", markup=False)
@@ -125,23 +136,29 @@ class ComparisonScreen(EngineScreen):
         if session is not None and session.target == self.target:
             session.retrieved, session.comparisons = value.retrieved, value.comparisons
             session.measured = value.measured
-        by_item = {c.item.id: c for c in value.comparisons}
         options = self.query_one("#cmp-items", OptionList)
         options.clear_options()
-        for r in value.retrieved:
-            compared = by_item.get(r.entry.item.id)
-            note = f"{len(compared.users)} users" if compared else "too few reviewers"
-            prompt = Text.assemble(f"{r.rank}. ", r.entry.item.title, (f" · {note}", "dim"))
-            options.add_option(Option(prompt, id=r.entry.item.id))
+        also = value.also_retrieved
+        for rank, c in enumerate(value.comparisons, start=1):
+            note = f" · {len(c.users)} users" + (" · also retrieved" if c.item.id in also else "")
+            prompt = Text.assemble(f"{rank}. ", c.item.title, (note, "dim"))
+            options.add_option(Option(prompt, id=c.item.id))
+        settings = self.dpl.settings
         self.query_one(StepProgress).message(
-            f"{len(value.retrieved)} items retrieved, "
-            f"{len(value.comparisons)} with comparison users."
+            f"{len(value.comparisons)} comparison items: the BM25 top {settings.k} of "
+            f"{value.eligible} past items with >= {settings.m} other reviewers; "
+            f"{len(also)} of them also among the {len(value.retrieved)} retrieved reviews."
         )
         if value.comparisons:
-            first = value.comparisons[0].item.id
-            ids = [r.entry.item.id for r in value.retrieved]
-            options.highlighted = ids.index(first) if first in ids else 0
-            self.show_item(first)
+            options.highlighted = 0
+            self.show_item(value.comparisons[0].item.id)
+        else:
+            self.query_one("#cmp-item-title", Label).update(
+                Text(
+                    f"None of the user's past items has >= {settings.m} other reviewers: "
+                    "nothing to compare with."
+                )
+            )
         options.focus()
 
     @on(OptionList.OptionHighlighted, "#cmp-items")
@@ -160,16 +177,12 @@ class ComparisonScreen(EngineScreen):
         users.clear()
         measured.clear()
         if current is None:
-            entry = next(r.entry for r in self.view.retrieved if r.entry.item.id == item_id)
-            title.update(
-                Text(f"{entry.item.title}: fewer than m={self.dpl.settings.m} other reviewers")
-            )
-            self.query_one("#own-review", TextView).set_text(entry.review.text)
-            self.query_one("#other-review", TextView).set_text("No comparison users for this item.")
             return
+        retrieved = " (also a retrieved review)" if item_id in self.view.also_retrieved else ""
         title.update(
             Text(
-                f"{current.item.title}: {len(current.users)} of {current.reviewers} other reviewers"
+                f"{current.item.title}: {len(current.users)} of {current.reviewers} other "
+                f"reviewers{retrieved}"
             )
         )
         for u in current.users:
@@ -183,7 +196,9 @@ class ComparisonScreen(EngineScreen):
             )
         own = current.user_review
         self.query_one("#own-review", TextView).set_text(
-            Text.assemble((own.title, "bold"), "  ", stars(own.rating), "\n\n", own.text),
+            Text.assemble(
+                (readable(own.title), "bold"), "  ", stars(own.rating), "\n\n", readable(own.text)
+            ),
             title=f"{own.user_id} (this user)",
         )
         if current.users:
@@ -205,7 +220,13 @@ class ComparisonScreen(EngineScreen):
             if u.user_id == user_id:
                 r = u.review
                 self.query_one("#other-review", TextView).set_text(
-                    Text.assemble((r.title, "bold"), "  ", stars(r.rating), "\n\n", r.text),
+                    Text.assemble(
+                        (readable(r.title), "bold"),
+                        "  ",
+                        stars(r.rating),
+                        "\n\n",
+                        readable(r.text),
+                    ),
                     title=f"{u.user_id} (cluster {u.cluster}, similarity {u.similarity:.2f})",
                 )
 

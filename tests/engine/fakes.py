@@ -99,13 +99,18 @@ class FakeGenerator(TextGenerator):
         system = messages[0]["content"]
         if "imitate" in system:
             return "profile"
+        if "how people write product reviews" in system:
+            return "differences"  # the paper preset asks for free text, streamed
         return "generate"
 
     def stream(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TextStream:
         kind = self._kind(messages)
         self.calls[kind] += 1
         self.prompts.append((kind, list(messages)))
-        text = "Writes short, upbeat reviews about gear." if kind == "profile" else self.review
+        text = {
+            "profile": "Writes short, upbeat reviews about gear.",
+            "differences": "Plainer words and shorter sentences; calmer; fewer details.",
+        }.get(kind, self.review)
         deltas = [w + " " for w in text.split()][: params.max_tokens]
         s = ListStream(deltas, self.count_tokens(messages), self.on_token)
         self.streams.append(s)

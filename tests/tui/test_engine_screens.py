@@ -19,6 +19,7 @@ from dpl_tui.widgets.text_view import TextView
 from tests.engine.fakes import FakeGenerator
 from tests.tui.conftest import screen_text, slow_generator, wait_until
 from tests.tui.test_user import USER, open_user
+from user_store.text import readable
 
 
 async def test_comparisons_show_users_reviews_and_measures(sample_db, make_app):
@@ -37,7 +38,13 @@ async def test_comparisons_show_users_reviews_and_measures(sample_db, make_app):
         # was not shown yet), so only the last step is sure to arrive.
         steps = {m.event.step for m in seen if isinstance(m, StepProgressed)}
         assert "compare" in steps and steps <= {"retrieve", "embed", "compare"}
-        assert screen.query_one("#cmp-items", OptionList).option_count == len(view.retrieved)
+        # The list holds the comparison items, each marked when it is also a retrieved review.
+        options = screen.query_one("#cmp-items", OptionList)
+        assert options.option_count == len(view.comparisons) <= app.settings.k
+        prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        for c, prompt in zip(view.comparisons, prompts, strict=True):
+            assert ("also retrieved" in prompt) == (c.item.id in view.also_retrieved)
+        assert view.eligible >= len(view.comparisons)
         first = view.comparisons[0]
         users = screen.query_one("#cmp-users", DataTable)
         assert users.row_count == len(first.users)
@@ -45,8 +52,9 @@ async def test_comparisons_show_users_reviews_and_measures(sample_db, make_app):
             u.user_id for u in first.users
         ]
         assert USER not in {u.user_id for u in first.users}
-        assert screen.query_one("#own-review", TextView).text.endswith(first.user_review.text)
-        assert screen.query_one("#other-review", TextView).text.endswith(first.users[0].review.text)
+        own, other = first.user_review.text, first.users[0].review.text
+        assert screen.query_one("#own-review", TextView).text.endswith(readable(own))
+        assert screen.query_one("#other-review", TextView).text.endswith(readable(other))
         measured = screen.query_one("#measured", DataTable)
         assert measured.row_count == 7
         # the session keeps what was computed, for export
