@@ -11,7 +11,8 @@ The method may see only profiles (plus the validation reviews when testing):
 ``hidden_reviews`` lists every other review in the store, so neither a user's
 own target nor anyone else's is ever retrieved or chosen as a comparison.
 The split is stored with its parameters and the fingerprint of the data, so
-the same thresholds on the same data give the same split.
+the same thresholds on the same data give the same split. ``prepare_paper``
+runs the paper's whole preparation instead (``paper_split``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from user_store import UserStore
 from user_store.eval_store import EvalStore, ReviewRow, StoredSplit
 
 from .errors import EngineError
+from .paper_split import PaperSplitParams, Prepared, prepare_rows
 
 SplitName = Literal["val", "test"]
 
@@ -76,7 +78,7 @@ class UserSplit:
 
 @dataclass(frozen=True)
 class Split:
-    params: SplitParams
+    params: SplitParams | PaperSplitParams
     users: tuple[UserSplit, ...]
     """Sorted by user id."""
     items: int
@@ -84,6 +86,8 @@ class Split:
     iterations: int
     fingerprint: str = ""
     split_id: int | None = None
+    stages: tuple = ()
+    """The paper preparation's per-stage counts (``paper_split.Stage``) when just computed."""
     all_reviews: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
     """Every (user_id, item_id) review in the store when the split was made."""
 
@@ -165,8 +169,20 @@ def compute(rows: Sequence[ReviewRow], params: SplitParams) -> Split:
     )
 
 
-def _from_stored(stored: StoredSplit, all_reviews: Iterable[tuple[str, str]]) -> Split:
-    params = SplitParams(**stored.params)
+def params_from_dict(params: dict) -> SplitParams | PaperSplitParams:
+    if params.get("kind") == PaperSplitParams.kind:
+        return PaperSplitParams.from_dict(params)
+    return SplitParams(**params)
+
+
+def params_dict(params: SplitParams | PaperSplitParams) -> dict:
+    return params.to_dict() if isinstance(params, PaperSplitParams) else asdict(params)
+
+
+def _from_stored(
+    stored: StoredSplit, all_reviews: Iterable[tuple[str, str]], stages: tuple = ()
+) -> Split:
+    params = params_from_dict(stored.params)
     profile: dict[str, list[str]] = defaultdict(list)
     for u, i in stored.roles["profile"]:
         profile[u].append(i)
@@ -184,31 +200,72 @@ def _from_stored(stored: StoredSplit, all_reviews: Iterable[tuple[str, str]]) ->
         fingerprint=stored.data_fingerprint,
         split_id=stored.id,
         all_reviews=frozenset(all_reviews),
+        stages=stages,
     )
 
 
-def prepare(store: UserStore, params: SplitParams = PAPER_DEFAULTS) -> Split:
-    """Compute the split on the store's reviews and keep it there (reused when identical)."""
-    params.check()
-    evals = EvalStore(store)
+def _save(
+    evals: EvalStore, params: dict, fingerprint: str, iterations: int, users: Sequence[UserSplit]
+) -> StoredSplit:
+    roles = {
+        "profile": [(u.user_id, i) for u in users for i in u.profile],
+        "val": [(u.user_id, u.val) for u in users],
+        "test": [(u.user_id, u.test) for u in users],
+    }
+    return evals.save_split(params, fingerprint, iterations=iterations, roles=roles)
+
+
+def _rows_or_fail(evals: EvalStore) -> list[ReviewRow]:
     rows = evals.review_rows()
     if not rows:
         raise EngineError(
             "The store holds no reviews. Import some first: `dpl ingest FILE` or "
             "`dpl ingest --sample`."
         )
+    return rows
+
+
+def paper_users(prepared: Prepared) -> tuple[UserSplit, ...]:
+    """Targets and profiles as the paper builds them: test = the last input, validation =
+    the one before, profile = the profile reviews and the other inputs."""
+    return tuple(
+        UserSplit(
+            u.user_id, (*u.profile, *u.inputs[:-2]), val=u.inputs[-2], test=u.inputs[-1]
+        )
+        for u in prepared.users
+    )
+
+
+def prepare_paper(store: UserStore, params: PaperSplitParams) -> Split:
+    """The paper's whole preparation (``paper_split``) on the store, kept there.
+
+    The stored split is reused when the parameters and the data (reviews and item
+    metadata) are the same; its per-stage counts are always recomputed."""
+    params.check()
+    evals = EvalStore(store)
+    rows = _rows_or_fail(evals)
+    items = evals.item_rows()
+    prepared = prepare_rows(rows, items, params)
+    fingerprint = evals.fingerprint(rows) + ":" + evals.fingerprint_items(items)
+    users = paper_users(prepared)
+    stored = evals.find_split(params.to_dict(), fingerprint) or _save(
+        evals, params.to_dict(), fingerprint, prepared.iterations, users
+    )
+    return _from_stored(stored, [(r.user_id, r.item_id) for r in rows], prepared.stages)
+
+
+def prepare(store: UserStore, params: SplitParams = PAPER_DEFAULTS) -> Split:
+    """Compute the split on the store's reviews and keep it there (reused when identical)."""
+    params.check()
+    evals = EvalStore(store)
+    rows = _rows_or_fail(evals)
     fingerprint = evals.fingerprint(rows)
     all_reviews = [(r.user_id, r.item_id) for r in rows]
     found = evals.find_split(asdict(params), fingerprint)
     if found is not None:
         return _from_stored(found, all_reviews)
     split = compute(rows, params)
-    roles = {
-        "profile": [(u.user_id, i) for u in split.users for i in u.profile],
-        "val": [(u.user_id, u.val) for u in split.users],
-        "test": [(u.user_id, u.test) for u in split.users],
-    }
-    stored = evals.save_split(asdict(params), fingerprint, iterations=split.iterations, roles=roles)
+    stored = _save(evals, asdict(params), fingerprint, split.iterations, split.users)
     return _from_stored(stored, all_reviews)
 
 

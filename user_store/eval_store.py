@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import StoreError
@@ -31,6 +31,20 @@ class ReviewRow:
     title: str
     text: str
     timestamp: int
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """The item fields the paper's preparation looks at."""
+
+    item_id: str
+    title: str
+    description_chars: int
+    """Length of the description as the paper measures it: its paragraphs joined with
+    spaces, a leading "Product Description" paragraph left out."""
+    categories: int
+    rating_number: int | None
+    metadata_missing: bool
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,22 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _json_list(text: str | None) -> list[Any]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -124,6 +154,32 @@ class EvalStore:
             )
         ]
 
+    def item_rows(self) -> list[ItemRow]:
+        found: list[ItemRow] = []
+        for item_id, title, description, categories, raw, missing in self._rows(
+            "SELECT id, title, description, categories, raw, metadata_missing FROM items"
+            " ORDER BY id"
+        ):
+            record = _json_object(raw)
+            paragraphs = record.get("description")
+            if not isinstance(paragraphs, list):
+                paragraphs = description.split("\n") if description else []
+            paragraphs = [str(p) for p in paragraphs]
+            if paragraphs and paragraphs[0].strip() == "Product Description":
+                paragraphs = paragraphs[1:]
+            number = record.get("rating_number")
+            found.append(
+                ItemRow(
+                    item_id=item_id,
+                    title="" if missing else (title or ""),
+                    description_chars=len(" ".join(paragraphs)),
+                    categories=len(_json_list(categories)),
+                    rating_number=int(number) if isinstance(number, int | float) else None,
+                    metadata_missing=bool(missing),
+                )
+            )
+        return found
+
     def review_keys(self) -> list[tuple[str, str]]:
         return [(u, i) for u, i in self._rows("SELECT user_id, item_id FROM reviews")]
 
@@ -137,6 +193,14 @@ class EvalStore:
                     ensure_ascii=False,
                 ).encode("utf-8")
             )
+            h.update(b"\n")
+        return h.hexdigest()
+
+    def fingerprint_items(self, items: Iterable[ItemRow]) -> str:
+        """A hash of the item fields a paper split depends on."""
+        h = hashlib.sha256()
+        for i in items:
+            h.update(json.dumps(list(asdict(i).values()), ensure_ascii=False).encode("utf-8"))
             h.update(b"\n")
         return h.hexdigest()
 

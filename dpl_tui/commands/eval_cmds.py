@@ -20,6 +20,7 @@ from ..common import (
     DbOption,
     JsonOption,
     ModelOption,
+    PresetOption,
     console,
     embedder_id,
     err_console,
@@ -51,8 +52,11 @@ MinItemOption = Annotated[
 SPLIT_EPILOG = (
     "Short reviews are dropped, then users and items below the thresholds are removed "
     "repeatedly until nothing changes. Each user's latest review is the test target, the one "
-    "before it the validation target, the rest the profile. The split is stored with its "
-    "thresholds; the same thresholds on the same data give the same split."
+    "before it the validation target, the rest the profile. With --paper, the paper's whole "
+    "preparation runs instead (item description filter, de-duplication, the last 10 reviews "
+    "as inputs, a second fixed point on the profiles) and the counts after every stage are "
+    "printed. The split is stored with its thresholds; the same thresholds on the same data "
+    "give the same split."
 )
 EVAL_EPILOG = (
     "Uses the split given by the threshold options, else the latest stored split, else the "
@@ -101,10 +105,51 @@ def _no_users_message(store, params, min_users: int) -> str:
 
 
 def split(
+    paper: Annotated[
+        bool,
+        typer.Option("--paper", help="Run the paper's whole preparation (all eight stages)."),
+    ] = False,
     min_chars: MinCharsOption = None,
     min_user_reviews: MinUserOption = None,
     max_user_reviews: MaxUserOption = None,
     min_item_reviewers: MinItemOption = None,
+    min_description_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--min-description-chars", help="--paper: shortest item description (paper: 100)."
+        ),
+    ] = None,
+    max_description_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-description-chars", help="--paper: longest item description (paper: 2000)."
+        ),
+    ] = None,
+    item_fields: Annotated[
+        bool | None,
+        typer.Option(
+            "--item-fields/--no-item-fields",
+            help="--paper: items need a title, categories and a rating count (paper: yes).",
+        ),
+    ] = None,
+    inputs: Annotated[
+        int | None,
+        typer.Option("--inputs", help="--paper: each user's last reviews kept as inputs (10)."),
+    ] = None,
+    min_profile_item_users: Annotated[
+        int | None,
+        typer.Option(
+            "--min-profile-item-users",
+            help="--paper: users an item needs among the profile reviews (paper: 5).",
+        ),
+    ] = None,
+    min_profile_reviews: Annotated[
+        int | None,
+        typer.Option(
+            "--min-profile-reviews",
+            help="--paper: profile reviews a user needs on such items (paper: 8).",
+        ),
+    ] = None,
     suggest_users: Annotated[
         int,
         typer.Option(
@@ -116,20 +161,58 @@ def split(
     as_json: JsonOption = False,
 ) -> None:
     """Prepare the evaluation split (the paper's filters and targets) and store it."""
+    from dpl_engine import EngineError
     from dpl_engine import split as split_mod
 
+    paper_only = {
+        "--min-description-chars": min_description_chars,
+        "--max-description-chars": max_description_chars,
+        "--item-fields": item_fields,
+        "--inputs": inputs,
+        "--min-profile-item-users": min_profile_item_users,
+        "--min-profile-reviews": min_profile_reviews,
+    }
     with user_errors():
-        params = _params(min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
+        if not paper:
+            given = [flag for flag, value in paper_only.items() if value is not None]
+            if given:
+                raise EngineError(f"{given[0]} applies to the paper's preparation: add --paper.")
+            params = _params(min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
+        else:
+            params = _paper_params(
+                min_chars=min_chars,
+                min_user_reviews=min_user_reviews,
+                max_user_reviews=max_user_reviews,
+                min_item_reviewers=min_item_reviewers,
+                min_description_chars=min_description_chars,
+                max_description_chars=max_description_chars,
+                item_fields=item_fields,
+                inputs=inputs,
+                min_profile_item_users=min_profile_item_users,
+                min_profile_reviews=min_profile_reviews,
+            )
         params.check()
         with open_store(db) as store:
-            result = split_mod.prepare(store, params)
-            if not result.users:
-                err_console.print(Text(_no_users_message(store, params, suggest_users)))
-                raise typer.Exit(1)
+            if paper:
+                result = split_mod.prepare_paper(store, params)
+                if not as_json:
+                    console.print(_stages_table(result.stages))
+                if not result.users:
+                    # soft_wrap: the suggested command stays on one line, ready to copy
+                    err_console.print(
+                        Text(_paper_no_users_message(store, params, suggest_users)),
+                        soft_wrap=True,
+                    )
+                    raise typer.Exit(1)
+            else:
+                result = split_mod.prepare(store, params)
+                if not result.users:
+                    err_console.print(Text(_no_users_message(store, params, suggest_users)))
+                    raise typer.Exit(1)
         profile_sizes = [len(u.profile) for u in result.users]
         summary = {
             "split_id": result.split_id,
-            "params": asdict(params),
+            "params": split_mod.params_dict(params),
             "users": len(result.users),
             "items": result.items,
             "reviews": result.reviews,
@@ -140,6 +223,8 @@ def split(
                 "max": max(profile_sizes),
             },
         }
+        if result.stages:
+            summary["stages"] = [asdict(stage) for stage in result.stages]
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
             return
@@ -158,6 +243,49 @@ def split(
             str(result.iterations),
         )
         console.print(table)
+
+
+def _paper_params(**given):  # -> PaperSplitParams
+    from dpl_engine.paper_split import PAPER
+
+    return replace(PAPER, **{name: value for name, value in given.items() if value is not None})
+
+
+def _stages_table(stages) -> Table:  # stages: tuple[paper_split.Stage, ...]
+    table = Table(title="The paper's preparation, stage by stage", title_justify="left")
+    for col in ("stage", "what is kept", "reviews", "users", "items"):
+        table.add_column(col, justify="left" if col == "what is kept" else "right")
+    for stage in stages:
+        rounds = "round" if stage.iterations == 1 else "rounds"
+        name = stage.name + (f" ({stage.iterations} {rounds})" if stage.iterations else "")
+        table.add_row(
+            str(stage.number), name, f"{stage.reviews:,}", f"{stage.users:,}", f"{stage.items:,}"
+        )
+    return table
+
+
+def _paper_no_users_message(store, params, min_users: int) -> str:
+    from dpl_engine import paper_split
+    from user_store.eval_store import EvalStore
+
+    evals = EvalStore(store)
+    reviews, items = evals.review_rows(), evals.item_rows()
+    prepared = paper_split.prepare_rows(reviews, items, params)
+    stage = prepared.emptied_at
+    assert stage is not None
+    lines = [f"Stage {stage.number} ({stage.name}) leaves no user."]
+    found = paper_split.suggest(reviews, items, params, min_users=min_users)
+    if found is None:
+        lines.append("No relaxed value of that stage's thresholds keeps anyone; import more data.")
+        return "\n".join(lines)
+    changed = {
+        name: value
+        for name, value in paper_split.PaperSplitParams.to_dict(found.params).items()
+        if name != "kind" and value != getattr(paper_split.PAPER, name)
+    }
+    flags = paper_split.flags(changed)
+    lines.append(f"Relaxed thresholds that keep {found.users} users: dpl split --paper {flags}")
+    return "\n".join(lines)
 
 
 # -- dpl eval ---------------------------------------------------------------------------
@@ -339,6 +467,7 @@ def eval_(
             "--max-review-chars", help="Shorten reviews in prompts to this (default 1500)."
         ),
     ] = None,
+    preset: PresetOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -376,6 +505,7 @@ def eval_(
                 max_tokens=max_tokens,
                 analysis_max_tokens=analysis_max_tokens,
                 max_review_chars=max_review_chars,
+                preset=preset,
             )
             from user_store.config import Settings
 
@@ -416,10 +546,22 @@ def eval_(
 
 
 def _eval_config(
-    methods, users, seeds, which, *, k, m, n, max_tokens, analysis_max_tokens, max_review_chars
+    methods,
+    users,
+    seeds,
+    which,
+    *,
+    k,
+    m,
+    n,
+    max_tokens,
+    analysis_max_tokens,
+    max_review_chars,
+    preset=None,
 ):
     from dpl_engine import EngineConfig, EngineError
     from dpl_engine.evaluation import EvalConfig
+    from dpl_engine.presets import preset as check_preset
     from user_store.config import Settings
 
     settings = Settings.load()
@@ -442,6 +584,7 @@ def _eval_config(
         generation=replace(base.generation, max_tokens=max_tokens or base.generation.max_tokens),
         analysis=replace(base.analysis, max_tokens=analysis_max_tokens or base.analysis.max_tokens),
         max_review_chars=max_review_chars or base.max_review_chars,
+        preset=check_preset(preset or settings.preset).name,
     )
     return EvalConfig(
         methods=_methods(methods),  # type: ignore[arg-type]

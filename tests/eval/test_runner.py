@@ -126,6 +126,47 @@ def test_no_target_text_appears_in_any_prompt(dev):
     assert any(words(t) in p for t in shown for p in prompts)
 
 
+def test_no_target_text_appears_in_any_prompt_under_the_paper_preparation(
+    mi5_db: Path, tmp_path: Path
+):
+    from dpl_engine.paper_split import PaperSplitParams
+
+    # The paper's preparation with the stages the dev data cannot meet relaxed (it has no
+    # item metadata and few long histories), and the paper preset throughout.
+    params = PaperSplitParams(
+        min_description_chars=0,
+        item_fields=False,
+        min_item_reviewers=2,
+        min_user_reviews=6,
+        inputs=4,
+        min_profile_item_users=2,
+        min_profile_reviews=6,
+    )
+    with UserStore(copy_db(mi5_db, tmp_path / "mi5.db")) as store:
+        split = sp.prepare_paper(store, params)
+        gen = FakeGenerator()
+        cfg = config(users=4, engine=EngineConfig(preset="paper"))
+        report = ev.Evaluation(store, split, gen, FakeEmbedder(), cfg).execute()
+        assert next(r for r in report.rows if r.method == "dpl").comparison_items > 0
+        assert gen.calls["differences"] > 0 and "Preset paper" in "\n".join(rp.header_lines(report))
+        prompts = [" ".join(prompt_text(msgs).split()) for _, msgs in gen.prompts]
+        shown = [store.review(u.user_id, i).text for u in split.users for i in (*u.profile, u.val)]
+        # A target that begins like a visible review (one user posted nearly the same text on
+        # two items, and whitespace keeps them apart) cannot be told from it by its words.
+        targets = [
+            text
+            for u in split.users
+            if not any(
+                words(v) == words(text := store.review(u.user_id, u.test).text) for v in shown
+            )
+        ]
+        assert len(targets) >= len(split.users) - 2
+        assert [t for t in targets if any(words(t) in p for p in prompts)] == []
+        # Profiles do reach the prompts, so the check can see review text.
+        shown = [store.review(u, i).text for u in report.users for i in split.user(u).profile]
+        assert any(words(t) in p for t in shown for p in prompts)
+
+
 def test_validation_targets_hide_the_test_reviews_too(dev):
     store, split = dev
     gen = FakeGenerator()

@@ -31,9 +31,7 @@ class Signals:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
-    def wait_for(
-        self, tmux: Tmux, timeout: float = 90.0, since: int = 0, **wanted: object
-    ) -> dict:
+    def wait_for(self, tmux: Tmux, timeout: float = 90.0, since: int = 0, **wanted: object) -> dict:
         """The first state announced after the first ``since`` with every ``wanted`` value
         that no earlier wait returned: each announcement answers one wait, in whatever
         order they came."""
@@ -136,7 +134,9 @@ def test_quitting_does_not_wait_for_a_model_that_is_still_loading(sample_db, dpl
     signals = Signals(tmp_path / "signals.jsonl")
     status = tmp_path / "exit-status"
     command = _command(dpl_home, signals.path, "--db", sample_db, "--model", never)
-    tmux("new-session", "-d", "-s", "dpl", "-x", "120", "-y", "36", f"{command}; echo $? > {status}")
+    tmux(
+        "new-session", "-d", "-s", "dpl", "-x", "120", "-y", "36", f"{command}; echo $? > {status}"
+    )
     try:
         tmux.wait_for("Model: loading")
         signals.wait_for(tmux, state="ready", screen="users", rows=203)
