@@ -194,20 +194,27 @@ class Engine:
             if has_text(r) and not self._hidden(r)
         ]
 
+    def _comparable(self, target: Target) -> tuple[list[tuple[Retrieved, list[Review]]], int]:
+        cfg = self.config
+        history = self._history(target)
+        others = {e.item.id: self._others(e.review) for e in history}
+        eligible = [e for e in history if len(others[e.item.id]) >= cfg.m]
+        chosen = retrieval.rank(eligible, target, cfg.k, self.preset)
+        return [(r, others[r.entry.item.id]) for r in chosen], len(eligible)
+
     def comparison_items(self, target: Target) -> tuple[list[Retrieved], int]:
         """The items to compare on, best first, and how many were eligible.
 
         Eligible: the user's visible past items with at least m other visible reviewers.
         Of those, the BM25 top k for the target (the same query as retrieval), so they
         are chosen apart from the k retrieved past reviews and need not be among them."""
-        cfg = self.config
-        eligible = [e for e in self._history(target) if len(self._others(e.review)) >= cfg.m]
-        return retrieval.rank(eligible, target, cfg.k, self.preset), len(eligible)
+        chosen, eligible = self._comparable(target)
+        return [r for r, _ in chosen], eligible
 
     def _comparisons(self, target: Target, run: _Run) -> Step[list[ComparisonSet]]:
         cfg = self.config
-        chosen, eligible = self.comparison_items(target)
-        candidates = [(r.entry, self._others(r.entry.review)) for r in chosen]
+        chosen, eligible = self._comparable(target)
+        candidates = [(r.entry, others) for r, others in chosen]
         total = len(candidates)
         detail = f"{total} comparison items: the BM25 top {cfg.k} of {eligible} past items "
         detail += f"with >= {cfg.m} other reviewers"

@@ -127,6 +127,25 @@ def test_generate_json_carries_the_intermediates(markup_db: Path):
     assert data["target"]["held_out"]["text"] not in json.dumps(data["messages"])
 
 
+def test_generate_with_the_paper_preset_runs_free_text_differences(markup_db: Path):
+    # The bundled model writes the differences as free text, one call per comparison item.
+    result = runner.invoke(
+        app,
+        ["generate", "u1", "--db", str(markup_db), "--preset", "paper", "--max-tokens", "8",
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "differences-paper-v1" in data["prompt_version"]
+    assert [c["item"]["id"] for c in data["comparisons"]] == ["B01", "B02"]
+    assert len(data["differences"]) == 2 and data["llm_calls"] == 4
+    assert all(not d["structured"] and d["raw"].strip() for d in data["differences"])
+    # The differences reached the profile prompt ahead of the past reviews, as in the paper.
+    assert data["profile"]["kind"] == "dpl"
+    bad = runner.invoke(app, ["generate", "u1", "--db", str(markup_db), "--preset", "papr"])
+    assert bad.exit_code == 1 and "Unknown preset 'papr'" in bad.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
