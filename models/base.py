@@ -86,6 +86,9 @@ class TextGenerator:
     info: ModelInfo
     can_stream: bool = True
     supports_json_schema: bool = True
+    concurrency: int = 1
+    """Calls this backend serves at once; the engine runs up to this many in parallel.
+    In-process llama.cpp serves one (its lock queues the rest); a server serves its slots."""
 
     @property
     def model_id(self) -> str:

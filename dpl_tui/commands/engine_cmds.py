@@ -21,7 +21,6 @@ from ..common import (
     JsonOption,
     ModelOption,
     console,
-    embedder_id,
     err_console,
     open_store,
     user_errors,
@@ -76,7 +75,6 @@ def _engine(store, model: str | None, *, k, m, n, seed: int, max_tokens: int | N
     from user_store.config import Settings
 
     settings = Settings.load()
-    path = settings.resolve_model(model)
     defaults = EngineConfig()
     config = EngineConfig(
         k=settings.k if k is None else k,
@@ -100,18 +98,14 @@ def _engine(store, model: str | None, *, k, m, n, seed: int, max_tokens: int | N
 
         raise EngineError(f"--max-tokens must be at least 1 (got {max_tokens}).")
 
-    def load_generator():
-        from models.llama import load_generator
-
-        return load_generator(path)
-
-    def load_embedder():
-        from models.embeddings import load_embedder
-
-        return load_embedder(settings.embedder)
+    from ..loading import embedder_factory, embedder_id, generator_factory
 
     return Engine(
-        store, load_generator, load_embedder, config, embedder_id=embedder_id(settings.embedder)
+        store,
+        generator_factory(model),
+        embedder_factory(settings, model),
+        config,
+        embedder_id=embedder_id(settings, model),
     )
 
 
