@@ -56,8 +56,14 @@ def bounded(
                                  thread_name_prefix="dpl-call")
     arrivals: queue.Queue[cf.Future[R]] = queue.Queue()
     futures: dict[cf.Future[R], int] = {}
+
+    def start(item: A) -> R:
+        if token.cancelled:  # queued behind a call that failed or was cancelled: never sent
+            raise Cancelled()
+        return call(item, token)
+
     for i, item in enumerate(items):
-        future = pool.submit(call, item, token)
+        future = pool.submit(start, item)
         futures[future] = i
         future.add_done_callback(arrivals.put)
     try:
