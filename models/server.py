@@ -238,6 +238,8 @@ class ServerStream(TextStream):
         self._start = time.perf_counter()
         self._first = 0.0
         self._raw: Any = None
+        self._slot_lock = threading.Lock()
+        self._holds_slot = False
         self.stats = None
         self._reader = threading.Thread(target=self._read, args=(request,), daemon=True,
                                         name=f"dpl-stream-{generator.config.name}")
@@ -248,12 +250,22 @@ class ServerStream(TextStream):
         return "".join(self._parts)
 
     def _read(self, request: Callable[[], Any]) -> None:
+        # A slot first: however many users and items run at once, no more than the entry's
+        # concurrency are in flight at the server; a stream closed while waiting never sends.
+        slots = self._gen._slots
+        while not slots.acquire(timeout=POLL_S):
+            if self._closed.is_set():
+                return
+        with self._slot_lock:
+            self._holds_slot = True
+        if self._closed.is_set():  # closed while the slot was being taken
+            self._release_slot()
+            return
         try:
+            if self._closed.is_set():
+                return
             raw = request()
             self._raw = raw
-            if self._closed.is_set():
-                raw.close()
-                return
             for chunk in raw:
                 if self._closed.is_set():
                     break
@@ -268,6 +280,15 @@ class ServerStream(TextStream):
                     raw.close()
                 except Exception:  # noqa: BLE001 - the connection is going away anyway
                     pass
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        """Once per stream: when it ends, or at once when it is closed (the reader may still
+        be waiting for a server that has not answered; its connection is dropped later)."""
+        with self._slot_lock:
+            if self._holds_slot:
+                self._holds_slot = False
+                self._gen._slots.release()
 
     def __next__(self) -> str:
         while True:
@@ -332,6 +353,7 @@ class ServerStream(TextStream):
         if self.stats is not None:
             return
         self._closed.set()
+        self._release_slot()
         end = time.perf_counter()
         first = self._first or end
         usage = self._usage
@@ -350,7 +372,8 @@ class ServerStream(TextStream):
 
 # -- the generator ----------------------------------------------------------------------
 class ServerGenerator(TextGenerator):
-    """A chat model behind an OpenAI-compatible server; up to ``concurrency`` calls at once."""
+    """A chat model behind an OpenAI-compatible server; up to ``concurrency`` calls at once,
+    counted over every thread that uses it (further calls wait for a free slot)."""
 
     can_stream = True
     supports_json_schema = True
@@ -365,6 +388,8 @@ class ServerGenerator(TextGenerator):
         self.slots = slots
         """The server's own parallel slots where it says (llama-server's /props)."""
         self.concurrency = config.concurrency
+        self._slots = threading.BoundedSemaphore(config.concurrency)
+        """Requests in flight at the server, from every thread together."""
         self.warnings = warnings_
         self.url = config.url
         self._counting = {"llama.cpp": "template", "vllm": "messages",

@@ -197,3 +197,23 @@ def test_a_cut_stream_stores_nothing_and_the_next_run_resumes(mi5_db, tmp_path) 
         assert len(fake.requests) == 3  # the finished user was not generated again
         assert report.rows[0].method == "none"
     store.close()
+
+
+def test_no_more_calls_than_the_entry_allows_are_in_flight_at_once() -> None:
+    with FakeOpenAI(script=("hang",)).running() as fake:
+        gen = connect(config(fake.url, timeout_s=30.0, max_retries=0, concurrency=2))
+        streams = [gen.stream(MESSAGES, PARAMS) for _ in range(3)]
+        ended: list[list[str]] = []
+        readers = [threading.Thread(target=lambda s=s: ended.append(list(s))) for s in streams]
+        for reader in readers:
+            reader.start()
+        wait_until(lambda: len(fake.requests) == 2)
+        assert gen._slots._value == 0 and streams[2]._raw is None  # the third one waits
+        streams[0].close()  # frees a slot: the waiting call goes out
+        wait_until(lambda: len(fake.requests) == 3)
+        for stream in streams[1:]:
+            stream.close()
+        for reader in readers:
+            reader.join(timeout=10)
+            assert not reader.is_alive()
+        assert ended == [[], [], []]  # each closed cleanly, none failed
