@@ -58,7 +58,9 @@ def start_server(gguf: Path, threads: int, n_ctx: int, log: Path) -> tuple[subpr
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", SERVED,
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
-         "--n_threads", str(threads), "--n_threads_batch", str(threads)],
+         "--n_threads", str(threads), "--n_threads_batch", str(threads),
+         # Without this the server ends a running answer when the next request arrives.
+         "--interrupt_requests", "False"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"

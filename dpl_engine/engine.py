@@ -517,7 +517,10 @@ class Engine:
         run.calls += 1
         parts: list[str] = []
         cancelled = False
-        stream = generator.stream(messages, params)
+        waiting: dict[str, Any] = {}
+        if generator.stops_while_waiting and run.cancel is not None:
+            waiting["stop"] = lambda: run.cancel.cancelled  # a busy server's queue included
+        stream = generator.stream(messages, params, **waiting)
         try:
             for delta in stream:
                 if run.cancel is not None and run.cancel.cancelled:
@@ -530,6 +533,8 @@ class Engine:
                     break
         finally:
             stream.close()
+        if stream.stats is not None and stream.stats.finish_reason == "cancelled":
+            cancelled = True  # stopped by the stop check before a token came: never stored
         text = "".join(parts)
         generation_id = None
         if not cancelled:

@@ -62,6 +62,10 @@ context budget errs on the safe side."""
 MESSAGE_OVERHEAD = 8
 """Tokens a chat template adds per message (role markers), counted on top of the text."""
 
+TEMPLATE_ALLOWANCE = 64
+"""Tokens a chat template may add once per prompt where it cannot be seen: some add a default
+system prompt when none is given (SmolLM2's adds 20), plus the generation prompt."""
+
 POLL_S = 0.05
 """How often a waiting stream asks its caller's stop check."""
 
@@ -304,10 +308,15 @@ class ServerStream(TextStream):
             if item is _END:
                 if not self._finish:
                     self._end("error")
+                    hint = ""
+                    if self._gen.kind == "llama-cpp-python":
+                        hint = (" llama-cpp-python's server ends a running answer when another "
+                                "request arrives unless it is started with "
+                                "--interrupt_requests False (or use --concurrency 1).")
                     raise ServerStreamError(
                         f"{self._gen.config.url} closed the stream before the answer was "
                         f"complete ({self._deltas} tokens in). Nothing was stored; check the "
-                        "server's log and run again (finished work is kept)."
+                        f"server's log and run again (finished work is kept).{hint}"
                     )
                 self._end(self._finish)
                 raise StopIteration
@@ -377,6 +386,7 @@ class ServerGenerator(TextGenerator):
 
     can_stream = True
     supports_json_schema = True
+    stops_while_waiting = True
 
     def __init__(self, config: ServerConfig, client: Any, kind: str, info: ModelInfo,
                  served: Sequence[str], slots: int | None, warnings_: list[str]) -> None:
@@ -402,9 +412,8 @@ class ServerGenerator(TextGenerator):
     def estimate_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """The conservative count used where the server cannot count."""
         text_bytes = sum(len(m["content"].encode("utf-8")) for m in messages)
-        return math.ceil(text_bytes / ESTIMATE_CHARS_PER_TOKEN) + MESSAGE_OVERHEAD * (
-            len(messages) + 1
-        )
+        return (math.ceil(text_bytes / ESTIMATE_CHARS_PER_TOKEN)
+                + MESSAGE_OVERHEAD * len(messages) + TEMPLATE_ALLOWANCE)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens, from the server's tokenizer where it has an endpoint for it."""
@@ -441,7 +450,7 @@ class ServerGenerator(TextGenerator):
             text = "\n".join(m["content"] for m in messages)
             out = self.client.post(f"{root}/extras/tokenize/count", cast_to=object,
                                    body={"input": text, "model": self.config.model})
-            return int(out["count"]) + MESSAGE_OVERHEAD * (len(messages) + 1)
+            return int(out["count"]) + MESSAGE_OVERHEAD * len(messages) + TEMPLATE_ALLOWANCE
         except Exception as err:  # noqa: BLE001 - translated, or counting falls back
             import openai
 

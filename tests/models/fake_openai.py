@@ -4,7 +4,8 @@ paths of the server backend: refusals, rate limits, streams cut half-way, no ans
 Each chat request takes the next entry of ``script`` (the last one repeats):
 'ok' streams ``reply`` word by word; 'cut' streams half of it and drops the connection;
 'hang' accepts the request and never answers (until the server stops); 401, 403, 404,
-429, 503 answer with that status (429 and 503 with ``Retry-After: 0``)."""
+429, 503 answer with that status (429 and 503 with ``Retry-After: 0``). ``/v1/embeddings``
+answers ``fake_vector`` of each text."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class FakeOpenAI:
         self.owned_by = owned_by
         self.requests: list[dict[str, Any]] = []
         """Every chat request body received, in order."""
+        self.embedded: list[str] = []
+        """Every text sent to /v1/embeddings."""
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -86,6 +89,9 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not self._authorised():
                     return
+                if self.path == "/v1/embeddings":
+                    self._embeddings(body)
+                    return
                 if self.path != "/v1/chat/completions":
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
                     return
@@ -102,6 +108,17 @@ class FakeOpenAI:
                     self.close_connection = True
                 else:
                     self._stream(action)
+
+            def _embeddings(self, body: dict[str, Any]) -> None:
+                if body.get("model") not in fake.models:
+                    self._json(404, {"error": {"message": "model not found"}})
+                    return
+                texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                fake.embedded.extend(texts)
+                data = [{"object": "embedding", "index": i, "embedding": fake_vector(t)}
+                        for i, t in enumerate(texts)]
+                self._json(200, {"object": "list", "data": data, "model": body["model"],
+                                 "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 
             def _stream(self, action: str) -> None:
                 self.send_response(200)
@@ -144,6 +161,14 @@ class FakeOpenAI:
             server.shutdown()
             server.server_close()
             thread.join(timeout=10)
+
+
+def fake_vector(text: str, dim: int = 8) -> list[float]:
+    """A deterministic, unnormalised vector for ``text`` (what /v1/embeddings answers)."""
+    import hashlib
+
+    digest = hashlib.sha256(text.encode()).digest()
+    return [float(b) - 127.5 for b in digest[:dim]]
 
 
 def free_port() -> int:

@@ -217,3 +217,51 @@ def test_no_more_calls_than_the_entry_allows_are_in_flight_at_once() -> None:
             reader.join(timeout=10)
             assert not reader.is_alive()
         assert ended == [[], [], []]  # each closed cleanly, none failed
+
+
+def test_a_cancel_reaches_a_generation_still_waiting_for_its_first_token() -> None:
+    from dpl_engine import CancelToken
+    from tests.engine.test_pipeline_units import engine
+
+    with FakeOpenAI(script=("hang",)).running() as fake:
+        gen = connect(config(fake.url, timeout_s=30.0, max_retries=0))
+        e = engine(generator=gen)
+        target = e.held_out_target("u1")
+        token = CancelToken()
+        results: list = []
+        worker = threading.Thread(
+            target=lambda: results.append(e.generate(target, "none", cancel=token))
+        )
+        worker.start()
+        wait_until(lambda: len(fake.requests) == 1)
+        token.cancel()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+        assert results[0].cancelled and results[0].text == ""
+        assert e.store.saved == []  # nothing stored for the call that never answered
+
+
+def test_embeddings_come_from_the_server_normalised_and_cached_under_its_id() -> None:
+    import numpy as np
+
+    from dpl_tui.loading import embedder_factory, embedder_id
+    from models.server import connect_embedder
+
+    from .fake_openai import fake_vector
+
+    with FakeOpenAI(models=("chat-7b", "gte-qwen2")).running() as fake:
+        cfg = config(fake.url, model="chat-7b", embedding_model="gte-qwen2")
+        emb = connect_embedder(cfg)
+        assert emb.dim == 8
+        texts = [f"review {i}" for i in range(5)]
+        vectors = emb.embed(texts, batch_size=2)
+        expected = np.asarray([fake_vector(t) for t in texts], dtype=np.float32)
+        expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+        assert np.allclose(vectors, expected, atol=1e-6)
+        assert fake.embedded[1:] == texts  # after the dimension probe, in batches, in order
+
+        settings = Settings.load()
+        settings.servers["lab"] = cfg.to_dict()
+        assert embedder_id(settings, "lab") == emb.model_id == f"gte-qwen2@{cfg.address}"
+        assert embedder_factory(settings, "lab")().model_id == emb.model_id
+        assert embedder_id(settings, None) == "all-MiniLM-L6-v2"  # the local one otherwise
