@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--methods", default="none,rag")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--k", type=int, default=4, help="past reviews in each rag prompt")
     args = parser.parse_args()
 
     from dpl_engine import EngineConfig
@@ -122,7 +123,8 @@ def main() -> None:
         methods=methods,  # type: ignore[arg-type]
         seeds=(args.seed,),
         users=args.users,
-        engine=replace(base, generation=replace(base.generation, max_tokens=args.max_tokens)),
+        engine=replace(base, k=args.k,
+                       generation=replace(base.generation, max_tokens=args.max_tokens)),
     )
     results: list[tuple[str, int, float, int, int]] = []
     with tempfile.TemporaryDirectory(prefix="dpl-server-bench-") as tmp:
@@ -169,11 +171,11 @@ def write(results, args, methods, threads, n_ctx, slots, load) -> None:
         "# Evaluation slice: in-process llama.cpp against an LLM server",
         "",
         f"`python benchmarks/server.py --users {args.users} --methods {','.join(methods)} "
-        f"--max-tokens {args.max_tokens}`",
+        f"--max-tokens {args.max_tokens} --k {args.k}`",
         "",
         f"- Data: amazon14-mi5 dev set, split with --min-chars 200 --min-user-reviews 6 "
         f"--min-item-reviewers 3; the first {args.users} users of the evaluation order; "
-        f"methods {', '.join(methods)}; seed {args.seed}; generation max_tokens "
+        f"methods {', '.join(methods)}; seed {args.seed}; k {args.k}; generation max_tokens "
         f"{args.max_tokens}.",
         f"- Model: SmolLM2-135M-Instruct Q4_1 (the bundled GGUF), n_ctx {n_ctx}, {threads} "
         f"threads, llama-cpp-python {llama_cpp.__version__}, CPU only.",

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dpl_engine import prompts
 from dpl_tui.cli import app
 from models import SamplingParams
 from models.registry import default_gguf_path
@@ -109,17 +108,26 @@ def test_it_streams_and_counts_prompts_at_least_as_llama_cpp_does(server_url, bu
     assert stream.stats.completion_tokens >= 1
 
 
+SHORT_SCHEMA = {
+    "type": "object",
+    "properties": {"tone": {"type": "string", "maxLength": 40},
+                   "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
+    "required": ["tone", "stars"],
+}
+"""Short answers keep the constrained call quick; the differences schema runs in compare."""
+
+
 def test_json_schema_output_is_constrained_and_validated(server_url):
     import jsonschema
 
     gen = connect(config(server_url))
     value, stats = gen.complete_json(
-        [{"role": "user", "content": "Describe how a short review differs from long ones."}],
-        prompts.DIFFERENCES_SCHEMA,
-        SamplingParams(max_tokens=200, seed=5),
+        [{"role": "user", "content": "Rate a guitar cable review: tone and stars."}],
+        SHORT_SCHEMA,
+        SamplingParams(max_tokens=64, seed=5),
     )
-    jsonschema.validate(value, prompts.DIFFERENCES_SCHEMA)
-    assert set(value) >= {"writing", "emotional", "semantic"}
+    jsonschema.validate(value, SHORT_SCHEMA)
+    assert set(value) == {"tone", "stars"}
     assert stats.completion_tokens > 0
 
 
@@ -167,7 +175,8 @@ def test_a_two_method_eval_with_concurrency_2_and_its_resume(registered, mi5_db,
     db = copy_db(mi5_db, tmp_path / "mi5.db")
     args = ["eval", "--methods", "none,rag", "--users", "2", "--concurrency", "2",
             "--model", registered, "--min-chars", "200", "--min-user-reviews", "6",
-            "--min-item-reviewers", "3", "--max-tokens", "32", "--db", str(db), "--json"]
+            "--min-item-reviewers", "3", "--max-tokens", "32", "--k", "2", "--db", str(db),
+            "--json"]
     runner = CliRunner()
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
