@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/server.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from models import Embedder, SamplingParams, TextGenerator
 from user_store import ArtifactKey, HistoryEntry, Review, UserStore
 
+from . import concurrent, generation, presets, prompts, retrieval, selection, summary
 from . import differences as differences_step
-from . import generation, presets, prompts, retrieval, selection, summary
 from .cache import (
     comparison_from_json,
     differences_from_json,
@@ -300,8 +300,25 @@ class Engine:
         params = self._analysis_params()
         total = len(comparisons)
         yield ProgressEvent("differences", 0, total)
-        found: list[Differences] = []
-        for i, comparison in enumerate(comparisons, start=1):
+        found: list[Differences | None] = [None] * total
+        notes: list[list[str]] = [[] for _ in comparisons]
+        todo: list[tuple[int, ComparisonSet, ArtifactKey]] = []
+        done = 0
+
+        def arrived(i: int, cached: bool) -> ProgressEvent:
+            value = found[i]
+            assert value is not None
+            title = comparisons[i].item.title
+            return ProgressEvent(
+                "differences",
+                done,
+                total,
+                cached=cached,
+                detail=title + ("" if value.structured else " (free text)"),
+                value=value,
+            )
+
+        for i, comparison in enumerate(comparisons):
             run.check()
             generator = self.generator
             key = ArtifactKey(
@@ -316,32 +333,39 @@ class Engine:
                 },
             )
             cached = None if run.refresh else self.store.get_artifact("differences", key)
-            if cached is not None:
-                value, notes = differences_from_json(cached["differences"]), cached["notes"]
-            else:
-                run.calls += 1
-                value, notes = differences_step.extract(
-                    generator,
-                    comparison,
-                    params,
-                    max_review_chars=self.config.max_review_chars,
-                    cancel=run.cancel,
-                    preset=self.preset,
-                )
-                self.store.put_artifact(
-                    "differences", key, {"differences": to_json(value), "notes": notes}
-                )
-            run.notes.extend(notes)
-            found.append(value)
-            run.check()
-            yield ProgressEvent(
-                "differences",
-                i,
-                total,
-                cached=cached is not None,
-                detail=comparison.item.title + ("" if value.structured else " (free text)"),
+            if cached is None:
+                todo.append((i, comparison, key))
+                continue
+            found[i], notes[i] = differences_from_json(cached["differences"]), cached["notes"]
+            done += 1
+            yield arrived(i, cached=True)
+
+        def extract(job: tuple[int, ComparisonSet, ArtifactKey], token: CancelToken) -> Any:
+            return differences_step.extract(
+                self.generator,
+                job[1],
+                params,
+                max_review_chars=self.config.max_review_chars,
+                cancel=token,
+                preset=self.preset,
             )
-        return found
+
+        # The calls run side by side up to the backend's concurrency; each result is stored
+        # as soon as it is complete, so a cancel or a failure keeps every finished one.
+        limit = self.generator.concurrency if todo else 1
+        for j, (value, item_notes) in concurrent.bounded(extract, todo, limit, run.cancel):
+            i, _, key = todo[j]
+            run.calls += 1
+            self.store.put_artifact(
+                "differences", key, {"differences": to_json(value), "notes": item_notes}
+            )
+            found[i], notes[i] = value, item_notes
+            done += 1
+            run.check()
+            yield arrived(i, cached=False)
+        for item_notes in notes:
+            run.notes.extend(item_notes)
+        return [value for value in found if value is not None]
 
     def differences(
         self,
@@ -513,7 +537,10 @@ class Engine:
         run.calls += 1
         parts: list[str] = []
         cancelled = False
-        stream = generator.stream(messages, params)
+        waiting: dict[str, Any] = {}
+        if generator.stops_while_waiting and run.cancel is not None:
+            waiting["stop"] = lambda: run.cancel.cancelled  # a busy server's queue included
+        stream = generator.stream(messages, params, **waiting)
         try:
             for delta in stream:
                 if run.cancel is not None and run.cancel.cancelled:
@@ -526,6 +553,8 @@ class Engine:
                     break
         finally:
             stream.close()
+        if stream.stats is not None and stream.stats.finish_reason == "cancelled":
+            cancelled = True  # stopped by the stop check before a token came: never stored
         text = "".join(parts)
         generation_id = None
         if not cancelled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +23,8 @@ from models import Embedder, TextGenerator
 from user_store import UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
-from . import metrics, presets, prompts
+from . import concurrent, metrics, presets, prompts
+from .concurrent import LinkedCancel
 from .engine import Engine
 from .errors import EngineError
 from .report import EvalReport, build_report
@@ -124,14 +126,16 @@ class Evaluation:
         self._preset = presets.preset(config.engine.preset)
         self._wordnet_status = metrics.wordnet_status()
         self._wordnet: Any = None
+        self._load_lock = threading.RLock()
 
-    # models load on first use
+    # models load on first use, once, whichever thread asks first
     def _load(self, attr: str) -> Any:
-        value = getattr(self, attr)
-        if value is not None and not isinstance(value, (TextGenerator, Embedder)):
-            value = value()
-            setattr(self, attr, value)
-        return value
+        with self._load_lock:
+            value = getattr(self, attr)
+            if value is not None and not isinstance(value, (TextGenerator, Embedder)):
+                value = value()
+                setattr(self, attr, value)
+            return value
 
     @property
     def generator(self) -> TextGenerator:
@@ -198,9 +202,13 @@ class Evaluation:
         *,
         on_event: Callable[[CellEvent], None] | None = None,
         cancel: CancelToken | None = None,
+        concurrency: int = 1,
     ) -> EvalReport:
         """Run every unfinished cell of the plan; Ctrl-C (or ``cancel``) keeps finished ones.
 
+        ``concurrency`` users run at once, each user's cells in plan order; ``on_event``
+        is then called from several threads. A cell is stored only once it is complete,
+        so a stop or a crash never leaves half a generation behind.
         Raises KeyboardInterrupt after recording the run as stopped."""
         plan = plan or self.plan()
         emit = on_event or (lambda _e: None)
@@ -210,25 +218,38 @@ class Evaluation:
         if self._wordnet_status.available:
             self._wordnet = metrics.load_wordnet(self._wordnet_status)
         hidden = self.split.hidden_reviews(self.config.split)
-        engines: dict[int, Engine] = {}
+        engines = {seed: self._engine(seed, hidden) for seed in self.config.seeds}
+        todo: dict[str, list[tuple[Method, int]]] = {}
+        for user, method, seed in plan.cells:
+            if (method, seed, user) not in plan.done:
+                todo.setdefault(user, []).append((method, seed))
+        stop = LinkedCancel(cancel)
+
+        def run_user(user: str, token: CancelToken) -> bool:
+            """The user's cells in order; False when stopped before the last one."""
+            for method, seed in todo[user]:
+                if token.cancelled:
+                    return False
+                emit(CellEvent("start", method, seed, user))
+                seconds = self._cell(plan.run.id, engines[seed], user, method, seed, token)
+                if seconds is None:
+                    return False
+                emit(CellEvent("done", method, seed, user, seconds))
+            return True
+
         started = time.perf_counter()
         status = "running"
         try:
-            for user, method, seed in plan.cells:
-                if (method, seed, user) in plan.done:
-                    continue
-                if cancel is not None and cancel.cancelled:
-                    status = "stopped"
-                    break
-                engine = engines.get(seed) or engines.setdefault(seed, self._engine(seed, hidden))
-                emit(CellEvent("start", method, seed, user))
-                seconds = self._cell(plan.run.id, engine, user, method, seed, cancel)
-                if seconds is None:
-                    status = "stopped"
-                    break
-                emit(CellEvent("done", method, seed, user, seconds))
-            else:
-                status = "done"
+            finished = True
+            try:
+                for _, complete in concurrent.bounded(run_user, list(todo), concurrency, stop):
+                    finished = finished and complete
+            except KeyboardInterrupt:
+                stop.cancel()
+                raise
+            except Cancelled:
+                finished = False
+            status = "done" if finished and not stop.cancelled else "stopped"
             if self._judge is not None:
                 self._judge_missing(plan, cancel)
         except (KeyboardInterrupt, Cancelled):

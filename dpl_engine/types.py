@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from models import ChatMessage, GenerationStats, SamplingParams
 from user_store import HistoryEntry, Item, Review
@@ -119,6 +119,9 @@ class ProgressEvent:
     n: int
     cached: bool = False
     detail: str = ""
+    value: Any = None
+    """What just arrived for one item, when the step has it (a Differences for
+    'differences'), so front ends can show each result as soon as it is ready."""
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ EngineFactory = Callable[..., "Engine"]
 
 
 def load_real_generator(choice: str | None) -> TextGenerator:
-    from models.llama import load_generator
+    """A GGUF file, a registered name or a registered server (see ``loading``)."""
+    from .loading import load_resolved
 
-    return load_generator(choice)
+    return load_resolved(choice)
 
 
 def load_real_embedder(path: str | None) -> Embedder:
@@ -131,6 +132,9 @@ def model_label(generator: TextGenerator) -> str:
 
 def gpu_label(generator: TextGenerator) -> str:
     """Whether layers are offloaded to a GPU, as the loaded model reports it."""
+    url = getattr(generator, "url", None)
+    if isinstance(url, str):
+        return f"whatever the server at {url} uses"
     offload = getattr(generator, "offload", None)
     if offload is not None:
         if offload.active:

@@ -13,14 +13,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class StepProgressed(Message):
-    """An engine step advanced; a newer one replaces any still queued."""
+    """An engine step advanced; a newer one replaces any still queued, except one that
+    carries an item's result (``event.value``), which must reach the screen."""
 
     bubble: ClassVar[bool] = False
     run_id: int
     event: ProgressEvent
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, StepProgressed) and message.run_id == self.run_id
+        return (
+            isinstance(message, StepProgressed)
+            and message.run_id == self.run_id
+            and message.event.value is None
+        )
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Model backends: GGUF text generation through llama.cpp and sentence-transformers embeddings.
+"""Model backends: GGUF text generation through llama.cpp, sentence-transformers embeddings,
+and LLM servers that speak the OpenAI chat completions API.
 
-Importing this package is cheap: llama_cpp, torch and sentence_transformers are
-imported only when a model is loaded.
+Importing this package is cheap: llama_cpp, torch, sentence_transformers and openai
+are imported only when a model is loaded or a server is connected.
 """
 
 from .base import (
@@ -22,6 +23,12 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     NotGGUFError,
+    ServerAuthError,
+    ServerContextError,
+    ServerError,
+    ServerModelError,
+    ServerStreamError,
+    ServerUnreachableError,
     StructuredOutputError,
 )
 
@@ -39,6 +46,12 @@ __all__ = [
     "ModelNotFoundError",
     "NotGGUFError",
     "SamplingParams",
+    "ServerAuthError",
+    "ServerContextError",
+    "ServerError",
+    "ServerModelError",
+    "ServerStreamError",
+    "ServerUnreachableError",
     "StructuredOutputError",
     "TextGenerator",
     "TextStream",
@@ -49,4 +62,5 @@ __all__ = [
 #   models.embeddings.load_embedder(path=None) -> SentenceTransformerEmbedder
 #   models.embeddings.to_blob(vec) -> bytes; from_blob(blob, dim) -> np.ndarray
 #   models.registry.default_gguf_path(), default_embedder_path(), inspect_gguf(path)
+#   models.server.connect(ServerConfig) -> ServerGenerator; connect_embedder(ServerConfig)
 #   models.gpu.planned_state(block_count), supports_gpu_offload(), nvidia_devices()

@@ -86,6 +86,12 @@ class TextGenerator:
     info: ModelInfo
     can_stream: bool = True
     supports_json_schema: bool = True
+    stops_while_waiting: bool = False
+    """Whether ``stream`` takes ``stop=`` (a callable asked while no token has come yet), so a
+    cancel also reaches a call still waiting for a busy server."""
+    concurrency: int = 1
+    """Calls this backend serves at once; the engine runs up to this many in parallel.
+    In-process llama.cpp serves one (its lock queues the rest); a server serves its slots."""
 
     @property
     def model_id(self) -> str:

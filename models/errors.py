@@ -45,3 +45,27 @@ class GenerationCancelled(ModelError):
 
 class GpuFallbackWarning(UserWarning):
     """GPU offload was asked for but the model runs on the CPU; the message says why."""
+
+
+class ServerError(ModelError):
+    """An LLM server could not be used; the message names its URL and the remedy."""
+
+
+class ServerUnreachableError(ServerError):
+    """Connection refused or reset, or the server did not answer in time."""
+
+
+class ServerAuthError(ServerError):
+    """The server refused the API key (401) or the request (403)."""
+
+
+class ServerModelError(ServerError):
+    """The server does not serve the configured model name."""
+
+
+class ServerContextError(ServerError):
+    """The server said the prompt does not fit its context."""
+
+
+class ServerStreamError(ServerError):
+    """The server stopped in the middle of a streamed answer."""

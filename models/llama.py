@@ -9,7 +9,6 @@ so bad files get a readable error instead of a native crash.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import re
@@ -24,11 +23,9 @@ from .base import ChatMessage, GenerationStats, ModelInfo, SamplingParams, TextG
 from .errors import (
     ContextOverflowError,
     CorruptModelError,
-    GenerationCancelled,
     GpuFallbackWarning,
     ModelError,
     ModelLoadError,
-    StructuredOutputError,
 )
 from .gpu import OffloadState, nvidia_devices
 from .registry import GGUFInfo, default_gguf_path, inspect_gguf
@@ -343,42 +340,17 @@ class LlamaGenerator(TextGenerator):
         retries: int = 1,
         stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, Any], GenerationStats]:
-        import jsonschema
+        from .structured import complete_json
 
-        raw, problem = "", ""
-        for attempt in range(retries + 1):
-            seed = None if params.seed is None else params.seed + attempt
-            attempt_params = SamplingParams(params.temperature, params.top_p, params.max_tokens,
-                                            seed)
-            with self.stream(messages, attempt_params,
-                             response_format={"type": "json_object", "schema": schema}) as s:
-                for _ in s:
-                    if stop is not None and stop():
-                        s.close()
-                        raise GenerationCancelled(
-                            f"{self.info.model_id}: the JSON generation was stopped by its caller."
-                        )
-            raw = s.text
-            assert s.stats is not None
-            try:
-                value = json.loads(raw)
-                jsonschema.validate(value, schema)
-            except json.JSONDecodeError as err:
-                problem = f"not valid JSON ({err.msg} at position {err.pos})"
-                if s.stats.finish_reason == "length":
-                    problem += f"; output stopped at max_tokens={params.max_tokens}"
-                continue
-            except jsonschema.ValidationError as err:
-                problem = f"does not match the schema ({err.message})"
-                continue
-            if not isinstance(value, dict):
-                problem = "is not a JSON object"
-                continue
-            return value, s.stats
-        raise StructuredOutputError(
-            f"{self.info.model_id} returned output that is {problem}, after {retries + 1} "
-            "attempts. Raise max_tokens or use a larger model.",
-            raw=raw,
+        return complete_json(
+            self.info.model_id,
+            lambda p: self.stream(
+                messages, p, response_format={"type": "json_object", "schema": schema}
+            ),
+            schema,
+            params,
+            retries=retries,
+            stop=stop,
         )
 
 

@@ -1,4 +1,5 @@
-"""Persistent settings: the chosen model, registered models, method and DPL parameters, theme.
+"""Persistent settings: the chosen model, registered models and servers, method and DPL
+parameters, theme.
 
 Stored as JSON at ``locations.config_path()``. A missing file means defaults; a
 broken file is reported with its path instead of being silently replaced.
@@ -23,6 +24,9 @@ class Settings:
     """A sentence-transformers model directory; None means the bundled default."""
     models: dict[str, str] = field(default_factory=dict)
     """Registered models: name -> GGUF path."""
+    servers: dict[str, dict] = field(default_factory=dict)
+    """Registered LLM servers: name -> {"url", "model", "api_key_env", "concurrency", ...}.
+    Only the name of the environment variable holding an API key is kept, never the key."""
     method: str = "dpl"
     k: int = 8
     m: int = 4
@@ -60,8 +64,13 @@ class Settings:
     def resolve_model(self, choice: str | None = None) -> str | None:
         """The model to use: ``choice`` (--model), else $DPL_MODEL, else the saved setting.
 
-        A registered name maps to its path. None means the bundled default."""
+        A registered name maps to its path; a registered server's name is returned as it is
+        (``server`` tells them apart). None means the bundled default."""
         value = choice or os.environ.get("DPL_MODEL") or self.model
         if value is None:
             return None
         return self.models.get(value, value)
+
+    def server(self, choice: str | None) -> dict | None:
+        """The registered server entry named ``choice``, if there is one."""
+        return self.servers.get(choice) if choice else None

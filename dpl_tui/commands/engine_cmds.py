@@ -22,7 +22,6 @@ from ..common import (
     ModelOption,
     PresetOption,
     console,
-    embedder_id,
     err_console,
     open_store,
     user_errors,
@@ -79,7 +78,6 @@ def _engine(store, model: str | None, *, k, m, n, seed: int, preset: str | None,
 
     settings = Settings.load()
     preset = check_preset(preset or settings.preset).name
-    path = settings.resolve_model(model)
     defaults = EngineConfig()
     config = EngineConfig(
         k=settings.k if k is None else k,
@@ -104,18 +102,14 @@ def _engine(store, model: str | None, *, k, m, n, seed: int, preset: str | None,
 
         raise EngineError(f"--max-tokens must be at least 1 (got {max_tokens}).")
 
-    def load_generator():
-        from models.llama import load_generator
-
-        return load_generator(path)
-
-    def load_embedder():
-        from models.embeddings import load_embedder
-
-        return load_embedder(settings.embedder)
+    from ..loading import embedder_factory, embedder_id, generator_factory
 
     return Engine(
-        store, load_generator, load_embedder, config, embedder_id=embedder_id(settings.embedder)
+        store,
+        generator_factory(model),
+        embedder_factory(settings, model),
+        config,
+        embedder_id=embedder_id(settings, model),
     )
 
 

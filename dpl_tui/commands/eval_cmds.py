@@ -22,7 +22,6 @@ from ..common import (
     ModelOption,
     PresetOption,
     console,
-    embedder_id,
     err_console,
     open_store,
     user_errors,
@@ -468,6 +467,14 @@ def eval_(
         ),
     ] = None,
     preset: PresetOption = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            help="Users evaluated at once (default 1). Worth raising with a server that has "
+            "several slots; resuming is unchanged.",
+        ),
+    ] = 1,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -510,14 +517,17 @@ def eval_(
             from user_store.config import Settings
 
             settings = Settings.load()
-            model_path = settings.resolve_model(model)
+            from ..loading import embedder_factory, embedder_id, generator_factory
+
+            if concurrency < 1:
+                raise EngineError(f"--concurrency must be at least 1 (got {concurrency}).")
             runner = ev.Evaluation(
                 store,
                 chosen,
-                _generator_factory(model_path),
-                _embedder_factory(settings.embedder),
+                generator_factory(model),
+                embedder_factory(settings, model),
                 config,
-                embedder_id=embedder_id(settings.embedder),
+                embedder_id=embedder_id(settings, model),
                 judge=_generator_factory(str(judge_model)) if judge_model else None,
             )
             plan = runner.plan()
@@ -532,7 +542,7 @@ def eval_(
             started = time.perf_counter()
             try:
                 with _EvalProgress(plan, config.methods) as progress:
-                    result = runner.execute(plan, on_event=progress)
+                    result = runner.execute(plan, on_event=progress, concurrency=concurrency)
             except KeyboardInterrupt:
                 done = len(runner.evals.done_cells(plan.run.id))
                 err_console.print(
@@ -600,15 +610,6 @@ def _generator_factory(path: str | None):
         from models.llama import load_generator
 
         return load_generator(path)
-
-    return load
-
-
-def _embedder_factory(folder: str | None):
-    def load():
-        from models.embeddings import load_embedder
-
-        return load_embedder(folder)
 
     return load
 

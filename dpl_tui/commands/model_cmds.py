@@ -1,4 +1,5 @@
-"""``dpl models``: list the bundled and registered GGUF models, register and unregister them."""
+"""``dpl models``: list the bundled and registered GGUF models and LLM servers, register and
+unregister them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..common import JsonOption, console, fail, user_errors
 
 models_app = typer.Typer(
     name="models",
-    help="List the GGUF models dpl can use, and register your own by name.",
+    help="List the GGUF models and LLM servers dpl can use, and register your own by name.",
     no_args_is_help=False,
     invoke_without_command=True,
 )
@@ -79,14 +80,36 @@ def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
     return row
 
 
+def _server_rows(settings, choice: str | None) -> list[dict]:
+    """One row per registered server, with whether it answers and what it serves."""
+    from models.server import ServerConfig, reachability
+
+    rows = []
+    for name, entry in sorted(settings.servers.items()):
+        config = ServerConfig.from_dict(name, entry)
+        ok, note, found = reachability(config)
+        rows.append({
+            "name": name, "server": True, "url": config.url, "model": config.model,
+            "in_use": choice == name, "default": False,
+            "reachable": ok, "status": note,
+            "kind": found.kind if found else "", "served": list(found.served) if found else [],
+            "context_length": config.context_length or (found.context_length if found else 0),
+            "slots": found.slots if found else None,
+            "concurrency": config.concurrency, "api_key_env": config.api_key_env,
+            "embedding_model": config.embedding_model,
+        })
+    return rows
+
+
 def list_models(as_json: JsonOption = False) -> None:
-    """List the bundled default and the registered models."""
+    """List the bundled default and the registered models and servers."""
     with user_errors():
         entries, settings, choice = _entries()
         names = set(settings.models)
         rows = [_row(e, _in_use(e, choice, names)) for e in entries]
+        servers = _server_rows(settings, choice)
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(json.dumps(rows + servers))
         return
     from rich.table import Table
     from rich.text import Text
@@ -112,30 +135,83 @@ def list_models(as_json: JsonOption = False) -> None:
         table.add_row(mark, Text(name), Text(row["path"]), _size(row["size_bytes"]),
                       row["quantization"], f"{row['context_length']:,}", gpu)
     console.print(table)
-    console.print("* = used when no --model is given. Register a model: dpl models add NAME PATH",
+    if servers:
+        console.print(_server_table(servers))
+    console.print("* = used when no --model is given. Register a model: dpl models add NAME PATH, "
+                  "or a server: dpl models add NAME --url http://HOST:PORT/v1 --model SERVED",
                   highlight=False)
+
+
+def _server_table(servers: list[dict]):  # -> Table
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="LLM servers", title_justify="left")
+    for col in ("", "name", "url", "model", "context", "concurrency", "status"):
+        table.add_column(col, overflow="fold")
+    for row in servers:
+        status = Text(("reachable, " if row["reachable"] else "") + row["status"],
+                      style="green" if row["reachable"] else "red")
+        ctx = f"{row['context_length']:,}" if row["context_length"] else "not reported"
+        slots = f" (server slots: {row['slots']})" if row["slots"] else ""
+        table.add_row("*" if row["in_use"] else "", Text(row["name"]), Text(row["url"]),
+                      Text(row["model"]), ctx, f"{row['concurrency']}{slots}", status)
+    return table
 
 
 @models_app.callback()
 def _models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the bundled default and registered models (name, path, size, quantization,
-    context length, GPU offload)."""
+    context length, GPU offload), and registered servers with whether they answer."""
     if ctx.invoked_subcommand is None:
         list_models(as_json)
 
 
 @models_app.command("list")
 def list_cmd(as_json: JsonOption = False) -> None:
-    """List the bundled default and registered models."""
+    """List the bundled default and registered models and servers."""
     list_models(as_json)
 
 
 @models_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="Name to use with --model NAME.")],
-    path: Annotated[Path, typer.Argument(help="The GGUF file.")],
+    path: Annotated[
+        Path | None, typer.Argument(help="The GGUF file (leave out with --url).")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="An OpenAI-compatible server: http://HOST:PORT/v1."),
+    ] = None,
+    served: Annotated[
+        str | None, typer.Option("--model", help="With --url: the model name the server serves.")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option("--api-key-env", help="With --url: environment variable holding the API key."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="With --url: calls sent at once (its slots).")
+    ] = 1,
+    context_length: Annotated[
+        int | None,
+        typer.Option("--context-length", help="With --url: context tokens, if the server "
+                     "does not report them."),
+    ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="With --url: auto, openai, llama.cpp, "
+                          "llama-cpp-python, vllm or ollama (how JSON schemas are sent).")
+    ] = "auto",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="With --url: seconds to wait for the server.")
+    ] = 300.0,
+    embedding_model: Annotated[
+        str | None,
+        typer.Option("--embedding-model", help="With --url: embed with this served model "
+                     "(/v1/embeddings) instead of the local one."),
+    ] = None,
 ) -> None:
-    """Register a GGUF model under a name, after checking the file is a complete GGUF."""
+    """Register a GGUF model (checked to be a complete GGUF), or an LLM server with --url."""
     from models.registry import inspect_gguf
     from user_store.config import Settings
 
@@ -143,10 +219,19 @@ def add(
     if not name or "/" in name or "\\" in name or name == DEFAULT_NAME:
         raise fail(f"Model name {name!r} cannot be used: pick a short name without slashes "
                    f"(and not {DEFAULT_NAME!r}).")
+    if url is not None:
+        if path is not None:
+            raise fail(f"Give either a GGUF file or --url for {name!r}, not both.")
+        _add_server(name, url, served, api_key_env, concurrency, context_length, kind, timeout,
+                    embedding_model)
+        return
+    if path is None:
+        raise fail(f"Give the GGUF file for {name!r} (dpl models add {name} PATH), or a server "
+                   f"with --url http://HOST:PORT/v1 --model SERVED_NAME.")
     with user_errors():
         info = inspect_gguf(path)
         settings = Settings.load()
-        replaced = settings.models.get(name)
+        replaced = settings.models.get(name) or settings.servers.pop(name, None)
         settings.models[name] = str(Path(info.path).resolve())
         saved = settings.save()
     verb = "Updated" if replaced else "Registered"
@@ -158,17 +243,50 @@ def add(
     )
 
 
+def _add_server(name, url, served, api_key_env, concurrency, context_length, kind, timeout,
+                embedding_model) -> None:
+    from models.server import ServerConfig, reachability
+    from user_store.config import Settings
+
+    if not served:
+        raise fail(f"Give the served model name with --model (what {url}/models lists), e.g. "
+                   f"dpl models add {name} --url {url} --model MODEL.")
+    if api_key_env is not None and (not api_key_env or not api_key_env.replace("_", "").isalnum()):
+        raise fail(f"--api-key-env takes the name of an environment variable (got "
+                   f"{api_key_env!r}), not the key itself.")
+    config = ServerConfig(
+        name=name, url=url.rstrip("/"), model=served, api_key_env=api_key_env,
+        concurrency=concurrency, context_length=context_length or 0, kind=kind,
+        timeout_s=timeout, embedding_model=embedding_model,
+    )
+    with user_errors():
+        config.check()
+        settings = Settings.load()
+        replaced = settings.servers.get(name) or settings.models.pop(name, None)
+        settings.servers[name] = config.to_dict()
+        saved = settings.save()
+    ok, note, _ = reachability(config)
+    verb = "Updated" if replaced else "Registered"
+    state = f"reachable, {note}" if ok else f"not reachable now: {note}"
+    console.print(
+        f"{verb} server {name!r}: {config.model!r} at {config.url}, concurrency "
+        f"{config.concurrency} ({state}) in {str(saved)!r}. Use it with --model {name}.",
+        highlight=False,
+    )
+
+
 @models_app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="A registered model name.")]) -> None:
-    """Forget a registered model (the file itself is left alone)."""
+    """Forget a registered model or server (the file itself is left alone)."""
     from user_store.config import Settings
 
     with user_errors():
         settings = Settings.load()
-        if name not in settings.models:
-            known = ", ".join(sorted(settings.models)) or "none"
+        if name not in settings.models and name not in settings.servers:
+            known = ", ".join(sorted({*settings.models, *settings.servers})) or "none"
             raise fail(f"No registered model named {name!r} (registered: {known}).")
-        del settings.models[name]
+        settings.models.pop(name, None)
+        settings.servers.pop(name, None)
         note = ""
         if settings.model == name:
             settings.model = None

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class ModelDialog(ModalScreen[str | None]):
-    """Returns a GGUF path or registered name, '' for the bundled default, None to cancel."""
+    """Returns a GGUF path or a registered model or server name, '' for the bundled default,
+    None to cancel."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -33,7 +34,7 @@ class ModelDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Switch model", classes="pane-title")
-            yield Label("A GGUF file, or one of the registered models below:")
+            yield Label("A GGUF file, or one of the registered models and servers below:")
             yield Input(
                 self.settings.model or "", placeholder="/path/to/model.gguf", id="model-path"
             )
@@ -41,6 +42,10 @@ class ModelDialog(ModalScreen[str | None]):
             options += [
                 Option(Text(f"{name}  {path}"), id=name)
                 for name, path in sorted(self.settings.models.items())
+            ]
+            options += [
+                Option(Text(f"{name}  {entry.get('model', '')} at {entry.get('url', '')}"), id=name)
+                for name, entry in sorted(self.settings.servers.items())
             ]
             yield OptionList(*options, id="registered")
             with Horizontal(classes="buttons"):
@@ -55,7 +60,8 @@ class ModelDialog(ModalScreen[str | None]):
     @on(Button.Pressed, "#load")
     def _load(self) -> None:
         value = self.query_one("#model-path", Input).value.strip()
-        if value and value not in self.settings.models and not Path(value).expanduser().exists():
+        known = value in self.settings.models or value in self.settings.servers
+        if value and not known and not Path(value).expanduser().exists():
             self.notify(
                 f"No file at {value!r}. Give the path of a .gguf file or a registered name.",
                 title="Model not found",

