@@ -127,23 +127,32 @@ def test_generate_json_carries_the_intermediates(markup_db: Path):
     assert data["target"]["held_out"]["text"] not in json.dumps(data["messages"])
 
 
-def test_generate_with_the_paper_preset_runs_free_text_differences(markup_db: Path):
-    # The bundled model writes the differences as free text, one call per comparison item.
-    result = runner.invoke(
-        app,
-        ["generate", "u1", "--db", str(markup_db), "--preset", "paper", "--max-tokens", "8",
-         "--json"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert "differences-paper-v1" in data["prompt_version"]
-    assert [c["item"]["id"] for c in data["comparisons"]] == ["B01", "B02"]
-    assert len(data["differences"]) == 2 and data["llm_calls"] == 4
-    assert all(not d["structured"] and d["raw"].strip() for d in data["differences"])
-    # The differences reached the profile prompt ahead of the past reviews, as in the paper.
-    assert data["profile"]["kind"] == "dpl"
+def test_the_paper_preset_runs_free_text_differences_with_the_bundled_model(
+    markup_db: Path, bundled_generator, bundled_embedder
+):
+    from dpl_engine import Engine, EngineConfig
+    from models import SamplingParams
+    from user_store import UserStore
+
+    config = EngineConfig(
+        preset="paper",
+        generation=SamplingParams(max_tokens=8),
+        analysis=SamplingParams(max_tokens=24),  # short answers keep the test quick
+    )
+    with UserStore(markup_db) as store:
+        engine = Engine(store, bundled_generator, bundled_embedder, config)
+        result = engine.generate(engine.held_out_target("u1"), "dpl")
+    assert "differences-paper-v1" in result.prompt_version
+    assert sorted(c.item.id for c in result.comparisons) == ["B01", "B02"]
+    assert len(result.differences) == 2 and result.llm_calls == 4
+    assert all(not d.structured and d.raw.strip() for d in result.differences)
+    assert result.profile is not None and result.profile.kind == "dpl" and result.text
+
+
+def test_an_unknown_preset_is_one_readable_line(markup_db: Path):
     bad = runner.invoke(app, ["generate", "u1", "--db", str(markup_db), "--preset", "papr"])
     assert bad.exit_code == 1 and "Unknown preset 'papr'" in bad.output
+    assert "Traceback" not in bad.output
 
 
 @pytest.mark.parametrize(

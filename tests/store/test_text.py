@@ -16,7 +16,7 @@ from user_store.text import collapse_whitespace, readable
         ("an &#34;audiophile&#34; cable", 'an "audiophile" cable'),
         ("it&#8217;s great &amp; cheap &lt;3", "it\u2019s great & cheap <3"),
         ("first line<br />second<BR>third<br/>", "first line\nsecond\nthird\n"),
-        ("see amazon.com/dp/X?ie=UTF8&qid=139&sr=8-1", "see amazon.com/dp/X?ie=UTF8&qid=139&sr=8-1"),
+        ("amazon.com/dp/X?ie=UTF8&qid=139&sr=8-1", "amazon.com/dp/X?ie=UTF8&qid=139&sr=8-1"),
         ("&sr; and &notanentity; stay", "&sr; and &notanentity; stay"),
         ("plain text", "plain text"),
     ],
