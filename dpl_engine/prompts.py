@@ -125,6 +125,7 @@ PROFILE_SYSTEM = (
 
 
 def differences_text(d: Differences) -> str:
+    """The entry as lines; a dimension left empty (dropped as uninformative) is skipped."""
     if not d.structured:
         return d.raw.strip()
     return "\n".join(
@@ -134,6 +135,7 @@ def differences_text(d: Differences) -> str:
             ("emotional", "Emotion"),
             ("semantic", "Content"),
         )
+        if getattr(d, key).strip()
     )
 
 
@@ -142,8 +144,12 @@ def profile_messages(
     past: Sequence[tuple[Review, Item]],
     limits: Sequence[int | None],
     differences: Sequence[tuple[Item, Differences]] = (),
+    measured: Sequence[tuple[str, str]] = (),
 ) -> list[ChatMessage]:
-    """The profile prompt; ``kind='profile'`` is the ablation and never sees differences."""
+    """The profile prompt; ``kind='profile'`` is the ablation and never sees differences.
+
+    ``measured``: (what, account) pairs, the measured differences in words, given to the
+    ``dpl`` prompt before the model's differences when the option is on."""
     reviews = "\n\n".join(
         f"Past review {i}:\n{review_block(r, lim, item)}"
         for i, ((r, item), lim) in enumerate(
@@ -151,6 +157,12 @@ def profile_messages(
         )
     )
     parts = [f"Reviews this person wrote before:\n\n{reviews or '(none)'}"]
+    if kind == "dpl" and measured:
+        lines = "\n".join(f"- {what}: {text}" for what, text in measured)
+        parts.append(
+            "Measured from the texts themselves (counted, not judged by a model), this "
+            f"person's reviews against other people's reviews of the same products:\n{lines}"
+        )
     if kind == "dpl":
         diffs = "\n\n".join(
             f"Compared with other reviewers of {item.title}:\n{differences_text(d)}"
