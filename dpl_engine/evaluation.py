@@ -22,7 +22,7 @@ from models import Embedder, TextGenerator
 from user_store import UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
-from . import metrics, prompts
+from . import informative, metrics, prompts
 from .engine import Engine
 from .errors import EngineError
 from .report import EvalReport, build_report
@@ -265,6 +265,7 @@ class Evaluation:
             return None
         text = result.text.strip()
         scores = metrics.score_pair(text, real.text, wordnet=self._wordnet)
+        flagged = informative.share(result.differences, result.comparisons)
         stats = result.stats
         self.evals.add_result(
             ResultRow(
@@ -288,6 +289,8 @@ class Evaluation:
                 seconds=seconds,
                 notes=list(result.notes),
                 created_at="",
+                differences=flagged.total,
+                uninformative=flagged.flagged,
             )
         )
         return seconds

@@ -339,6 +339,20 @@ def eval_(
             "--max-review-chars", help="Shorten reviews in prompts to this (default 1500)."
         ),
     ] = None,
+    measured_in_profile: Annotated[
+        bool,
+        typer.Option(
+            "--measured-in-profile",
+            help="Give the dpl profile the measured differences in words (off by default).",
+        ),
+    ] = False,
+    drop_uninformative: Annotated[
+        bool,
+        typer.Option(
+            "--drop-uninformative",
+            help="Leave LLM differences flagged as uninformative out of the dpl profile.",
+        ),
+    ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -376,6 +390,8 @@ def eval_(
                 max_tokens=max_tokens,
                 analysis_max_tokens=analysis_max_tokens,
                 max_review_chars=max_review_chars,
+                measured_in_profile=measured_in_profile,
+                drop_uninformative=drop_uninformative,
             )
             from user_store.config import Settings
 
@@ -416,7 +432,19 @@ def eval_(
 
 
 def _eval_config(
-    methods, users, seeds, which, *, k, m, n, max_tokens, analysis_max_tokens, max_review_chars
+    methods,
+    users,
+    seeds,
+    which,
+    *,
+    k,
+    m,
+    n,
+    max_tokens,
+    analysis_max_tokens,
+    max_review_chars,
+    measured_in_profile=False,
+    drop_uninformative=False,
 ):
     from dpl_engine import EngineConfig, EngineError
     from dpl_engine.evaluation import EvalConfig
@@ -442,6 +470,8 @@ def _eval_config(
         generation=replace(base.generation, max_tokens=max_tokens or base.generation.max_tokens),
         analysis=replace(base.analysis, max_tokens=analysis_max_tokens or base.analysis.max_tokens),
         max_review_chars=max_review_chars or base.max_review_chars,
+        measured_in_profile=measured_in_profile,
+        drop_uninformative=drop_uninformative,
     )
     return EvalConfig(
         methods=_methods(methods),  # type: ignore[arg-type]
