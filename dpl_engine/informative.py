@@ -9,11 +9,13 @@ nothing ("worryful"). Shown like a finding, that is noise passed off as signal.
 ``check`` marks each entry of a ``Differences`` with the first rule it breaks:
 
 1. empty: no words at all;
-2. echo: it compares nothing and every content word (stop words and
-   comparison connectives aside, plurals folded) comes from the prompt's own
-   scaffolding, that is the dimension names and descriptions, the
-   instructions and field labels, the item's id and title, and the rating;
-   the reason names which of them it echoes;
+2. echo: it holds a dimension's description word for word ("sentiment and
+   tone"), or it compares nothing and either every content word (stop words
+   and comparison connectives aside, plurals folded) comes from the prompt's
+   own scaffolding, that is the dimension names and descriptions, the
+   instructions and field labels, the item's id and title, and the rating,
+   or it opens with one of the prompt's field labels ("Product: ..."); the
+   reason names which;
 3. repeat: its content words are (almost) those of an earlier dimension of the
    same item (Jaccard overlap of word sets at least ``REPEAT_OVERLAP``);
 4. not comparative: it holds no comparison word (a connective such as "more",
@@ -72,6 +74,10 @@ LABEL_WORDS = frozenset(
     keys paragraph paragraphs short star stars style styles respect respects reply answer""".split()
 )
 """The field labels and instruction words the differences prompt itself uses."""
+
+FIELD_LABELS = ("product", "description", "rating", "title", "review")
+"""The fields the prompt writes as ``Label: value``; an answer opening with one copies the form."""
+_FIELD = re.compile(r"^\s*(?:" + "|".join(FIELD_LABELS) + r")\s*:", re.IGNORECASE)
 
 DIMENSION_NAMES = {
     "writing": "writing style",
@@ -135,6 +141,15 @@ def _echo(words: set[str], comparison: ComparisonSet | None) -> str:
     return "echoes the prompt's labels and instructions"
 
 
+def _restates_description(text: str) -> bool:
+    """True when ``text`` holds a dimension's description from the prompt word for word."""
+    flat = " ".join(tokens(text))
+    return any(
+        " ".join(tokens(meaning.split(":", 1)[1])) in flat
+        for meaning in prompts.DIMENSIONS.values()
+    )
+
+
 def is_comparative(text: str) -> bool:
     """True when ``text`` holds a word that compares (CONNECTIVES, COMPARATIVE_WORDS)."""
     return any(t in CONNECTIVES or t in COMPARATIVE_WORDS for t in tokens(text))
@@ -148,21 +163,31 @@ def judge_text(
     """The reason ``text`` is uninformative, or "" when it says something.
 
     ``earlier``: (dimension, text) of the item's dimensions before this one."""
-    words = content(text)
     if not tokens(text):
         return "empty"
-    if not words:
-        # Only stop and comparison words ("more than others"): nothing is said.
-        return "names no quality"
-    echo = _echo(words, comparison)
-    if echo:
-        return echo
+    words = content(text)
+    comparative = is_comparative(text)
+    if _restates_description(text):
+        # The prompt's own line ("sentiment and tone"), whatever follows it.
+        return "echoes the dimension's name or description"
+    # Otherwise a sentence that compares is never called an echo: "more emotional than the
+    # others" uses a dimension's own word and still says something.
+    if not comparative and comparison is not None and comparison.item.id.lower() in tokens(text):
+        return "echoes the item id"
+    if not comparative and words:
+        echo = _echo(words, comparison)
+        if echo:
+            return echo
+        if _FIELD.match(text):
+            return 'copies a field of the prompt ("Label: value")'
     for dimension, before in earlier:
         seen = content(before)
-        if seen and len(words & seen) / len(words | seen) >= REPEAT_OVERLAP:
+        if words and seen and len(words & seen) / len(words | seen) >= REPEAT_OVERLAP:
             return f"repeats the {DIMENSION_NAMES.get(dimension, dimension)} entry"
-    if not is_comparative(text):
+    if not comparative:
         return "says nothing comparative"
+    if not words:
+        return "names no quality"  # "more than the others": compared, but in what?
     return ""
 
 
@@ -201,7 +226,8 @@ class Share:
 
 def share(found: Sequence[Differences], comparisons: Sequence[ComparisonSet]) -> Share:
     """How many of the entries (dimensions, or free-text answers) are uninformative."""
-    verdicts = [v for vs in check_all(found, comparisons).values() for v in vs]
+    by_item = {c.item.id: c for c in comparisons}
+    verdicts = [v for d in found for v in check(d, by_item.get(d.item_id))]
     return Share(sum(not v.informative for v in verdicts), len(verdicts))
 
 
@@ -212,9 +238,9 @@ def informative_only(
     from dataclasses import replace
 
     out: list[Differences | None] = []
-    verdicts = check_all(found, comparisons)
+    by_item = {c.item.id: c for c in comparisons}
     for d in found:
-        flagged = {v.dimension for v in verdicts[d.item_id] if not v.informative}
+        flagged = {v.dimension for v in check(d, by_item.get(d.item_id)) if not v.informative}
         if not d.structured:
             out.append(None if flagged else d)
             continue
