@@ -75,8 +75,8 @@ MeasuredInProfileOption = Annotated[
     bool,
     typer.Option(
         "--measured-in-profile",
-        help="Give the dpl profile the measured differences in words (off by default: it did "
-        "not help with the bundled model, see docs/readme/eval.md).",
+        help="Give the dpl profile the measured differences in words (off by default: no gain "
+        "shown on the dev data, see docs/readme/eval.md).",
     ),
 ]
 DropUninformativeOption = Annotated[
