@@ -17,7 +17,17 @@ from typing import Any, TypeVar
 from models import Embedder, SamplingParams, TextGenerator
 from user_store import ArtifactKey, HistoryEntry, Review, UserStore
 
-from . import concurrent, generation, presets, prompts, retrieval, selection, summary
+from . import (
+    concurrent,
+    describe,
+    generation,
+    informative,
+    presets,
+    prompts,
+    retrieval,
+    selection,
+    summary,
+)
 from . import differences as differences_step
 from .cache import (
     comparison_from_json,
@@ -395,9 +405,7 @@ class Engine:
         yield ProgressEvent("profile", 0, 1, detail=kind)
         params = self._analysis_params()
         generator = self.generator
-        pairs = (
-            [(c.item, d) for c, d in zip(comparisons, found, strict=True)] if kind == "dpl" else []
-        )
+        pairs, measured, options = self._profile_inputs(kind, comparisons, found)
         key = ArtifactKey(
             user_id=target.user_id,
             item_key=",".join(r.entry.item.id for r in retrieved),
@@ -408,6 +416,7 @@ class Engine:
                 "differences": digest(pairs),
                 "sampling": asdict(params),
                 "max_review_chars": self.config.max_review_chars,
+                **options,
             },
         )
         cached = None if run.refresh else self.store.get_artifact("profile", key)
@@ -424,11 +433,35 @@ class Engine:
                 max_review_chars=self.config.max_review_chars,
                 cancel=run.cancel,
                 preset=self.preset,
+                measured=measured,
             )
             self.store.put_artifact("profile", key, {"profile": to_json(value), "notes": notes})
         run.notes.extend(notes)
         yield ProgressEvent("profile", 1, 1, cached=cached is not None, detail=kind)
         return value
+
+    def _profile_inputs(
+        self, kind: str, comparisons: list[ComparisonSet], found: list[Differences]
+    ) -> tuple[list[tuple[Any, Differences]], list[tuple[str, str]], dict[str, Any]]:
+        """The differences and measured accounts the profile prompt gets, and the options
+        that chose them (part of the cache key only when set, so default keys never change)."""
+        if kind != "dpl":
+            return [], [], {}
+        cfg = self.config
+        kept: list[Differences | None] = list(found)
+        options: dict[str, Any] = {}
+        if cfg.drop_uninformative:
+            kept = informative.informative_only(found, comparisons)
+            options["drop_uninformative"] = informative.RULES_VERSION
+        pairs = [(c.item, d) for c, d in zip(comparisons, kept, strict=True) if d is not None]
+        measured: list[tuple[str, str]] = []
+        if cfg.measured_in_profile:
+            pooled, per_item = describe.accounts(self.measured(comparisons))
+            if pooled is not None and len(per_item) > 1:
+                measured.append(("all compared items", pooled.text))
+            measured += [(c.item.title, a.text) for c, a in zip(comparisons, per_item, strict=True)]
+            options["measured_in_profile"] = describe.VERSION
+        return pairs, measured, options
 
     def profile(
         self,
@@ -586,6 +619,10 @@ class Engine:
             stored["analysis"] = asdict(self._analysis_params())
         if method == "dpl":
             stored.update(m=cfg.m, n=cfg.n, seed=cfg.seed, embedder=self.embedder_id)
+            if cfg.measured_in_profile:
+                stored["measured_in_profile"] = describe.VERSION
+            if cfg.drop_uninformative:
+                stored["drop_uninformative"] = informative.RULES_VERSION
         return stored
 
     def generate(self, target: Target, method: Method = "dpl", **kw: Any) -> GenerationResult:

@@ -23,7 +23,7 @@ from models import Embedder, TextGenerator
 from user_store import UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
-from . import concurrent, metrics, presets, prompts
+from . import concurrent, informative, metrics, presets, prompts
 from .concurrent import LinkedCancel
 from .engine import Engine
 from .errors import EngineError
@@ -287,6 +287,7 @@ class Evaluation:
             return None
         text = result.text.strip()
         scores = metrics.score_pair(text, real.text, wordnet=self._wordnet)
+        flagged = informative.share(result.differences, result.comparisons)
         stats = result.stats
         self.evals.add_result(
             ResultRow(
@@ -310,6 +311,8 @@ class Evaluation:
                 seconds=seconds,
                 notes=list(result.notes),
                 created_at="",
+                differences=flagged.total,
+                uninformative=flagged.flagged,
             )
         )
         return seconds

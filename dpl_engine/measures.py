@@ -1,9 +1,16 @@
 """Differences between a user and the comparison users that are measured, not generated.
 
 The LLM's account of how a user differs is only as good as the model; these
-numbers (rating, length, sentence length, lexical diversity, exclamation and
-first-person rates, lexicon sentiment) are computed from the texts themselves,
-so a person can check the extracted differences against them.
+numbers (rating, length, sentence length, lexical diversity, readability,
+exclamation, question and first-person rates, lexicon sentiment) are computed
+from the texts themselves, so a person can check the extracted differences
+against them. ``describe.py`` puts them into words.
+
+Readability is the Flesch reading ease (Flesch, 1948):
+``206.835 - 1.015 * words/sentences - 84.6 * syllables/words``, higher is
+easier (60-70 is plain English). Syllables are counted by a rule (groups of
+vowels, a silent final "e" dropped, at least one per word), which is close
+enough for comparing two people's reviews, not for grading one text.
 
 Sentiment is VADER's compound score (Hutto & Gilbert, 2014), averaged over the
 sentences of a review; the lexicon ships inside the ``vaderSentiment`` wheel.
@@ -12,6 +19,7 @@ sentences of a review; the lexicon ships inside the ``vaderSentiment`` wheel.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from functools import lru_cache
 from statistics import fmean
 from typing import Any
@@ -60,6 +68,26 @@ def _vader() -> Any:
     return SentimentIntensityAnalyzer()
 
 
+_VOWEL_GROUP = re.compile(r"[aeiouy]+")
+
+
+def syllables(word: str) -> int:
+    """Vowel groups in ``word``, a silent final "e" dropped ("make" 1, "table" 2); at least 1."""
+    word = word.lower().strip("'")
+    count = len(_VOWEL_GROUP.findall(word))
+    if word.endswith("e") and not word.endswith(("le", "ee", "ye")) and count > 1:
+        count -= 1
+    return max(count, 1)
+
+
+def reading_ease(tokens: list[str], n_sentences: int) -> float:
+    """Flesch reading ease of a text with these words and sentences (0.0 for no words)."""
+    if not tokens or not n_sentences:
+        return 0.0
+    per_word = sum(syllables(t) for t in tokens) / len(tokens)
+    return 206.835 - 1.015 * (len(tokens) / n_sentences) - 84.6 * per_word
+
+
 def sentiment(text: str) -> float:
     """Mean VADER compound score of the sentences: -1 (negative) .. 1 (positive)."""
     parts = sentences(text)
@@ -83,21 +111,17 @@ def measure(review: Review) -> TextMeasures:
         exclamations_per_100_words=text.count("!") * per_100,
         first_person_per_100_words=sum(t in FIRST_PERSON for t in tokens) * per_100,
         sentiment=sentiment(text),
+        reading_ease=reading_ease(tokens, n_sentences),
+        questions_per_100_words=text.count("?") * per_100,
     )
 
 
 def mean_measures(values: list[TextMeasures]) -> TextMeasures:
+    """Each measure averaged over ``values`` (all zero for none)."""
+    names = [f.name for f in fields(TextMeasures)]
     if not values:
-        return TextMeasures(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    return TextMeasures(
-        rating=fmean(v.rating for v in values),
-        words=fmean(v.words for v in values),
-        sentence_words=fmean(v.sentence_words for v in values),
-        lexical_diversity=fmean(v.lexical_diversity for v in values),
-        exclamations_per_100_words=fmean(v.exclamations_per_100_words for v in values),
-        first_person_per_100_words=fmean(v.first_person_per_100_words for v in values),
-        sentiment=fmean(v.sentiment for v in values),
-    )
+        return TextMeasures(**dict.fromkeys(names, 0.0))
+    return TextMeasures(**{n: fmean(getattr(v, n) for v in values) for n in names})
 
 
 def measured_differences(comparison: ComparisonSet) -> MeasuredDifferences:

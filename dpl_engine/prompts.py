@@ -169,6 +169,7 @@ PROFILE_SYSTEM = (
 
 
 def differences_text(d: Differences) -> str:
+    """The entry as lines; a dimension left empty (dropped as uninformative) is skipped."""
     if not d.structured:
         return d.raw.strip()
     return "\n".join(
@@ -178,6 +179,7 @@ def differences_text(d: Differences) -> str:
             ("emotional", "Emotion"),
             ("semantic", "Content"),
         )
+        if getattr(d, key).strip()
     )
 
 
@@ -193,12 +195,15 @@ def profile_messages(
     limits: Sequence[int | None],
     differences: Sequence[tuple[Item, Differences]] = (),
     preset: Preset = DPL,
+    measured: Sequence[tuple[str, str]] = (),
 ) -> list[ChatMessage]:
     """The profile prompt; ``kind='profile'`` is the ablation and never sees differences.
 
     Under ``dpl`` the past reviews come first and the differences name their item;
     under ``paper`` each comparison item's title and description come with its
-    differences, ahead of the past reviews, as in the published method."""
+    differences, ahead of the past reviews, as in the published method.
+    ``measured``: (what, account) pairs, the measured differences in words, given to the
+    ``dpl`` prompt just before the model's differences when that option is on."""
     clean = preset.clean
     reviews = "\n\n".join(
         f"Past review {i}:\n{review_block(r, lim, item, clean)}"
@@ -221,13 +226,22 @@ def profile_messages(
                 f"Compared with other reviewers of {clean(item.title)}:\n{differences_text(d)}"
                 for item, d in differences
             )
+        measured_part = []
+        if measured:
+            lines = "\n".join(f"- {what}: {text}" for what, text in measured)
+            measured_part = [
+                "Measured from the texts themselves (counted, not judged by a model), this "
+                f"person's reviews against other people's reviews of the same products:\n{lines}"
+            ]
         diffs_part = (
             "How this person's reviews differed from other people's reviews of the same "
             f"products:\n\n{diffs or '(no comparison was possible)'}"
         )
         ask = PROFILE_ASK + ", and above all what sets them apart from other reviewers."
         parts = (
-            [diffs_part, past_part, ask] if preset.name == "paper" else [past_part, diffs_part, ask]
+            [*measured_part, diffs_part, past_part, ask]
+            if preset.name == "paper"
+            else [past_part, *measured_part, diffs_part, ask]
         )
     return [
         {"role": "system", "content": PROFILE_SYSTEM},

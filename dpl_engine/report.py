@@ -60,6 +60,14 @@ class MethodRow:
     comparison_items: float = 0.0
     seconds: float = 0.0
     """Mean per generation."""
+    differences: int = 0
+    """LLM difference entries behind this method's results (0 for methods without them)."""
+    uninformative: int = 0
+    """How many of them the informativeness check flagged (``informative.py``)."""
+
+    @property
+    def uninformative_share(self) -> float | None:
+        return self.uninformative / self.differences if self.differences else None
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,8 @@ def build_report(
                     statistics.fmean(r.comparison_items for r in mine) if mine else 0.0
                 ),
                 seconds=statistics.fmean(r.seconds for r in mine) if mine else 0.0,
+                differences=sum(r.differences for r in mine),
+                uninformative=sum(r.uninformative for r in mine),
             )
         )
     config = run.config
@@ -277,6 +287,17 @@ def header_lines(report: EvalReport) -> list[str]:
         f"{report.engine['analysis']['max_tokens']} (analysis), "
         f"temperature {report.engine['generation']['temperature']}, reviews in prompts cut at "
         f"{report.engine['max_review_chars']} chars",
+        "dpl profile: "
+        + (
+            "measured differences in words given"
+            if report.engine.get("measured_in_profile")
+            else "no measured differences"
+        )
+        + (
+            ", uninformative LLM differences left out"
+            if report.engine.get("drop_uninformative")
+            else ", every LLM difference given"
+        ),
         f"Elapsed: {report.elapsed_s:.0f} s",
     ]
     if report.incomplete_users:
@@ -287,12 +308,24 @@ def header_lines(report: EvalReport) -> list[str]:
     if any(r.metrics["meteor"].mean is None for r in report.rows) and report.meteor_note:
         lines.append(report.meteor_note)
     for r in report.rows:
+        if r.differences:
+            lines.append(uninformative_line(r))
+    for r in report.rows:
         if r.judged:
             lines.append(
                 f"Judge ({report.judge_model}) on {r.method}: {r.judged} replies, "
                 f"{r.judge_failures} unparsable (left out of the mean)."
             )
     return lines
+
+
+def uninformative_line(row: MethodRow) -> str:
+    """``dpl: 62% of the LLM's differences uninformative (298 of 480 entries)``."""
+    share = row.uninformative_share or 0.0
+    return (
+        f"{row.method}: {share:.0%} of the LLM's differences uninformative "
+        f"({row.uninformative} of {row.differences} entries; a better model scores lower)"
+    )
 
 
 def to_markdown(report: EvalReport) -> str:
@@ -359,6 +392,21 @@ def to_csv(report: EvalReport) -> str:
         ["run", "split", "method", "metric", "mean", "std", "seeds", "users", "per_seed", "model"]
     )
     for row in report.rows:
+        if row.differences:
+            writer.writerow(
+                [
+                    report.run_id,
+                    report.split,
+                    row.method,
+                    "uninformative",
+                    f"{row.uninformative_share:.6f}",
+                    "",
+                    len(report.seeds),
+                    len(report.users),
+                    json.dumps([row.uninformative, row.differences]),
+                    report.model_id,
+                ]
+            )
         for metric in METRICS:
             s = row.metrics[metric]
             writer.writerow(

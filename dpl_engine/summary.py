@@ -2,7 +2,8 @@
 
 The ``dpl`` profile is told how the user differs from others; the ``profile``
 ablation sees the same past reviews but no differences, so comparing the two
-isolates what the differences add.
+isolates what the differences add. With ``EngineConfig.measured_in_profile`` the
+``dpl`` profile also gets the measured account (``describe.py``).
 """
 
 from __future__ import annotations
@@ -28,15 +29,20 @@ def summarize(
     max_review_chars: int,
     cancel: CancelToken | None = None,
     preset: Preset = DPL,
+    measured: Sequence[tuple[str, str]] = (),
 ) -> tuple[Profile, list[str]]:
-    """One streamed LLM call; raises Cancelled (after closing the stream) when cancelled."""
+    """One streamed LLM call; raises Cancelled (after closing the stream) when cancelled.
+
+    ``measured``: (what, account) pairs of measured differences for the ``dpl`` prompt."""
     if kind not in prompts.PROFILE_VERSIONS:
         raise ValueError(f"unknown profile kind {kind!r}")
     past = [(r.entry.review, r.entry.item) for r in retrieved]
     diffs = differences if kind == "dpl" else ()
 
     def build(limits: list[int | None]) -> list[dict[str, str]]:
-        return prompts.profile_messages(kind, past, limits, diffs, preset)
+        return prompts.profile_messages(
+            kind, past, limits, diffs, preset, measured if kind == "dpl" else ()
+        )
 
     messages, notes = fit(
         generator,

@@ -32,6 +32,10 @@ class EngineConfig:
     """Reviews longer than this are shortened inside prompts."""
     preset: PresetName = "dpl"
     """'dpl' (dpl's retrieval, clustering and prompts) or 'paper' (the published choices)."""
+    measured_in_profile: bool = False
+    """Give the ``dpl`` profile prompt the measured account beside the LLM's differences."""
+    drop_uninformative: bool = False
+    """Leave the LLM differences flagged as uninformative out of the ``dpl`` profile prompt."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class TextMeasures:
     first_person_per_100_words: float
     sentiment: float
     """-1 (negative) .. 1 (positive), lexicon-based."""
+    reading_ease: float
+    """Flesch reading ease: higher is easier to read (60-70 is plain English)."""
+    questions_per_100_words: float
 
 
 @dataclass(frozen=True)

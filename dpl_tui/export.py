@@ -82,8 +82,23 @@ def plain_data(value: Any) -> Any:
     return value
 
 
+def _checked(bundle: ExportBundle) -> tuple[Any, list[Any], dict[str, list[Any]]]:
+    """The measured accounts (overall, per item) and the verdicts on the model's entries."""
+    from dpl_engine import describe, informative
+
+    overall, per_item = describe.accounts(bundle.measured)
+    return overall, per_item, informative.check_all(bundle.differences, bundle.comparisons)
+
+
 def to_json(bundle: ExportBundle) -> str:
-    data = {"dpl_export": EXPORT_VERSION, **plain_data(bundle)}
+    overall, per_item, verdicts = _checked(bundle)
+    data = {
+        "dpl_export": EXPORT_VERSION,
+        "user_id": bundle.user_id,
+        "measured_account": plain_data({"overall": overall, "items": per_item}),
+        **plain_data(bundle),
+        "informative": plain_data(verdicts),
+    }
     data["scores"] = {str(k): v for k, v in bundle.scores.items()}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -133,6 +148,14 @@ def to_markdown(bundle: ExportBundle) -> str:
             out.append("")
             for u in c.users:
                 out += [f"**{u.user_id}** ({u.rating:g}★):", "", _quote(u.review.text), ""]
+    overall, per_item, verdicts = _checked(bundle)
+    titles = {c.item.id: c.item.title for c in bundle.comparisons}
+    if overall is not None:
+        out += ["## Measured differences in words (counted from the texts, no model)", ""]
+        if len(per_item) > 1:
+            out += [overall.text, ""]
+        out += [f"- {titles.get(a.item_id, a.item_id)}: {a.text}" for a in per_item]
+        out.append("")
     if bundle.measured:
         out += ["## Measured differences (user vs. mean of comparison users)", ""]
         for m in bundle.measured:
@@ -144,18 +167,22 @@ def to_markdown(bundle: ExportBundle) -> str:
                 )
             out.append("")
     if bundle.differences:
-        titles = {c.item.id: c.item.title for c in bundle.comparisons}
-        out += ["## Differences", ""]
+        out += ["## Differences (the model's, not checked against the texts)", ""]
         for d in bundle.differences:
             out += [f"### {titles.get(d.item_id, d.item_id)}", ""]
+            flags = {v.dimension: v for v in verdicts.get(d.item_id, []) if not v.informative}
+
+            def flag(key: str, flags: dict[str, Any] = flags) -> str:
+                return f" *(uninformative: {flags[key].reason})*" if key in flags else ""
+
             if d.structured:
                 out += [
-                    f"- Writing: {d.writing}",
-                    f"- Emotional: {d.emotional}",
-                    f"- Semantic: {d.semantic}",
+                    f"- Writing: {d.writing}{flag('writing')}",
+                    f"- Emotional: {d.emotional}{flag('emotional')}",
+                    f"- Semantic: {d.semantic}{flag('semantic')}",
                 ]
             else:
-                out += ["Free text (no valid JSON):", "", _quote(d.raw)]
+                out += [f"Free text (no valid JSON){flag('raw')}:", "", _quote(d.raw)]
             out.append("")
     if bundle.profile is not None:
         out += [f"## Profile ({bundle.profile.kind})", "", bundle.profile.text, ""]

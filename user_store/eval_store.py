@@ -94,12 +94,16 @@ class ResultRow:
     seconds: float
     notes: list[str]
     created_at: str
+    differences: int = 0
+    """LLM difference entries (dimensions, or free-text answers) the result was built on."""
+    uninformative: int = 0
+    """How many of them the informativeness check flagged."""
 
 
 _RESULT_COLUMNS = (
     "run_id, method, seed, user_id, item_id, generation_id, text, reference, rouge1, rougeL,"
     " meteor, judge, judge_raw, llm_calls, comparison_items, prompt_tokens, completion_tokens,"
-    " seconds, notes, created_at"
+    " seconds, notes, created_at, differences, uninformative"
 )
 
 
@@ -347,7 +351,7 @@ class EvalStore:
         with self._lock, self.conn:
             self.conn.execute(
                 f"INSERT INTO eval_results ({_RESULT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.run_id,
                     row.method,
@@ -369,6 +373,8 @@ class EvalStore:
                     row.seconds,
                     json.dumps(row.notes, ensure_ascii=False),
                     row.created_at or _now(),
+                    row.differences,
+                    row.uninformative,
                 ),
             )
 

@@ -286,3 +286,15 @@ CREATE TRIGGER reviews_embeddings_delete AFTER DELETE ON reviews BEGIN
 END
 """,
     )
+
+
+@migration
+def m004_eval_uninformative_differences(db: sqlite_utils.Database) -> None:
+    """Per result, how many LLM difference entries it used and how many were uninformative."""
+    _script(
+        db,
+        """
+ALTER TABLE eval_results ADD COLUMN differences INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE eval_results ADD COLUMN uninformative INTEGER NOT NULL DEFAULT 0
+""",
+    )

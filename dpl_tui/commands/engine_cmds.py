@@ -71,7 +71,41 @@ def _item_label(item) -> str:  # item: Item
     return item.id if item.title == item.id else f"{item.title} ({item.id})"
 
 
-def _engine(store, model: str | None, *, k, m, n, seed: int, preset: str | None, max_tokens=None):
+MeasuredInProfileOption = Annotated[
+    bool,
+    typer.Option(
+        "--measured-in-profile",
+        help="Give the dpl profile the measured differences in words (off by default: no gain "
+        "shown on the dev data, see docs/readme/eval.md).",
+    ),
+]
+DropUninformativeOption = Annotated[
+    bool,
+    typer.Option(
+        "--drop-uninformative",
+        help="Leave the LLM differences flagged as uninformative out of the dpl profile.",
+    ),
+]
+BETTER_MODEL_HINT = (
+    "The model's differences are only as good as the model: for findings you can trust, add a "
+    "larger instruction-tuned GGUF (`dpl models add PATH`) or an LLM server (`dpl models add NAME "
+    "--url ...`) and pass --model NAME."
+)
+
+
+def _engine(
+    store,
+    model: str | None,
+    *,
+    k,
+    m,
+    n,
+    seed: int,
+    preset: str | None,
+    max_tokens: int | None = None,
+    measured_in_profile: bool = False,
+    drop_uninformative: bool = False,
+):
     from dpl_engine import Engine, EngineConfig
     from dpl_engine.presets import preset as check_preset
     from user_store.config import Settings
@@ -91,6 +125,8 @@ def _engine(store, model: str | None, *, k, m, n, seed: int, preset: str | None,
             seed=seed,
         ),
         analysis=replace(defaults.analysis, seed=seed),
+        measured_in_profile=measured_in_profile,
+        drop_uninformative=drop_uninformative,
     )
     for name, value in (("--k", config.k), ("--m", config.m), ("--n", config.n)):
         if value < 1:
@@ -217,6 +253,12 @@ def _measure_rows(md) -> list[tuple[str, float, float]]:  # md: MeasuredDifferen
             md.others.first_person_per_100_words,
         ),
         ("sentiment (-1..1)", md.user.sentiment, md.others.sentiment),
+        ("readability (Flesch)", md.user.reading_ease, md.others.reading_ease),
+        (
+            "? per 100 words",
+            md.user.questions_per_100_words,
+            md.others.questions_per_100_words,
+        ),
     ]
 
 
@@ -275,14 +317,23 @@ def _print_comparison_items(chosen, eligible: int, retrieved, config) -> None:
                 f"reviewers, so differences come from {len(chosen)} items, not {config.k}."
             )
         )
+def _print_overall(pooled) -> None:  # pooled: MeasuredAccount | None
+    if pooled is None:
+        return
+    console.print(Text("Measured differences, all comparison items", style="bold"))
+    console.print(Text(pooled.text))
+    console.print()
 
 
 def _print_comparisons(comparisons, measured, differences) -> None:
+    from dpl_engine import describe, informative
+
     if not comparisons:
         console.print(Text("None of the user's past items has enough other reviewers."))
         return
     by_item_measured = {m.item_id: m for m in measured}
     by_item_diff = {d.item_id: d for d in differences}
+    flagged_any = False
     for cs in comparisons:
         title = f"{_item_label(cs.item)}: {len(cs.users)} of {cs.reviewers} other reviewers"
         table = Table(title=Text(title), title_justify="left")
@@ -308,6 +359,9 @@ def _print_comparisons(comparisons, measured, differences) -> None:
         console.print(table)
         md = by_item_measured.get(cs.item.id)
         if md is not None:
+            console.print(
+                Text("Measured differences: ", style="bold") + Text(describe.account(md).text)
+            )
             mt = Table(title=Text("Measured differences"), title_justify="left")
             for col in ("Measure", "This user", "Others (mean)", "Difference"):
                 mt.add_column(col, justify="left" if col == "Measure" else "right")
@@ -316,18 +370,34 @@ def _print_comparisons(comparisons, measured, differences) -> None:
             console.print(mt)
         d = by_item_diff.get(cs.item.id)
         if d is not None:
+            verdicts = {v.dimension: v for v in informative.check(d, cs)}
+            flagged_any |= any(not v.informative for v in verdicts.values())
             dt = Table(
-                title=Text("Extracted differences (LLM)"), title_justify="left", show_header=False
+                title=Text("The model's differences (LLM, not checked against the texts)"),
+                title_justify="left",
+                show_header=False,
             )
             dt.add_column("Dimension")
             dt.add_column("Difference")
-            if d.structured:
-                dt.add_row("writing", Text(d.writing))
-                dt.add_row("emotional", Text(d.emotional))
-                dt.add_row("semantic", Text(d.semantic))
-            else:
-                dt.add_row("free text", Text(d.raw))
+            rows = (
+                [(k, getattr(d, k)) for k in ("writing", "emotional", "semantic")]
+                if d.structured
+                else [("raw", d.raw)]
+            )
+            for key, text in rows:
+                label = "free text (no valid JSON)" if key == "raw" else key
+                v = verdicts[key]
+                if v.informative:
+                    dt.add_row(label, Text(text))
+                else:
+                    dt.add_row(
+                        Text(label, style="dim"),
+                        Text(text, style="dim")
+                        + Text(f"  [uninformative: {v.reason}]", style="dim italic"),
+                    )
             console.print(dt)
+    if flagged_any:
+        console.print(Text(BETTER_MODEL_HINT, style="dim"))
 
 
 def compare(
@@ -376,12 +446,16 @@ def compare(
                     differences = engine.differences(target, progress=view.update, refresh=refresh)
         finally:
             store.close()
+    from dpl_engine import describe, informative
+
+    pooled, per_item = describe.accounts(measured)
     if as_json:
         _echo_json(
             to_json(
                 {
                     "target": target,
                     "preset": engine.config.preset,
+                    "measured_account": {"overall": pooled, "items": per_item},
                     "retrieved": retrieved,
                     "comparison_items": {
                         "eligible": eligible,
@@ -391,6 +465,7 @@ def compare(
                     "comparisons": comparisons,
                     "measured": measured,
                     "differences": differences,
+                    "informative": informative.check_all(differences, comparisons),
                 }
             )
         )
@@ -404,6 +479,7 @@ def compare(
     )
     _print_retrieved(retrieved)
     _print_comparison_items(chosen, eligible, retrieved, engine.config)
+    _print_overall(pooled)
     _print_comparisons(comparisons, measured, differences)
 
 
@@ -434,6 +510,8 @@ def generate(
     m: MOption = None,
     n: NOption = None,
     preset: PresetOption = None,
+    measured_in_profile: MeasuredInProfileOption = False,
+    drop_uninformative: DropUninformativeOption = False,
 ) -> None:
     """Write the user's review of an item with a local model, streamed as it is written."""
     from dpl_engine import METHODS, EngineError, ProgressEvent, ResultEvent, TokenEvent
@@ -446,7 +524,16 @@ def generate(
         store = open_store(db)
         try:
             engine = _engine(
-                store, model, k=k, m=m, n=n, seed=seed, preset=preset, max_tokens=max_tokens
+                store,
+                model,
+                k=k,
+                m=m,
+                n=n,
+                seed=seed,
+                preset=preset,
+                max_tokens=max_tokens,
+                measured_in_profile=measured_in_profile,
+                drop_uninformative=drop_uninformative,
             )
             target = _target(engine, user_id, item, rating, title)
             stream_out = not as_json

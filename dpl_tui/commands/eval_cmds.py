@@ -475,6 +475,20 @@ def eval_(
             "several slots; resuming is unchanged.",
         ),
     ] = 1,
+    measured_in_profile: Annotated[
+        bool,
+        typer.Option(
+            "--measured-in-profile",
+            help="Give the dpl profile the measured differences in words (off by default).",
+        ),
+    ] = False,
+    drop_uninformative: Annotated[
+        bool,
+        typer.Option(
+            "--drop-uninformative",
+            help="Leave LLM differences flagged as uninformative out of the dpl profile.",
+        ),
+    ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -513,6 +527,8 @@ def eval_(
                 analysis_max_tokens=analysis_max_tokens,
                 max_review_chars=max_review_chars,
                 preset=preset,
+                measured_in_profile=measured_in_profile,
+                drop_uninformative=drop_uninformative,
             )
             from user_store.config import Settings
 
@@ -568,6 +584,8 @@ def _eval_config(
     analysis_max_tokens,
     max_review_chars,
     preset=None,
+    measured_in_profile=False,
+    drop_uninformative=False,
 ):
     from dpl_engine import EngineConfig, EngineError
     from dpl_engine.evaluation import EvalConfig
@@ -595,6 +613,8 @@ def _eval_config(
         analysis=replace(base.analysis, max_tokens=analysis_max_tokens or base.analysis.max_tokens),
         max_review_chars=max_review_chars or base.max_review_chars,
         preset=check_preset(preset or settings.preset).name,
+        measured_in_profile=measured_in_profile,
+        drop_uninformative=drop_uninformative,
     )
     return EvalConfig(
         methods=_methods(methods),  # type: ignore[arg-type]

@@ -1,4 +1,6 @@
-"""The structured differences per comparison item, one column per dimension, and the
+"""How the user differs: first the measured differences in words (counted from the texts,
+no model), then the model's differences per comparison item, one column per dimension,
+with the entries that only echo the prompt dimmed and their reason given, and last the
 difference-aware profile summarized from them."""
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from ..widgets.text_view import TextView
 from .base import EngineScreen
 
 if TYPE_CHECKING:
-    from dpl_engine import ComparisonSet, Differences, Profile
+    from dpl_engine import ComparisonSet, Differences, MeasuredDifferences, Profile
+    from dpl_engine.describe import MeasuredAccount
+    from dpl_engine.informative import Verdict
 
 DIMENSIONS = [
     ("writing", "Writing style"),
@@ -34,23 +38,74 @@ ASPECTS = {
 }
 
 
+BETTER_MODEL = (
+    "Dimmed entries only echo the prompt or compare nothing: the model is too small for this "
+    "step. For differences you can trust, add a larger instruction-tuned GGUF "
+    "(`dpl models add PATH`) and pick it with Ctrl+P → Model."
+)
+
+
 @dataclass(frozen=True)
 class DifferencesView:
     comparisons: list[ComparisonSet]
     differences: list[Differences]
     profile: Profile
+    measured: list[MeasuredDifferences]
+    overall: MeasuredAccount | None
+    """The measured account over all comparison items (None without any)."""
+    accounts: list[MeasuredAccount]
+    """One measured account per comparison item, in order."""
+    verdicts: dict[str, list[Verdict]]
+    """Per item id, whether each of the model's entries says anything."""
+    model_id: str = ""
 
 
 def compute_differences(
     app: Any, target: Any, progress: Any, token: Any, refresh: bool
 ) -> DifferencesView:
+    from dpl_engine import describe, informative
+
     engine = app.engine()
     # The profile depends on the differences, which depend on the comparisons: refreshing it
     # recomputes each step once, and the two reads after it come from the cache.
     profile = engine.profile(target, "dpl", progress=progress, cancel=token, refresh=refresh)
     comparisons = engine.comparisons(target, progress=progress, cancel=token)
     differences = engine.differences(target, progress=progress, cancel=token)
-    return DifferencesView(list(comparisons), list(differences), profile)
+    measured = engine.measured(comparisons)
+    overall, accounts = describe.accounts(measured)
+    return DifferencesView(
+        comparisons=list(comparisons),
+        differences=list(differences),
+        profile=profile,
+        measured=list(measured),
+        overall=overall,
+        accounts=accounts,
+        verdicts=informative.check_all(differences, comparisons),
+        model_id=engine.generator.model_id,
+    )
+
+
+def measured_text(value: DifferencesView, titles: dict[str, str]) -> Text:
+    """The measured accounts: over all items first, then one line per item."""
+    if value.overall is None:
+        return Text("No comparison items, so nothing to measure.")
+    out = Text()
+    if len(value.accounts) > 1:
+        out.append(value.overall.text + "\n")
+    for a in value.accounts:
+        out.append("\n" if len(value.accounts) > 1 else "")
+        out.append(titles.get(a.item_id, a.item_id), style="bold")
+        out.append(": " + a.text)
+    return out
+
+
+def _cell(text: str, verdict: Verdict | None, extra: str = "") -> Static:
+    """One of the model's entries; an uninformative one is dimmed and says why."""
+    if verdict is None or verdict.informative:
+        return Static(Text(text), classes=f"diff-cell {extra}".strip(), markup=False)
+    shown = Text(text)
+    shown.append(f"\n⚠ uninformative: {verdict.reason}", style="italic")
+    return Static(shown, classes=f"diff-cell diff-flagged {extra}".strip(), markup=False)
 
 
 def _head_cells() -> list[Static | Label]:
@@ -62,19 +117,20 @@ def _head_cells() -> list[Static | Label]:
     return cells
 
 
-def _item_cells(d: Differences, title: str) -> list[Static | Label]:
+def _item_cells(
+    d: Differences, title: str, verdicts: dict[str, Verdict] | None = None
+) -> list[Static | Label]:
+    """One item's row; ``verdicts`` (by dimension) dim the entries found uninformative."""
+    verdicts = verdicts or {}
     name = Text(title, style="bold")
     if not d.structured:
         name.append("\n(free text: the model gave no valid JSON)", style="italic")
     cells: list[Static | Label] = [Static(name, classes="diff-item", markup=False)]
     if d.structured:
-        cells += [
-            Static(Text(getattr(d, key)), classes="diff-cell", markup=False)
-            for key, _ in DIMENSIONS
-        ]
+        cells += [_cell(getattr(d, key), verdicts.get(key)) for key, _ in DIMENSIONS]
     else:
         raw = d.raw or "\n".join(filter(None, (d.writing, d.emotional, d.semantic)))
-        cells.append(Static(Text(raw), classes="diff-cell diff-raw", markup=False))
+        cells.append(_cell(raw, verdicts.get("raw"), "diff-raw"))
         cells += [Static(Text("—"), classes="diff-cell", markup=False) for _ in range(2)]
     return cells
 
@@ -97,7 +153,12 @@ class DifferencesScreen(EngineScreen):
         yield Header()
         yield StepProgress()
         with VerticalScroll(id="diff-scroll"):
+            yield TextView(
+                "Measured differences (counted from the texts, no model)", id="measured-account"
+            )
+            yield Label("The model's differences", id="diff-model-title", classes="pane-title")
             yield Grid(id="diff-grid")
+            yield Static("", id="diff-hint", markup=False)
             yield TextView("Difference-aware profile", id="profile")
         yield StatusBar()
         yield Footer()
@@ -105,6 +166,7 @@ class DifferencesScreen(EngineScreen):
     def on_mount(self) -> None:
         self.sub_title = f"Differences · {self.target.user_id} · {self.target.item.title}"
         self.query_one("#profile", TextView).set_text("Computing…")
+        self.query_one("#measured-account", TextView).set_text("Computing…")
         self.refresh_work()
 
     def refresh_work(self, refresh: bool = False) -> None:
@@ -122,11 +184,19 @@ class DifferencesScreen(EngineScreen):
             session.comparisons, session.differences = value.comparisons, value.differences
             session.profile = value.profile
         titles = {c.item.id: c.item.title for c in value.comparisons}
+        self.query_one("#measured-account", TextView).set_text(measured_text(value, titles))
+        model = f" ({value.model_id})" if value.model_id else ""
+        self.query_one("#diff-model-title", Label).update(
+            Text(f"The model's differences{model}: generated, not checked against the texts")
+        )
         grid = self.query_one("#diff-grid", Grid)
         grid.remove_children()
         cells = _head_cells()
+        flagged = 0
         for d in value.differences:
-            cells += _item_cells(d, titles.get(d.item_id, d.item_id))
+            verdicts = {v.dimension: v for v in value.verdicts.get(d.item_id, [])}
+            flagged += sum(not v.informative for v in verdicts.values())
+            cells += _item_cells(d, titles.get(d.item_id, d.item_id), verdicts)
         self._rows_of = None
         if not value.differences:
             cells.append(
@@ -140,10 +210,13 @@ class DifferencesScreen(EngineScreen):
                 )
             )
         grid.mount_all(cells)
+        self.query_one("#diff-hint", Static).update(Text(BETTER_MODEL if flagged else ""))
         self.query_one("#profile", TextView).set_text(value.profile.text or "(empty profile)")
+        total = sum(len(v) for v in value.verdicts.values())
+        note = f" {flagged} of {total} model entries uninformative;" if flagged else ""
         self.query_one(StepProgress).message(
-            f"{len(value.differences)} item{'' if len(value.differences) == 1 else 's'} compared; "
-            "profile ready."
+            f"{len(value.differences)} item{'' if len(value.differences) == 1 else 's'} compared;"
+            f"{note} profile ready."
         )
 
     @on(StepProgressed)

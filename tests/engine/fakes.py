@@ -82,8 +82,14 @@ class FakeGenerator(TextGenerator):
         review: str = "Solid little unit , does what it says and the price was right .",
         on_token: Callable[[], None] | None = None,
         on_json_token: Callable[[], None] | None = None,
+        differences: dict[str, str] | None = None,
     ) -> None:
         self.info = ModelInfo(model_id=model_id, path="", n_ctx=n_ctx, context_length=n_ctx)
+        self.differences = differences or {
+            "writing": "Plainer words, shorter sentences.",
+            "emotional": "Calmer than the others.",
+            "semantic": "Fewer details about the product.",
+        }
         self.json_ok = json_ok
         self.review = review
         self.on_token = on_token
@@ -135,11 +141,7 @@ class FakeGenerator(TextGenerator):
         stats = GenerationStats(self.count_tokens(messages), 20, 0.0, 0.0, 0.0, "stop")
         if not self.json_ok:
             raise StructuredOutputError("no valid JSON", raw="They write longer and angrier.")
-        return {
-            "writing": "Plainer words, shorter sentences.",
-            "emotional": "Calmer than the others.",
-            "semantic": "Fewer details about the product.",
-        }, stats
+        return dict(self.differences), stats
 
     @property
     def total_calls(self) -> int:

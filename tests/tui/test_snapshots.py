@@ -103,7 +103,18 @@ def test_comparison_screen(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_differences_screen(snap_compare, app):
+def test_differences_screen(snap_compare, sample_db, make_app):
+    """The measured account first; the model's emotional entry only echoes the prompt, so it
+    is dimmed with its reason, and the way to a better model is named."""
+    from tests.engine.fakes import FakeGenerator
+
+    echo = {
+        "writing": "Plainer words, shorter sentences.",
+        "emotional": "emotional style: sentiment and tone",
+        "semantic": "Fewer details about the product.",
+    }
+    app = make_app(sample_db, generator=FakeGenerator(differences=echo))
+
     async def run_before(pilot):
         await user_ready(pilot)
         await pilot.press("d")

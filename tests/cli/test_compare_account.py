@@ -1,0 +1,61 @@
+"""``dpl compare`` gives the measured differences in words first, then the model's
+differences labelled as the model's, with the uninformative ones marked (dev data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dpl_tui.cli import app
+from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
+
+runner = CliRunner()
+USER = "A34O0KQV4QXWNQ"
+ECHO = {
+    "writing": "Shorter sentences than the others.",
+    "emotional": "emotional style: sentiment and tone",
+    "semantic": "Rating: 5 out of 5",
+}
+
+
+@pytest.fixture
+def dev_db(mi5_db: Path, tmp_path: Path) -> Path:
+    return copy_db(mi5_db, tmp_path / "dev.db")
+
+
+def test_json_and_table_put_the_measured_account_first(dev_db: Path):
+    args = ["compare", USER, "--db", str(dev_db), "--k", "3", "--no-llm"]
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert list(data)[:2] == ["target", "measured_account"]
+    items = data["measured_account"]["items"]
+    assert [a["item_id"] for a in items] == [c["item"]["id"] for c in data["comparisons"]]
+    assert data["measured_account"]["overall"]["items"] == len(items) == 3
+    assert all(a["text"].endswith(".") for a in items)
+    out = runner.invoke(app, args).stdout
+    assert out.index("Measured differences, all comparison items") < out.index("B003VWJ2K8:")
+    assert data["measured_account"]["overall"]["text"][:40] in " ".join(out.split())
+
+
+def test_the_models_differences_follow_with_echoes_marked(dev_db: Path, monkeypatch):
+    import models.embeddings
+    import models.llama
+
+    monkeypatch.setattr(
+        models.llama, "load_generator", lambda _p=None: FakeGenerator(differences=ECHO)
+    )
+    monkeypatch.setattr(models.embeddings, "load_embedder", lambda _p=None: FakeEmbedder())
+    args = ["compare", USER, "--db", str(dev_db), "--k", "3"]
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})  # no cell wraps
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    first = out.index("The model's differences")
+    assert out.index("Measured differences:") < first
+    assert "[uninformative: echoes the dimension's name or description]" in out
+    assert "[uninformative: echoes the rating]" in out
+    assert "dpl models add" in out  # the way to a better model
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    verdicts = next(iter(data["informative"].values()))
+    assert [v["informative"] for v in verdicts] == [True, False, False]
