@@ -29,8 +29,6 @@ from .backend import (
     Session,
     build_real_engine,
     gpu_label,
-    load_real_embedder,
-    load_real_generator,
     model_label,
 )
 from .messages import ModelsChanged
@@ -68,6 +66,7 @@ class _Notice(Message):
 
 if TYPE_CHECKING:
     from dpl_engine import Engine
+    from models import Embedder, TextGenerator
     from user_store import UserStore
 
     from .export import ExportRequest
@@ -97,8 +96,8 @@ class DplApp(App[None]):
         model: str | None = None,
         *,
         settings_path: Path | None = None,
-        generator_factory: GeneratorFactory = load_real_generator,
-        embedder_factory: EmbedderFactory = load_real_embedder,
+        generator_factory: GeneratorFactory | None = None,
+        embedder_factory: EmbedderFactory | None = None,
         engine_factory: EngineFactory = build_real_engine,
         preload_models: bool = True,
     ) -> None:
@@ -116,9 +115,9 @@ class DplApp(App[None]):
             self.settings_problem = str(err)
         self.models = ModelHolder(
             self.settings.resolve_model(model),
-            self.settings.embedder,
-            generator_factory=generator_factory,
-            embedder_factory=embedder_factory,
+            generator_factory=generator_factory or self._load_generator,
+            embedder_factory=embedder_factory or self._load_embedder,
+            embedder_source=self._embedder_source,
         )
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
@@ -200,6 +199,24 @@ class DplApp(App[None]):
         return True
 
     # -- models and engine ---------------------------------------------------------
+    def _load_generator(self, choice: str | None) -> TextGenerator:
+        """A registered server, or a GGUF file through llama.cpp, under the app's settings."""
+        from .loading import load_resolved
+
+        return load_resolved(choice, self.settings)
+
+    def _load_embedder(self, choice: str | None) -> Embedder:
+        """The server's embedding model when ``choice``'s entry names one, else the local one."""
+        from .loading import embedder_factory
+
+        return embedder_factory(self.settings, choice)()
+
+    def _embedder_source(self, choice: str | None) -> str:
+        """The id embeddings for ``choice`` are cached under (nothing is loaded)."""
+        from .loading import embedder_id
+
+        return embedder_id(self.settings, choice)
+
     def load_models(self) -> None:
         """Load the generator, then the embedder, in a background thread.
 

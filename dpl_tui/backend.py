@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 GeneratorFactory = Callable[[str | None], "TextGenerator"]
 EmbedderFactory = Callable[[str | None], "Embedder"]
+"""Given the model choice: a server entry may name its own embedding model."""
 EngineFactory = Callable[..., "Engine"]
 
 
@@ -40,10 +41,13 @@ def load_real_generator(choice: str | None) -> TextGenerator:
     return load_resolved(choice)
 
 
-def load_real_embedder(path: str | None) -> Embedder:
-    from models.embeddings import load_embedder
+def load_real_embedder(choice: str | None) -> Embedder:
+    """The embedder that goes with model ``choice`` under the saved settings."""
+    from user_store.config import Settings
 
-    return load_embedder(path)
+    from .loading import embedder_factory
+
+    return embedder_factory(Settings.load(), choice)()
 
 
 def build_real_engine(
@@ -63,15 +67,15 @@ class ModelHolder:
     def __init__(
         self,
         model: str | None,
-        embedder: str | None,
         *,
         generator_factory: GeneratorFactory = load_real_generator,
         embedder_factory: EmbedderFactory = load_real_embedder,
+        embedder_source: Callable[[str | None], str] = lambda _choice: "local",
     ) -> None:
         self.model_choice = model
-        self.embedder_choice = embedder
         self._generator_factory = generator_factory
         self._embedder_factory = embedder_factory
+        self._embedder_source = embedder_source
         self._generator: TextGenerator | None = None
         self._embedder: Embedder | None = None
         self._generator_lock = threading.Lock()
@@ -108,14 +112,19 @@ class ModelHolder:
         self._hold(self._embedder_lock)
         try:
             if self._embedder is None:
-                self._embedder = self._embedder_factory(self.embedder_choice)
+                self._embedder = self._embedder_factory(self.model_choice)
             return self._embedder
         finally:
             self._embedder_lock.release()
 
     def switch_model(self, choice: str | None) -> None:
-        """Forget the loaded generator; the next use loads ``choice``."""
-        with self._generator_lock:
+        """Forget the loaded generator; the next use loads ``choice``.
+
+        The embedder is kept unless ``choice`` embeds elsewhere (a server entry with its own
+        embedding model, or back to the local one), so a switch does not reload it for nothing."""
+        with self._generator_lock, self._embedder_lock:
+            if self._embedder_source(choice) != self._embedder_source(self.model_choice):
+                self._embedder = None
             self.model_choice = choice
             old, self._generator = self._generator, None
         close = getattr(old, "close", None)

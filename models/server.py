@@ -678,15 +678,29 @@ class ServerEmbedder(Embedder):
             except Exception as err:  # noqa: BLE001 - translated to one line
                 raise translate(err, self.config) from None
             rows = sorted(reply.data, key=lambda d: d.index)
-            vectors = np.asarray([r.embedding for r in rows], dtype=np.float32)
-            if vectors.shape != (len(batch), self.dim):
+            vectors = [sentence_vector(r.embedding) for r in rows]
+            shapes = {v.shape for v in vectors}
+            if len(vectors) != len(batch) or shapes != {(self.dim,)}:
                 raise ServerError(
-                    f"{self.config.url} returned embeddings of shape {vectors.shape} for "
-                    f"{len(batch)} texts of {self.dim} dimensions from {self.model!r}."
+                    f"{self.config.url} returned {len(vectors)} embeddings of shapes "
+                    f"{sorted(shapes)} for {len(batch)} texts of {self.dim} dimensions "
+                    f"from {self.model!r}."
                 )
-            out[start : start + len(batch)] = vectors
+            out[start : start + len(batch)] = np.stack(vectors)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1.0, norms)
+
+
+def sentence_vector(embedding: Any) -> np.ndarray:
+    """One text's vector from an ``/v1/embeddings`` row.
+
+    Most servers pool for us. A llama.cpp server whose model has no pooling of its own
+    (a chat model started with ``--embedding``) answers one vector per token instead; those
+    are mean-pooled here so that any model the server loads can embed."""
+    vector = np.asarray(embedding, dtype=np.float32)
+    if vector.ndim == 2 and vector.shape[0] > 0:
+        return vector.mean(axis=0)
+    return vector
 
 
 def embedder_id(config: ServerConfig) -> str:
@@ -706,5 +720,5 @@ def connect_embedder(config: ServerConfig) -> ServerEmbedder:
         reply = client.embeddings.create(model=config.embedding_model, input=["dimension probe"])
     except Exception as err:  # noqa: BLE001 - translated to one line
         raise translate(err, config) from None
-    probe_embedder.dim = len(reply.data[0].embedding)
+    probe_embedder.dim = int(sentence_vector(reply.data[0].embedding).shape[-1])
     return probe_embedder

@@ -5,11 +5,6 @@ module and stopped afterwards, also when a test fails."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,65 +13,25 @@ from typer.testing import CliRunner
 
 from dpl_tui.cli import app
 from models import SamplingParams
-from models.registry import default_gguf_path
 from models.server import ServerConfig, connect
 from tests.engine.fakes import copy_db
 from user_store import UserStore
 from user_store.config import Settings
 from user_store.eval_store import EvalStore
 
-from .fake_openai import free_port
+from .llama_server import SERVED, llama_server
 
 pytestmark = pytest.mark.slow
 
-SERVED = "smollm2-135m"
 USER = "A34O0KQV4QXWNQ"  # hand-checked in tests/engine/test_dev_data.py
-START_DEADLINE_S = 180.0
-"""Generous: the server imports FastAPI and loads the model before it answers."""
 MESSAGES = [{"role": "user", "content": "Describe a good guitar cable in one sentence."}]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/models", timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running llama_cpp.server on a free loopback port; its log is kept beside it."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    threads = str(max(1, len(os.sched_getaffinity(0))))
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()),
-             "--model_alias", SERVED, "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "8192", "--n_threads", threads, "--n_threads_batch", threads,
-             # Without this the server ends a running answer when the next request arrives.
-             "--interrupt_requests", "False"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}/v1"
-        try:
-            deadline = time.monotonic() + START_DEADLINE_S
-            while not _answers(url):
-                if proc.poll() is not None:
-                    pytest.fail(f"llama_cpp.server exited ({proc.returncode}): "
-                                f"{log_path.read_text(errors='replace')[-2000:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"llama_cpp.server did not answer within {START_DEADLINE_S} s")
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+    with llama_server(tmp_path_factory.mktemp("llama-server")) as url:
+        yield url
 
 
 def config(url: str, **kw) -> ServerConfig:

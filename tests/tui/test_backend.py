@@ -19,7 +19,7 @@ def test_a_wait_for_another_threads_load_gives_up_when_the_app_closes():
         release.wait(30)
         return FakeGenerator()
 
-    holder = ModelHolder(None, None, generator_factory=slow_generator,
+    holder = ModelHolder(None, generator_factory=slow_generator,
                          embedder_factory=lambda _p: FakeEmbedder())  # fmt: skip
     loader = threading.Thread(target=holder.generator)
     loader.start()
@@ -44,9 +44,30 @@ def test_a_wait_for_another_threads_load_gives_up_when_the_app_closes():
 
 
 def test_loads_once_and_answers_every_caller():
-    holder = ModelHolder(None, None, generator_factory=lambda _c: FakeGenerator(),
+    holder = ModelHolder(None, generator_factory=lambda _c: FakeGenerator(),
                          embedder_factory=lambda _p: FakeEmbedder())  # fmt: skip
     assert holder.generator() is holder.generator()
     assert holder.embedder() is holder.embedder()
     holder.close()  # closing does not take away what is loaded
     assert holder.generator() is holder.loaded_generator
+
+
+def test_a_switch_reloads_the_embedder_only_when_the_new_model_embeds_elsewhere():
+    sources = {None: "local", "big.gguf": "local", "lab": "gte@127.0.0.1:8000"}
+    loaded: list[str | None] = []
+
+    def embedder_for(choice):
+        loaded.append(choice)
+        return FakeEmbedder()
+
+    holder = ModelHolder(None, generator_factory=lambda _c: FakeGenerator(),
+                         embedder_factory=embedder_for,
+                         embedder_source=sources.__getitem__)  # fmt: skip
+    local = holder.embedder()
+    holder.switch_model("big.gguf")  # another GGUF: the same local embedder serves
+    assert holder.embedder() is local and loaded == [None]
+    holder.switch_model("lab")  # a server entry with its own embedding model
+    remote = holder.embedder()
+    assert remote is not local and loaded == [None, "lab"]
+    holder.switch_model(None)  # back to the local one: loaded again for the bundled model
+    assert holder.embedder() is not remote and loaded == [None, "lab", None]

@@ -63,7 +63,11 @@ async def test_each_items_differences_show_as_soon_as_they_arrive(sample_db, mak
         assert screen.view is None and screen.running and backend.started >= 2
         backend.gate.set()
         await wait_until(pilot, lambda: screen.view is not None)
-        assert len(screen.query(".diff-cell")) == 3 * len(screen.view.differences)
+        # the streamed rows are replaced by the final ones, each item once (the removal of
+        # the streamed rows completes on a later refresh)
+        await wait_until(
+            pilot, lambda: len(screen.query(".diff-cell")) == 3 * len(screen.view.differences)
+        )
         assert len(screen.view.differences) == backend.calls["differences"] >= 2
 
 

@@ -88,8 +88,10 @@ async def test_differences_one_column_per_dimension_and_profile(sample_db, make_
         screen = app.screen
         await wait_until(pilot, lambda: screen.view is not None)
         assert generator.calls["differences"] == len(screen.view.comparisons) > 0
-        cells = screen.query(".diff-cell")
-        assert len(cells) == 3 * len(screen.view.differences)
+        # every item once: rows streamed in while the calls ran are replaced by the final ones
+        await wait_until(
+            pilot, lambda: len(screen.query(".diff-cell")) == 3 * len(screen.view.differences)
+        )
         await wait_until(pilot, lambda: "Plainer words" in screen_text(app))
         text = screen_text(app)
         for header in ("Writing style", "Emotional style", "Semantic style"):
