@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--k", type=int, default=4, help="past reviews in each rag prompt")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     from dpl_engine import EngineConfig
     from dpl_engine import evaluation as ev
@@ -159,7 +160,7 @@ def main() -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    load = os.getloadavg()[0]
+    load = (load_before, os.getloadavg()[0])
     write(results, args, methods, threads, n_ctx, slots, load)
 
 
@@ -183,8 +184,9 @@ def write(results, args, methods, threads, n_ctx, slots, load) -> None:
         "threads and context. Slots: "
         + (f"{slots} (its /props)." if slots else "1: this server runs one request at a time "
            "(one model behind a lock) and reports no slot count; requests beyond it queue."),
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs visible, shared with other "
-        f"work; load average {load:.1f} at the end.",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs visible; load average "
+        f"{load[0]:.1f} before the run and {load[1]:.1f} at the end (the run's own model "
+        "included).",
         "- Each configuration runs on a fresh copy of the database (nothing cached); "
         "--concurrency N is `dpl eval --concurrency N` (N users at once, and N calls per "
         "target's differences).",
@@ -199,7 +201,7 @@ def write(results, args, methods, threads, n_ctx, slots, load) -> None:
                      f"| {same} of {n} |")
     lines += [
         "",
-        "What limits this machine: two shared CPU cores run both the model and everything "
+        "What limits this machine: two CPU cores run both the model and everything "
         "else, and the server here has one slot, so concurrency can only overlap a request's "
         "HTTP and prompt-building time with another's generation; it cannot add compute. The "
         "gain from concurrency needs a server with several slots on hardware that has room "

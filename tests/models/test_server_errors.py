@@ -265,3 +265,13 @@ def test_embeddings_come_from_the_server_normalised_and_cached_under_its_id() ->
         assert embedder_id(settings, "lab") == emb.model_id == f"gte-qwen2@{cfg.address}"
         assert embedder_factory(settings, "lab")().model_id == emb.model_id
         assert embedder_id(settings, None) == "all-MiniLM-L6-v2"  # the local one otherwise
+
+
+def test_token_level_vectors_are_mean_pooled_into_one_per_text() -> None:
+    import numpy as np
+
+    from models.server import sentence_vector
+
+    assert np.allclose(sentence_vector([1.0, 2.0, 3.0]), [1.0, 2.0, 3.0])
+    # a llama.cpp server whose model does no pooling answers one vector per token
+    assert np.allclose(sentence_vector([[1.0, 0.0], [3.0, 2.0]]), [2.0, 1.0])
