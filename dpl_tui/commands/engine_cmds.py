@@ -454,8 +454,8 @@ def compare(
             to_json(
                 {
                     "target": target,
-                    "preset": engine.config.preset,
                     "measured_account": {"overall": pooled, "items": per_item},
+                    "preset": engine.config.preset,
                     "retrieved": retrieved,
                     "comparison_items": {
                         "eligible": eligible,
