@@ -60,8 +60,9 @@ SPLIT_EPILOG = (
 EVAL_EPILOG = (
     "Uses the split given by the threshold options, else the latest stored split, else the "
     "paper's thresholds. Every generation and score is stored: re-running the same command "
-    "skips finished work, and Ctrl-C keeps it. Example: dpl eval --methods none,rag,profile,dpl "
-    "--users 20 --seed 1 --seed 2 --seed 3 --out results/"
+    "skips finished work, and Ctrl-C keeps it. A run moves to another store of the same reviews "
+    "with --report N --export FILE there and --import FILE here. Example: dpl eval --methods "
+    "none,rag,profile,dpl --users 20 --seed 1 --seed 2 --seed 3 --out results/"
 )
 
 
@@ -438,6 +439,24 @@ def eval_(
         int | None, typer.Option("--report", help="Print a stored run again (no generation).")
     ] = None,
     list_runs: Annotated[bool, typer.Option("--list", help="List stored evaluation runs.")] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="With --report N: also write the run (texts and scores) to this file "
+            "(.jsonl, or .jsonl.gz).",
+            dir_okay=False,
+        ),
+    ] = None,
+    import_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--import",
+            help="Add a run written by --export to this store; the same eval command then "
+            "resumes it.",
+            dir_okay=False,
+        ),
+    ] = None,
     min_chars: MinCharsOption = None,
     min_user_reviews: MinUserOption = None,
     max_user_reviews: MaxUserOption = None,
@@ -503,8 +522,27 @@ def eval_(
             if list_runs:
                 _list(store)
                 return
+            if export is not None and report is None:
+                raise EngineError("--export needs --report N: the run to write.")
+            if import_file is not None:
+                from dpl_engine.run_file import import_run
+
+                imported = import_run(store, import_file)
+                err_console.print(
+                    Text(
+                        f"Run {imported.run.id}: {imported.added} results added from "
+                        f"{import_file}, {imported.already} already in the store."
+                    )
+                )
+                _print_report(stored_report(store, imported.run.id), out, as_json)
+                return
             if report is not None:
                 _print_report(stored_report(store, report), out, as_json)
+                if export is not None:
+                    from dpl_engine.run_file import export_run
+
+                    written = export_run(store, report, export)
+                    err_console.print(Text(f"Run {report}: {written} results written to {export}."))
                 return
             if which not in ("val", "test"):
                 raise EngineError(f"--split must be 'val' or 'test' (got {which!r}).")
