@@ -41,3 +41,22 @@ def test_dpl_help_runs_without_heavy_imports() -> None:
         "    assert r.exit_code == 0, r.output\n"
     )
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_the_command_line_starts_without_numpy_or_sqlite_utils() -> None:
+    """The store's own libraries load with the first command that opens a store."""
+    loaded = _modules_after(
+        "from typer.testing import CliRunner\n"
+        "from dpl_tui.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+    )
+    assert not loaded & {"numpy", "sqlite_utils", "user_store.store"}, sorted(
+        loaded & {"numpy", "sqlite_utils", "user_store.store"}
+    )
+    assert "user_store.errors" in loaded
+
+
+def test_the_store_names_still_import_from_the_package() -> None:
+    loaded = _modules_after("from user_store import UserStore, ArtifactKey\n")
+    assert {"user_store.store", "numpy"} <= loaded
