@@ -281,6 +281,7 @@ class Engine:
                 total,
                 cached=cached is not None,
                 detail=f"{entry.item.title}: {len(found.users)} of {found.reviewers} chosen",
+                value=found,
             )
         return sets
 

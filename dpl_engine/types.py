@@ -127,8 +127,9 @@ class ProgressEvent:
     cached: bool = False
     detail: str = ""
     value: Any = None
-    """What just arrived for one item, when the step has it (a Differences for
-    'differences'), so front ends can show each result as soon as it is ready."""
+    """What just arrived for one item, when the step has it (a ComparisonSet for
+    'compare', a Differences for 'differences'), so front ends can show each result as
+    soon as it is ready, and the items still to come."""
 
 
 @dataclass(frozen=True)

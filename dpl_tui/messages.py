@@ -13,18 +13,21 @@ if TYPE_CHECKING:
 
 @dataclass
 class StepProgressed(Message):
-    """An engine step advanced; a newer one replaces any still queued, except one that
-    carries an item's result (``event.value``), which must reach the screen."""
+    """An engine step advanced. One still queued when the next of its run arrives is
+    skipped, unless it carries an item's result (``event.value``), which must reach the
+    screen."""
 
     bubble: ClassVar[bool] = False
     run_id: int
     event: ProgressEvent
 
     def can_replace(self, message: Message) -> bool:
+        # Textual asks the message about to be handled whether the next queued one may
+        # stand in for it: ``self`` is dropped when this returns True.
         return (
             isinstance(message, StepProgressed)
             and message.run_id == self.run_id
-            and message.event.value is None
+            and self.event.value is None
         )
 
 

@@ -190,11 +190,15 @@ class _ProgressView:
         "generate": "Generating",
     }
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, console=None) -> None:  # console: rich Console
         self.enabled = enabled
+        self.console = console or err_console
         self.progress = None
         self.tasks: dict[str, Any] = {}
         self.cached: dict[str, int] = {}
+        self.pending: dict[str, str] = {}
+        """Comparison items whose differences have not arrived yet: id -> title."""
+        self.shown: set[str] = set()
 
     def __enter__(self) -> _ProgressView:
         if self.enabled:
@@ -205,7 +209,7 @@ class _ProgressView:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[note]}", markup=False),
-                console=err_console,
+                console=self.console,
                 transient=False,
             )
             self.progress.start()
@@ -218,6 +222,15 @@ class _ProgressView:
             self.cached[event.step] = self.cached.get(event.step, 0) + 1
         hits = self.cached.get(event.step, 0)
         note = f"{hits} cached" if hits else ""
+        if event.step == "compare" and event.value is not None:
+            item = event.value.item
+            if item.id not in self.shown:
+                self.pending[item.id] = item.title or item.id
+        elif event.step == "differences" and event.value is not None:
+            self._arrived(event)
+        if event.step == "differences" and self.pending:
+            waiting = f"{len(self.pending)} pending: " + ", ".join(self.pending.values())
+            note = f"{note}; {waiting}" if note else waiting
         if event.step not in self.tasks:
             label = self.LABELS.get(event.step, event.step)
             self.tasks[event.step] = self.progress.add_task(label, total=max(event.n, 1), note=note)
@@ -226,6 +239,23 @@ class _ProgressView:
         )
         if event.step == "generate":
             self.stop()
+
+    def _arrived(self, event) -> None:  # event: ProgressEvent with a Differences
+        """One item's differences, printed above the bars the moment they arrive."""
+        d = event.value
+        title = self.pending.pop(d.item_id, None) or event.detail or d.item_id
+        if d.item_id in self.shown or self.progress is None:
+            return
+        self.shown.add(d.item_id)
+        line = Text(f"{title}", style="bold")
+        if d.structured:
+            for key in ("writing", "emotional", "semantic"):
+                line.append(f"\n  {key}: ", style="bold")
+                line.append(getattr(d, key))
+        else:
+            line.append("\n  (free text) ", style="italic")
+            line.append(d.raw or "")
+        self.progress.console.print(line)
 
     def stop(self) -> None:
         if self.progress is not None:

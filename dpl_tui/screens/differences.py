@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.widgets import Footer, Header, Label, Static
 
-from ..messages import StepProgressed
+from ..messages import StepProgressed, WorkCancelled
 from ..widgets.status import StatusBar
 from ..widgets.step_progress import StepProgress
 from ..widgets.text_view import TextView
@@ -135,6 +135,14 @@ def _item_cells(
     return cells
 
 
+def _pending_cells(title: str) -> list[Static | Label]:
+    """The row of an item whose differences are still being extracted."""
+    cells: list[Static | Label] = [Static(Text(title, style="bold"), classes="diff-item")]
+    cells.append(Static(Text("pending…", style="italic"), classes="diff-pending", markup=False))
+    cells += [Static(Text(""), classes="diff-pending", markup=False) for _ in range(2)]
+    return cells
+
+
 class DifferencesScreen(EngineScreen):
     DOING = "extracting differences"
     BINDINGS = [
@@ -147,7 +155,9 @@ class DifferencesScreen(EngineScreen):
         self.view: DifferencesView | None = None
         self._rows_of: int | None = None
         """The run whose items the grid shows while they arrive; None once ``show`` drew it."""
-        self._row_items: set[str] = set()
+        self._rows: dict[str, list[Static | Label]] = {}
+        """Per comparison item, the widgets of its row (pending, or its differences)."""
+        self._finished: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -219,23 +229,54 @@ class DifferencesScreen(EngineScreen):
             f"{note} profile ready."
         )
 
+    # -- items as they arrive ----------------------------------------------------------
+    def _rows_for(self, run_id: int) -> Grid:
+        """The grid, cleared for ``run_id`` when it still shows an earlier run's rows."""
+        grid = self.query_one("#diff-grid", Grid)
+        if self._rows_of != run_id:
+            grid.remove_children()
+            grid.mount_all(_head_cells())
+            self._rows_of, self._rows, self._finished = run_id, {}, set()
+        return grid
+
     @on(StepProgressed)
     def _arrived(self, message: StepProgressed) -> None:
-        """Each item's differences appear as soon as they arrive; ``show`` redraws at the end."""
+        """Each comparison item gets a pending row as soon as its comparison users are
+        chosen, filled in the moment its differences arrive; ``show`` redraws at the end."""
         event = message.event
-        if event.step != "differences" or event.value is None or not self._current(message.run_id):
+        if event.value is None or not self._current(message.run_id):
             return
-        grid = self.query_one("#diff-grid", Grid)
-        cells: list[Static | Label] = []
-        if self._rows_of != message.run_id:
-            grid.remove_children()
-            cells = _head_cells()
-            self._rows_of, self._row_items = message.run_id, set()
-        if event.value.item_id in self._row_items:
-            return  # the same run reads an item again from the cache
-        self._row_items.add(event.value.item_id)
-        title = event.detail.removesuffix(" (free text)") or event.value.item_id
-        grid.mount_all(cells + _item_cells(event.value, title))
+        if event.step == "compare":
+            item = event.value.item
+            if item.id not in self._rows or self._rows_of != message.run_id:
+                grid = self._rows_for(message.run_id)
+                self._rows[item.id] = _pending_cells(item.title or item.id)
+                grid.mount_all(self._rows[item.id])
+        elif event.step == "differences":
+            grid = self._rows_for(message.run_id)
+            item_id = event.value.item_id
+            if item_id in self._finished:
+                return  # the same run reads an item again from the cache
+            self._finished.add(item_id)
+            title = event.detail.removesuffix(" (free text)") or item_id
+            cells = _item_cells(event.value, title)
+            pending = self._rows.get(item_id)
+            if pending:
+                grid.mount_all(cells, before=pending[0])
+                for widget in pending:
+                    widget.remove()
+            else:
+                grid.mount_all(cells)
+            self._rows[item_id] = cells
+
+    @on(WorkCancelled)
+    def _stopped(self, message: WorkCancelled) -> None:
+        """Rows still pending say they were not computed; the finished ones stay (cached)."""
+        if not self._current(message.run_id) or self._rows_of != message.run_id:
+            return
+        for item_id, cells in self._rows.items():
+            if item_id not in self._finished and len(cells) > 1:
+                cells[1].update(Text("not computed: cancelled (r runs it again)", style="italic"))
 
     def action_comparisons(self) -> None:
         from .comparison import ComparisonScreen

@@ -61,6 +61,10 @@ async def test_each_items_differences_show_as_soon_as_they_arrive(sample_db, mak
         await wait_until(pilot, lambda: len(screen.query(".diff-cell")) == 3)
         await wait_until(pilot, lambda: "Plainer words, shorter sentences." in screen_text(app))
         assert screen.view is None and screen.running and backend.started >= 2
+        # The items still being computed have their rows, marked pending.
+        items = len(screen._rows)
+        assert items >= 2 and len(screen.query(".diff-pending")) == 3 * (items - 1)
+        assert "pending…" in screen_text(app)
         backend.gate.set()
         await wait_until(pilot, lambda: screen.view is not None)
         # the streamed rows are replaced by the final ones, each item once (the removal of
@@ -69,6 +73,41 @@ async def test_each_items_differences_show_as_soon_as_they_arrive(sample_db, mak
             pilot, lambda: len(screen.query(".diff-cell")) == 3 * len(screen.view.differences)
         )
         assert len(screen.view.differences) == backend.calls["differences"] >= 2
+
+
+class OneAtATime(GatedBackend):
+    concurrency = 1
+
+
+async def test_cancelling_keeps_the_finished_items_and_marks_the_rest(sample_db, make_app):
+    backend = OneAtATime()
+    app = make_app(sample_db, generator=backend)
+    async with app.run_test(size=(140, 42)) as pilot:
+        await open_user(app, pilot)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DifferencesScreen))
+        screen = app.screen
+        # The first call has finished, the second waits at the gate: one row filled.
+        await wait_until(pilot, lambda: len(screen.query(".diff-cell")) == 3)
+        await wait_until(pilot, lambda: backend.started == 2)
+        items = len(screen._rows)
+        assert items >= 2 and len(screen.query(".diff-pending")) == 3 * (items - 1)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not screen.running)
+        await wait_until(pilot, lambda: "not computed: cancelled" in screen_text(app))
+        assert len(screen.query(".diff-cell")) == 3  # the finished row stays
+        assert backend.calls["differences"] == 1
+
+        # Opening the screen again computes only the items that were not finished.
+        backend.gate.set()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, DifferencesScreen))
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DifferencesScreen))
+        again = app.screen
+        await wait_until(pilot, lambda: again.view is not None)
+        assert len(again.view.differences) == items
+        assert backend.calls["differences"] == items
 
 
 async def test_escape_stops_every_differences_call_in_flight(sample_db, make_app):
@@ -107,3 +146,16 @@ async def test_the_app_loads_a_registered_server_as_its_model(sample_db):
             app.action_switch_model()
             await wait_until(pilot, lambda: isinstance(app.screen, ModelDialog))
             await wait_until(pilot, lambda: f"served-7b at {fake.url}" in screen_text(app))
+
+
+def test_a_progress_message_with_an_item_is_never_skipped():
+    """Textual asks the message it is about to handle whether the next queued one may
+    stand in for it; an item's result must always be handled."""
+    from dpl_engine import ProgressEvent
+    from dpl_tui.messages import StepProgressed
+
+    plain = StepProgressed(1, ProgressEvent("embed", 1, 8))
+    carrying = StepProgressed(1, ProgressEvent("compare", 1, 8, value=object()))
+    assert plain.can_replace(carrying) and plain.can_replace(StepProgressed(1, plain.event))
+    assert not carrying.can_replace(plain)
+    assert not plain.can_replace(StepProgressed(2, plain.event))  # another run's
