@@ -1,6 +1,6 @@
 """Difference-aware Personalization Learning (DPL) over a user store and local models."""
 
-from .engine import Engine
+from .engine import Engine, Prepared
 from .errors import EngineError
 from .types import (
     METHODS,
@@ -37,6 +37,7 @@ __all__ = [
     "GenerationResult",
     "MeasuredDifferences",
     "Method",
+    "Prepared",
     "Profile",
     "ProgressEvent",
     "ResultEvent",

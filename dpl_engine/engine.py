@@ -58,6 +58,17 @@ from .types import (
 )
 
 Progress = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``Engine.prepare`` made ready for one target."""
+
+    target: Target
+    items: int
+    """Comparison items whose differences are now cached."""
+    llm_calls: int
+    """Calls it had to make (0 when everything was cached already)."""
 T = TypeVar("T")
 Step = Generator[ProgressEvent, None, T]
 
@@ -204,12 +215,15 @@ class Engine:
             if has_text(r) and not self._hidden(r)
         ]
 
-    def _comparable(self, target: Target) -> tuple[list[tuple[Retrieved, list[Review]]], int]:
+    def _comparable(
+        self, target: Target, limit: int | None = None
+    ) -> tuple[list[tuple[Retrieved, list[Review]]], int]:
+        """The BM25 top ``limit`` (default k) of the eligible items, and how many are eligible."""
         cfg = self.config
         history = self._history(target)
         others = {e.item.id: self._others(e.review) for e in history}
         eligible = [e for e in history if len(others[e.item.id]) >= cfg.m]
-        chosen = retrieval.rank(eligible, target, cfg.k, self.preset)
+        chosen = retrieval.rank(eligible, target, limit or cfg.k, self.preset)
         return [(r, others[r.entry.item.id]) for r in chosen], len(eligible)
 
     def comparison_items(self, target: Target) -> tuple[list[Retrieved], int]:
@@ -234,6 +248,14 @@ class Engine:
                 f"so differences come from {total} items, not {cfg.k}"
             )
         yield ProgressEvent("compare", 0, total, detail=detail)
+        return (yield from self._compare_items(candidates, run))
+
+    def _compare_items(
+        self, candidates: list[tuple[HistoryEntry, list[Review]]], run: _Run
+    ) -> Step[list[ComparisonSet]]:
+        """Representative comparison users of each (user's entry, other reviews) pair."""
+        cfg = self.config
+        total = len(candidates)
         n_init = self.preset.kmeans_n_init
         kmeans_seed = self.preset.kmeans_random_state(cfg.seed)
         sets: list[ComparisonSet] = []
@@ -482,6 +504,41 @@ class Engine:
             comparisons = _drive(self._comparisons(target, run), progress)
             found = _drive(self._differences(comparisons, run), progress)
         return _drive(self._profile(target, kind, retrieved, comparisons, found, run), progress)
+
+    # -- ahead of time ---------------------------------------------------------------
+    def _prepare(self, target: Target, run: _Run, rest: bool) -> Step[Prepared]:
+        retrieved = yield from self._retrieve(target)
+        comparisons = yield from self._comparisons(target, run)
+        found = yield from self._differences(comparisons, run)
+        yield from self._profile(target, "dpl", retrieved, comparisons, found, run)
+        items = len(comparisons)
+        if rest:
+            done = {c.item.id for c in comparisons}
+            ranked, eligible = self._comparable(target, limit=len(self._history(target)))
+            extra = [(r.entry, others) for r, others in ranked if r.entry.item.id not in done]
+            yield ProgressEvent("compare", 0, len(extra), detail="the user's other items")
+            sets = yield from self._compare_items(extra, run)
+            yield from self._differences(sets, run)
+            items += len(sets)
+        return Prepared(target=target, items=items, llm_calls=run.calls)
+
+    def prepare(
+        self,
+        target: Target,
+        *,
+        rest: bool = False,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Prepared:
+        """Compute and cache what a ``dpl`` generation for ``target`` needs: its comparison
+        sets, their differences and the profile. With ``rest``, then the differences of the
+        user's other eligible items too, most relevant to the target first: they serve any
+        later target of the same user.
+
+        Everything is read from the cache when there; a cancel keeps each finished item
+        (raises Cancelled)."""
+        run = _Run(cancel, False)
+        return _drive(self._prepare(target, run, rest), progress)
 
     # -- generation ---------------------------------------------------------------
     def generation_params(self, sampling: SamplingParams | None = None) -> SamplingParams:

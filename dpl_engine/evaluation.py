@@ -15,21 +15,21 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from models import Embedder, TextGenerator
-from user_store import UserStore
+from user_store import Review, UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
 from . import concurrent, informative, metrics, presets, prompts
 from .concurrent import LinkedCancel
-from .engine import Engine
+from .engine import Engine, Prepared
 from .errors import EngineError
 from .report import EvalReport, build_report
 from .split import Split, SplitName, params_dict
-from .types import METHODS, Cancelled, CancelToken, EngineConfig, Method
+from .types import METHODS, Cancelled, CancelToken, EngineConfig, Method, Target
 
 USER_ORDER_SEED = 0
 """Users are taken in one fixed shuffled order, so ``--users 20`` extends ``--users 10``."""
@@ -217,6 +217,7 @@ class Evaluation:
                 emit(CellEvent("resumed", method, seed, user))
         if self._wordnet_status.available:
             self._wordnet = metrics.load_wordnet(self._wordnet_status)
+            self._meteor_missing(plan)
         hidden = self.split.hidden_reviews(self.config.split)
         engines = {seed: self._engine(seed, hidden) for seed in self.config.seeds}
         todo: dict[str, list[tuple[Method, int]]] = {}
@@ -262,6 +263,51 @@ class Evaluation:
         )
         return self.report(plan)
 
+    def _target(self, engine: Engine, user_id: str) -> tuple[Target, Review]:
+        """The user's target under the split, and the real review it holds out."""
+        user = self.split.user(user_id)
+        item_id = self.split.target_item(user, self.config.split)
+        real = self.store.review(user_id, item_id)
+        if real is None:
+            raise EngineError(
+                f"The split's target review of {item_id!r} by {user_id!r} is no longer in the "
+                "store. Recompute the split with `dpl split`."
+            )
+        return engine.target(user_id, item_id, rating=real.rating, title=real.title), real
+
+    def prepare(
+        self,
+        users: Sequence[str],
+        *,
+        on_done: Callable[[str, int, Prepared], None] | None = None,
+        cancel: CancelToken | None = None,
+        concurrency: int = 1,
+    ) -> None:
+        """Cache what the ``dpl`` cells of ``users`` need (comparison sets, differences,
+        profiles), for every seed, under exactly the keys ``execute`` reads: a run after it
+        makes one LLM call per cell. ``on_done(user, seed, prepared)`` follows each target.
+
+        Ctrl-C (or ``cancel``) keeps every finished item."""
+        hidden = self.split.hidden_reviews(self.config.split)
+        engines = {seed: self._engine(seed, hidden) for seed in self.config.seeds}
+        stop = LinkedCancel(cancel)
+
+        def run_user(user: str, token: CancelToken) -> None:
+            for seed, engine in engines.items():
+                if token.cancelled:
+                    raise Cancelled()
+                target, _ = self._target(engine, user)
+                prepared = engine.prepare(target, cancel=token)
+                if on_done is not None:
+                    on_done(user, seed, prepared)
+
+        try:
+            for _ in concurrent.bounded(run_user, list(users), concurrency, stop):
+                pass
+        except KeyboardInterrupt:
+            stop.cancel()
+            raise
+
     def _cell(
         self,
         run_id: int,
@@ -271,15 +317,8 @@ class Evaluation:
         seed: int,
         cancel: CancelToken | None,
     ) -> float | None:
-        user = self.split.user(user_id)
-        item_id = self.split.target_item(user, self.config.split)
-        real = self.store.review(user_id, item_id)
-        if real is None:
-            raise EngineError(
-                f"The split's target review of {item_id!r} by {user_id!r} is no longer in the "
-                "store. Recompute the split with `dpl split`."
-            )
-        target = engine.target(user_id, item_id, rating=real.rating, title=real.title)
+        target, real = self._target(engine, user_id)
+        item_id = target.item.id
         t0 = time.perf_counter()
         result = engine.generate(target, method, cancel=cancel)
         seconds = time.perf_counter() - t0
@@ -316,6 +355,14 @@ class Evaluation:
             )
         )
         return seconds
+
+    def _meteor_missing(self, plan: Plan) -> None:
+        """Score METEOR for the run's results stored while WordNet was not installed."""
+        for row in self.evals.results(plan.run.id):
+            if row.meteor is None:
+                value = metrics.meteor(row.text, row.reference, wordnet=self._wordnet)
+                if value is not None:
+                    self.evals.set_meteor(plan.run.id, row.method, row.seed, row.user_id, value)
 
     def _judge_missing(self, plan: Plan, cancel: CancelToken | None) -> None:
         judge = self._load("_judge")

@@ -98,3 +98,14 @@ def user_errors() -> Iterator[None]:
     except BrokenPipeError:
         sys.stderr.close()
         raise typer.Exit(0) from None
+
+
+def threads_note(generator) -> str:  # generator: TextGenerator
+    """How the model runs: llama.cpp's CPU threads, or the server it is on."""
+    info = generator.info
+    if info.threads:
+        where = f"{info.threads} CPU thread{'s' if info.threads != 1 else ''}"
+        if info.gpu_layers:
+            where += f", {info.gpu_layers} layers on {info.device}"
+        return where
+    return f"served ({generator.concurrency} at once)"

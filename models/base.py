@@ -52,6 +52,8 @@ class ModelInfo:
     gpu_offload_supported: bool = False
     gpu_layers: int = 0
     device: str = "CPU"
+    threads: int = 0
+    """CPU threads llama.cpp runs on in this process; 0 when the model runs elsewhere."""
 
 
 class TextStream:

@@ -483,6 +483,7 @@ def load_generator(
         gpu_offload_supported=built_with_gpu,
         gpu_layers=layers,
         device=device,
+        threads=threads,
     )
     formatter = _formatter_for(llm, gguf)
     llm.chat_handler = (

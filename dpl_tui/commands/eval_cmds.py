@@ -24,6 +24,7 @@ from ..common import (
     console,
     err_console,
     open_store,
+    threads_note,
     user_errors,
 )
 
@@ -590,7 +591,8 @@ def eval_(
                     f"Run {plan.run.id}: {len(plan.users)} users x {len(config.seeds)} seeds x "
                     f"{len(config.methods)} methods = {len(plan.cells)} generations, "
                     f"{len(plan.done & {(mm, s, u) for u, mm, s in plan.cells})} already done. "
-                    f"Split {chosen.split_id}: {chosen.params.describe()}."
+                    f"Split {chosen.split_id}: {chosen.params.describe()}. Model "
+                    f"{runner.generator.model_id} ({threads_note(runner.generator)})."
                 )
             )
             started = time.perf_counter()

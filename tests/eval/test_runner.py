@@ -288,3 +288,23 @@ def test_unknown_methods_and_bad_counts_are_refused():
         ev.EvalConfig(methods=("none", "gpt")).check()  # type: ignore[arg-type]
     with pytest.raises(EngineError, match="--users"):
         ev.EvalConfig(users=0).check()
+
+
+def test_meteor_missing_from_a_run_without_wordnet_is_filled_in_later(dev, monkeypatch, tmp_path):
+    from dpl_engine.metrics import WORDNET_ENV
+
+    if not metrics.wordnet_status().available:
+        pytest.skip("WordNet is not installed (scripts/ensure-wordnet.sh)")
+    store, split = dev
+    cfg = config(methods=("none",), seeds=(1,))
+    with monkeypatch.context() as m:
+        m.setenv(WORDNET_ENV, str(tmp_path))  # an empty folder: METEOR unavailable
+        first = ev.Evaluation(store, split, FakeGenerator(), FakeEmbedder(), cfg).execute()
+    assert all(r.meteor is None for r in EvalStore(store).results(first.run_id))
+
+    again = FakeGenerator()
+    rerun = ev.Evaluation(store, split, again, FakeEmbedder(), cfg).execute()
+    assert again.total_calls == 0 and rerun.run_id == first.run_id
+    rows = EvalStore(store).results(first.run_id)
+    assert all(r.meteor is not None and r.meteor >= 0 for r in rows) and len(rows) == 3
+    assert rerun.rows[0].metrics["meteor"].mean is not None

@@ -1,0 +1,327 @@
+"""``dpl prepare``: compute comparison sets, differences and profiles ahead of time.
+
+What it computes is cached in the store under the keys the app, ``dpl generate`` and
+``dpl eval`` read, so a later request makes one LLM call (the review) instead of ten.
+Finished items are stored one by one: Ctrl-C keeps them, and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from ..common import (
+    DbOption,
+    ModelOption,
+    PresetOption,
+    err_console,
+    open_store,
+    threads_note,
+    user_errors,
+)
+from .eval_cmds import (
+    MaxUserOption,
+    MinCharsOption,
+    MinItemOption,
+    MinUserOption,
+    _eval_config,
+    _no_users_message,
+    _params,
+)
+
+PREPARE_EPILOG = (
+    "Without --split, each user's default target is the one the app and `dpl generate` use "
+    "(the latest review, held out), under the saved settings. With --split, the targets and "
+    "options are those of `dpl eval` with the same options, so the evaluation reads what was "
+    "prepared. Example: dpl prepare --split test --users 40 --seed 1 --seed 2"
+)
+
+
+def _progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("Preparing", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}", markup=False),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+
+
+class _Tally:
+    """Targets done, items ready and LLM calls made, from any thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.targets = self.items = self.calls = 0
+
+    def add(self, prepared) -> None:  # prepared: dpl_engine.Prepared
+        with self.lock:
+            self.targets += 1
+            self.items += prepared.items
+            self.calls += prepared.llm_calls
+
+
+def prepare(
+    user_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Users to prepare (see `dpl users`).", metavar="[USER]..."),
+    ] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all", help="Every user (of the split, with --split).")
+    ] = False,
+    which: Annotated[
+        str | None,
+        typer.Option("--split", help="Prepare the evaluation's 'test' or 'val' targets."),
+    ] = None,
+    users: Annotated[
+        int | None,
+        typer.Option("--users", help="With --split: the first N users `dpl eval --users N` takes."),
+    ] = None,
+    seed: Annotated[
+        list[int] | None,
+        typer.Option("--seed", help="Seed for KMeans and sampling; repeat as for dpl eval (42)."),
+    ] = None,
+    rest: Annotated[
+        bool,
+        typer.Option(
+            "--rest",
+            help="Also the user's other comparable items, most relevant first (they serve "
+            "any later target of the user).",
+        ),
+    ] = False,
+    model: ModelOption = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", help="Users prepared at once (for a server backend)."),
+    ] = 1,
+    k: Annotated[int | None, typer.Option("--k", help="Past reviews to retrieve.")] = None,
+    m: Annotated[int | None, typer.Option("--m", help="Other reviewers an item needs.")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Comparison users per item.")] = None,
+    preset: PresetOption = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="With --split: as for dpl eval.")
+    ] = None,
+    analysis_max_tokens: Annotated[
+        int | None, typer.Option("--analysis-max-tokens", help="Tokens per differences answer.")
+    ] = None,
+    max_review_chars: Annotated[
+        int | None, typer.Option("--max-review-chars", help="With --split: as for dpl eval.")
+    ] = None,
+    min_chars: MinCharsOption = None,
+    min_user_reviews: MinUserOption = None,
+    max_user_reviews: MaxUserOption = None,
+    min_item_reviewers: MinItemOption = None,
+    db: DbOption = None,
+) -> None:
+    """Compute comparison users, differences and profiles ahead, for many users."""
+    from dpl_engine import Cancelled, CancelToken, EngineError
+
+    with user_errors():
+        if concurrency < 1:
+            raise EngineError(f"--concurrency must be at least 1 (got {concurrency}).")
+        if which is not None and which not in ("val", "test"):
+            raise EngineError(f"--split must be 'val' or 'test' (got {which!r}).")
+        if not user_ids and not all_users and not (which and users):
+            raise EngineError(
+                "Name the users to prepare, or pass --all (with --split, --users N also works)."
+            )
+        with open_store(db) as store:
+            tally = _Tally()
+            token = CancelToken()
+            started = time.perf_counter()
+            with _progress() as bar:
+                task = bar.add_task("prepare", total=None, note="loading the model")
+
+                def done(user: str, prepared) -> None:
+                    tally.add(prepared)
+                    bar.update(task, advance=1, note=f"{user}: {prepared.items} items")
+
+                try:
+                    if which is None:
+                        _prepare_defaults(
+                            store,
+                            user_ids,
+                            all_users,
+                            model,
+                            rest,
+                            concurrency,
+                            token,
+                            bar,
+                            task,
+                            done,
+                            k=k,
+                            m=m,
+                            n=n,
+                            seed=(seed or [42])[0],
+                            preset=preset,
+                        )
+                    else:
+                        _prepare_split(
+                            store,
+                            which,
+                            user_ids,
+                            users,
+                            seed,
+                            model,
+                            concurrency,
+                            token,
+                            bar,
+                            task,
+                            done,
+                            thresholds=(
+                                min_chars,
+                                min_user_reviews,
+                                max_user_reviews,
+                                min_item_reviewers,
+                            ),
+                            k=k,
+                            m=m,
+                            n=n,
+                            preset=preset,
+                            max_tokens=max_tokens,
+                            analysis_max_tokens=analysis_max_tokens,
+                            max_review_chars=max_review_chars,
+                        )
+                except (KeyboardInterrupt, Cancelled):
+                    token.cancel()
+                    bar.stop()
+                    err_console.print(
+                        Text(
+                            f"Stopped after {time.perf_counter() - started:.0f} s: "
+                            f"{tally.targets} targets ready; every finished item is cached. "
+                            "Run the same command again to continue."
+                        )
+                    )
+                    raise typer.Exit(130) from None
+    err_console.print(
+        Text(
+            f"Prepared {tally.targets} targets in {time.perf_counter() - started:.0f} s: "
+            f"{tally.items} comparison items ready, {tally.calls} LLM calls made "
+            "(the rest came from the cache)."
+        )
+    )
+
+
+def _announce(bar, task, total: int, generator, what: str) -> None:
+    bar.update(task, total=total, note="")
+    bar.console.print(
+        Text(f"{what}: {total} targets; model {generator.model_id} ({threads_note(generator)}).")
+    )
+
+
+def _prepare_defaults(
+    store, user_ids, all_users, model, rest, concurrency, token, bar, task, done, **options
+) -> None:
+    from dpl_engine import concurrent
+    from dpl_engine.errors import NotEnoughHistoryError
+
+    from .engine_cmds import _engine
+
+    engine = _engine(store, model, **options)
+    wanted = list(dict.fromkeys(user_ids or []))
+    if all_users:
+        wanted += [u.user_id for u in store.users() if u.user_id not in set(wanted)]
+    for user_id in wanted:
+        store.user_history(user_id)  # an unknown user fails here, before any work
+    _announce(bar, task, len(wanted), engine.generator, "Default targets")
+
+    def one(user_id: str, stop) -> None:
+        try:
+            target = engine.held_out_target(user_id)
+        except NotEnoughHistoryError as err:
+            bar.console.print(Text(f"skipped {user_id}: {err}"))
+            bar.update(task, advance=1)
+            return
+        done(user_id, engine.prepare(target, rest=rest, cancel=stop))
+
+    for _ in concurrent.bounded(one, wanted, concurrency, token):
+        pass
+
+
+def _prepare_split(
+    store,
+    which,
+    user_ids,
+    users,
+    seeds,
+    model,
+    concurrency,
+    token,
+    bar,
+    task,
+    done,
+    *,
+    thresholds,
+    **options,
+) -> None:
+    from dpl_engine import EngineError
+    from dpl_engine import evaluation as ev
+    from dpl_engine import split as split_mod
+    from user_store.config import Settings
+
+    from ..loading import embedder_factory, embedder_id, generator_factory
+
+    chosen = None if any(v is not None for v in thresholds) else split_mod.load(store)
+    if chosen is None:
+        params = _params(*thresholds)
+        chosen = split_mod.prepare(store, params)
+        if not chosen.users:
+            raise EngineError(_no_users_message(store, params, 20))
+    config = _eval_config("dpl", users, seeds, which, **options)
+    settings = Settings.load()
+    runner = ev.Evaluation(
+        store,
+        chosen,
+        generator_factory(model),
+        embedder_factory(settings, model),
+        config,
+        embedder_id=embedder_id(settings, model),
+    )
+    in_split = {u.user_id for u in chosen.users}
+    wanted = list(dict.fromkeys(user_ids or []))
+    unknown = [u for u in wanted if u not in in_split]
+    if unknown:
+        raise EngineError(
+            f"Not in split {chosen.split_id}: {', '.join(unknown)}. Its users are listed by "
+            "`dpl split` (or pick them with --users N)."
+        )
+    if not wanted:
+        wanted = list(runner.selected_users())
+    _announce(
+        bar,
+        task,
+        len(wanted) * len(config.seeds),
+        runner.generator,
+        f"Split {chosen.split_id} ({which} targets, seeds {', '.join(map(str, config.seeds))})",
+    )
+    runner.prepare(
+        wanted,
+        on_done=lambda user, _seed, prepared: done(user, prepared),
+        cancel=token,
+        concurrency=concurrency,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prepare", epilog=PREPARE_EPILOG)(prepare)
+
+
+__all__ = ["register"]
