@@ -58,6 +58,12 @@ class _SampleImported(Message):
 
 
 @dataclass
+class _Preparing(Message):
+    state: object
+    """A preparation.PrepState."""
+
+
+@dataclass
 class _Notice(Message):
     text: str
     title: str
@@ -89,6 +95,8 @@ class DplApp(App[None]):
     model_status: reactive[str] = reactive("not loaded")
     gpu_status: reactive[str] = reactive("unknown until a model loads")
     activity: reactive[str] = reactive("")
+    preparing: reactive[str] = reactive("")
+    """What background preparation is doing ('' when idle)."""
 
     def __init__(
         self,
@@ -100,7 +108,10 @@ class DplApp(App[None]):
         embedder_factory: EmbedderFactory | None = None,
         engine_factory: EngineFactory = build_real_engine,
         preload_models: bool = True,
+        prepare_ahead: bool | None = None,
     ) -> None:
+        """``prepare_ahead``: compute the open user's differences in the background (default:
+        $DPL_PREPARE_AHEAD when set, 0 or 1, else the ``prepare_ahead`` setting)."""
         super().__init__()
         from user_store import StoreError, locations
         from user_store.config import Settings
@@ -128,6 +139,18 @@ class DplApp(App[None]):
         self.store: UserStore | None = None
         self.store_problem: str | None = None
         self.jobs = Jobs()
+        from .preparation import Preparer
+
+        if prepare_ahead is None:
+            flag = os.environ.get("DPL_PREPARE_AHEAD")
+            prepare_ahead = self.settings.prepare_ahead if flag is None else flag != "0"
+        self.preparer = Preparer(
+            self.engine,
+            self.jobs,
+            lambda state: self.post_message(_Preparing(state)),
+            enabled=prepare_ahead,
+        )
+        self.jobs.on_change = self.preparer.poke
         self.session: Session | None = None
         self._signals = os.environ.get("DPL_TUI_SIGNALS") or None
 
@@ -237,7 +260,9 @@ class DplApp(App[None]):
         return self._loader is not None and self._loader.is_alive()
 
     def on_unmount(self) -> None:
-        # Work waiting for a model that is still loading gives up, so the exit need not wait.
+        # Work waiting for a model that is still loading gives up, so the exit need not wait;
+        # background preparation stops (its daemon thread is never waited for).
+        self.preparer.close()
         self.models.close()
 
     def _load_models(self, load: int) -> None:
@@ -289,6 +314,7 @@ class DplApp(App[None]):
     def reset_engine(self) -> None:
         with self._engine_lock:
             self._engine = None
+        self.preparer.restart()
 
     def switch_model(self, choice: str | None) -> None:
         self.jobs.cancel_all()
@@ -342,6 +368,7 @@ class DplApp(App[None]):
             self.jobs.cancel_all()
             self.session = Session(user_id)
         self.push_screen(UserScreen(user_id))
+        self.preparer.open(user_id)
 
     # -- sample ------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="import", exit_on_error=False, description="importing")
@@ -478,6 +505,15 @@ class DplApp(App[None]):
             self.switch_screen(UsersScreen())
         elif isinstance(self.screen, UsersScreen):
             self.screen.reload()
+
+    @on(_Preparing)
+    def _preparing(self, message: _Preparing) -> None:
+        state = message.state
+        self.preparing = state.text  # type: ignore[attr-defined]
+        if state.target:  # type: ignore[attr-defined]
+            self.signal("target-prepared", user=state.user_id)  # type: ignore[attr-defined]
+        if state.done:  # type: ignore[attr-defined]
+            self.signal("prepared", user=state.user_id)  # type: ignore[attr-defined]
 
     @on(_Notice)
     def _notice(self, message: _Notice) -> None:

@@ -187,11 +187,14 @@ def _target_key(target: Target) -> tuple[Any, ...]:
 
 
 class Jobs:
-    """Cancel tokens of the work in flight, so switching user can stop all of it."""
+    """Cancel tokens of the work the person asked for, so switching user can stop all of it,
+    and so background preparation knows when to yield (``busy``, ``on_change``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: set[CancelToken] = set()
+        self.on_change: Callable[[], None] | None = None
+        """Called (from any thread) after work starts, finishes or is cancelled."""
 
     def start(self) -> CancelToken:
         from dpl_engine import CancelToken
@@ -199,15 +202,28 @@ class Jobs:
         token = CancelToken()
         with self._lock:
             self._tokens.add(token)
+        self._changed()
         return token
 
     def finish(self, token: CancelToken) -> None:
         with self._lock:
             self._tokens.discard(token)
+        self._changed()
+
+    @property
+    def busy(self) -> bool:
+        """Some work the person asked for is still wanted (started, not cancelled)."""
+        with self._lock:
+            return any(not t.cancelled for t in self._tokens)
 
     def cancel_all(self) -> int:
         with self._lock:
             tokens, self._tokens = list(self._tokens), set()
         for token in tokens:
             token.cancel()
+        self._changed()
         return len(tokens)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()

@@ -34,6 +34,8 @@ class Settings:
     preset: str = "dpl"
     """'dpl' or 'paper' (see dpl_engine.presets)."""
     theme: str = "textual-dark"
+    prepare_ahead: bool = True
+    """Compute the open user's differences in the background, before they are asked for."""
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

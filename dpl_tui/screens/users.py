@@ -54,6 +54,9 @@ class UsersScreen(DplScreen):
         yield StatusBar()
         yield Footer()
 
+    def on_screen_resume(self) -> None:
+        self.dpl.preparer.leave()  # no user is open while the list is shown
+
     def on_mount(self) -> None:
         self.sub_title = "Users"
         table = self.query_one("#users", DataTable)

@@ -7,7 +7,7 @@ from textual.widgets import Static
 
 
 class StatusBar(Static):
-    """Mirrors the app's ``model_status``, ``gpu_status`` and ``activity``."""
+    """Mirrors the app's ``model_status``, ``gpu_status``, ``activity`` and ``preparing``."""
 
     DEFAULT_CSS = """
     StatusBar {
@@ -19,7 +19,7 @@ class StatusBar(Static):
     """
 
     def on_mount(self) -> None:
-        for name in ("model_status", "gpu_status", "activity"):
+        for name in ("model_status", "gpu_status", "activity", "preparing"):
             self.watch(self.app, name, self._changed, init=False)
         self._changed()
 
@@ -34,4 +34,9 @@ class StatusBar(Static):
         line.append("  │  ")
         line.append("Running: ", style="bold")
         line.append(str(getattr(app, "activity", "")) or "nothing")
+        preparing = str(getattr(app, "preparing", ""))
+        if preparing:
+            line.append("  │  ")
+            line.append("Preparing: ", style="bold")
+            line.append(preparing)
         self.update(line)

@@ -27,6 +27,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+@pytest.fixture(autouse=True)
+def no_background_preparation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's tests count LLM calls and wait for states: background preparation would
+    add calls of its own, so it is off unless a test turns it on (``prepare_ahead=True``).
+    Set in the environment, it reaches the dpl-tui processes the terminal tests start."""
+    monkeypatch.setenv("DPL_PREPARE_AHEAD", "0")
+
+
 @pytest.fixture(scope="session")
 def sample_db_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled sample imported once per session; tests copy it."""

@@ -113,3 +113,49 @@ async def test_main_flow_with_bundled_models(sample_db, bundled_generator, bundl
         assert app.session.scores[0]["rouge1"] >= 0
         with_store = app.store.generations(USER, held.item.id)
         assert any(g.text == result.text for g in with_store)
+
+
+async def test_background_preparation_with_bundled_models(
+    sample_db, bundled_generator, bundled_embedder
+):
+    """Opening a user prepares its differences with the real models; pressing d then shows
+    them without another call to the model from the screen."""
+    import threading
+
+    from dpl_tui.app import DplApp
+    from tests.engine.fakes import RecordingGenerator
+    from tests.tui.test_user import open_user
+    from user_store.config import Settings
+
+    class ByThread(RecordingGenerator):
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.threads: list[str] = []
+
+        def stream(self, messages, params):
+            self.threads.append(threading.current_thread().name)
+            return super().stream(messages, params)
+
+        def complete_json(self, messages, schema, params, **kw):
+            self.threads.append(threading.current_thread().name)
+            return super().complete_json(messages, schema, params, **kw)
+
+    Settings(k=2).save()  # two comparison items for the default target: three calls
+    generator = ByThread(bundled_generator)
+    app = DplApp(
+        db_path=sample_db,
+        generator_factory=lambda _choice: generator,
+        embedder_factory=lambda _path: bundled_embedder,
+        engine_factory=short_engine,
+        prepare_ahead=True,
+    )
+    async with app.run_test(size=(140, 42)) as pilot:
+        await open_user(app, pilot, USER)
+        await wait_until(pilot, lambda: app.preparer.target_ready(USER), SLOW)
+        assert generator.calls["json"] == 2 and generator.calls["stream"] == 1  # and profile
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DifferencesScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.view is not None, SLOW)
+        assert len(screen.view.differences) == 2 and screen.view.profile.text
+        assert set(generator.threads) == {"dpl-prepare"}  # the screen called nothing
