@@ -119,7 +119,10 @@ class Engine:
         run whose comparisons are all cached then never loads the embedder."""
         self.store = store
         self.config = config or EngineConfig()
-        self.preset = presets.preset(self.config.preset)
+        self.preset = replace(
+            presets.preset(self.config.preset),
+            description_chars=self.config.max_description_chars,
+        )
         self.exclude = frozenset((str(u), str(i)) for u, i in exclude_reviews)
         self._generator = generator if isinstance(generator, TextGenerator) else None
         self._generator_factory = None if self._generator is not None else generator
@@ -325,6 +328,11 @@ class Engine:
         """Measured (not generated) differences per comparison item."""
         return [measured_differences(c) for c in comparisons]
 
+    def _description_option(self) -> dict[str, int]:
+        """The description cap, in cache keys only when set (default keys never change)."""
+        cap = self.config.max_description_chars
+        return {} if cap is None else {"max_description_chars": cap}
+
     def _analysis_params(self) -> SamplingParams:
         params = self.config.analysis
         return params if params.seed is not None else replace(params, seed=self.config.seed)
@@ -363,6 +371,7 @@ class Engine:
                     "comparison": digest(comparison),
                     "sampling": asdict(params),
                     "max_review_chars": self.config.max_review_chars,
+                    **self._description_option(),
                 },
             )
             cached = None if run.refresh else self.store.get_artifact("differences", key)
@@ -440,6 +449,7 @@ class Engine:
                 "sampling": asdict(params),
                 "max_review_chars": self.config.max_review_chars,
                 **options,
+                **self._description_option(),
             },
         )
         cached = None if run.refresh else self.store.get_artifact("profile", key)
@@ -672,6 +682,7 @@ class Engine:
             "preset": cfg.preset,
             "max_review_chars": cfg.max_review_chars,
             "prompt": digest(messages),
+            **self._description_option(),
         }
         if method in ("profile", "dpl"):
             stored["analysis"] = asdict(self._analysis_params())

@@ -164,6 +164,8 @@ class Evaluation:
         """What identifies the run: same values, same run (and its finished cells)."""
         engine = asdict(replace(self.config.engine, seed=0))
         engine.pop("seed")
+        if engine.get("max_description_chars") is None:
+            engine.pop("max_description_chars", None)  # runs from before the option match
         for part in ("generation", "analysis"):
             engine[part].pop("seed", None)
         return {

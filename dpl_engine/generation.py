@@ -9,8 +9,10 @@ differences behind it). Same model, same sampling: the comparison is fair.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from models import ChatMessage, TextGenerator
+from user_store import Item
 
 from . import prompts
 from .budget import fit
@@ -47,3 +49,49 @@ def build(
         what=f"{method} generation",
         labels=[f"item {item.id}" for _, item in past],
     )
+
+
+def prompt_cost(
+    generator: TextGenerator,
+    method: Method,
+    target: Target,
+    retrieved: Sequence[Retrieved],
+    profile: Profile | None,
+    *,
+    max_tokens: int,
+    max_review_chars: int,
+    preset: Preset = DPL,
+) -> dict[str, int]:
+    """What each part of the generation prompt costs in tokens, found by taking the parts
+    away one after another: the item descriptions, then the past reviews, then the profile;
+    ``rest`` is what remains (instructions, the target's title and rating)."""
+
+    def tokens(t: Target, found: Sequence[Retrieved], p: Profile | None) -> int:
+        messages, _ = build(
+            generator,
+            method,
+            t,
+            found,
+            p,
+            max_tokens=max_tokens,
+            max_review_chars=max_review_chars,
+            preset=preset,
+        )
+        return generator.count_tokens(messages)
+
+    def bare(item: Item) -> Item:
+        return replace(item, description="")
+
+    plain = replace(target, item=bare(target.item))
+    plain_found = [replace(r, entry=replace(r.entry, item=bare(r.entry.item))) for r in retrieved]
+    full = tokens(target, retrieved, profile)
+    no_descriptions = tokens(plain, plain_found, profile)
+    no_past = tokens(plain, [], profile)
+    rest = tokens(plain, [], None)
+    return {
+        "total": full,
+        "descriptions": full - no_descriptions,
+        "past_reviews": no_descriptions - no_past,
+        "profile": no_past - rest,
+        "rest": rest,
+    }

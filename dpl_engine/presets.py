@@ -46,6 +46,9 @@ class Preset:
     """None: the run's seed."""
     structured_differences: bool
     text: Literal["readable", "whitespace"]
+    description_chars: int | None = None
+    """Item descriptions longer than this are shortened in prompts; None keeps them whole.
+    Not one of the preset's own choices: the engine sets it from its configuration."""
 
     @property
     def clean(self) -> Callable[[str], str]:

@@ -85,17 +85,22 @@ def stars(rating: float) -> str:
 Clean = Callable[[str], str]
 
 
-def item_block(item: Item, clean: Clean = DPL.clean) -> str:
+def item_block(item: Item, clean: Clean = DPL.clean, limit: int | None = None) -> str:
+    """The product's title and its description, shortened to ``limit`` characters."""
     lines = [f"Product: {clean(item.title)}"]
     if item.description:
-        lines.append(f"Description: {clean(item.description)}")
+        lines.append(f"Description: {shorten(clean(item.description), limit)}")
     return "\n".join(lines)
 
 
 def review_block(
-    review: Review, limit: int | None, item: Item | None = None, clean: Clean = DPL.clean
+    review: Review,
+    limit: int | None,
+    item: Item | None = None,
+    clean: Clean = DPL.clean,
+    description_limit: int | None = None,
 ) -> str:
-    lines = [item_block(item, clean)] if item is not None else []
+    lines = [item_block(item, clean, description_limit)] if item is not None else []
     lines += [
         f"Rating: {stars(review.rating)}",
         f"Title: {clean(review.title)}",
@@ -153,7 +158,7 @@ def differences_messages(
         system = PAPER_DIFFERENCES_SYSTEM
         ask = "Answer in three short paragraphs: writing, emotional and semantic style."
     user = (
-        f"{item_block(item, clean)}\n\n"
+        f"{item_block(item, clean, preset.description_chars)}\n\n"
         f"The person's review:\n{review_block(user_review, user_limit, clean=clean)}\n\n"
         + "\n\n".join(shown)
         + f"\n\nHow does the person's review differ from the other reviews? {ask}"
@@ -206,7 +211,7 @@ def profile_messages(
     ``dpl`` prompt just before the model's differences when that option is on."""
     clean = preset.clean
     reviews = "\n\n".join(
-        f"Past review {i}:\n{review_block(r, lim, item, clean)}"
+        f"Past review {i}:\n{review_block(r, lim, item, clean, preset.description_chars)}"
         for i, ((r, item), lim) in enumerate(
             ((p, lim) for p, lim in zip(past, limits, strict=True) if lim is not None), start=1
         )
@@ -217,7 +222,8 @@ def profile_messages(
     else:
         if preset.name == "paper":
             diffs = "\n\n".join(
-                f"{item_block(item, clean)}\nHow this person's review of it differed:\n"
+                f"{item_block(item, clean, preset.description_chars)}\n"
+                "How this person's review of it differed:\n"
                 f"{differences_text(d)}"
                 for item, d in differences
             )
@@ -270,7 +276,7 @@ def generation_messages(
     parts: list[str] = []
     if method != "none":
         reviews = "\n\n".join(
-            f"Earlier review {i}:\n{review_block(r, lim, it, clean)}"
+            f"Earlier review {i}:\n{review_block(r, lim, it, clean, preset.description_chars)}"
             for i, ((r, it), lim) in enumerate(
                 ((p, lim) for p, lim in zip(past, limits, strict=True) if lim is not None), start=1
             )
@@ -279,7 +285,8 @@ def generation_messages(
     if method in ("profile", "dpl") and profile is not None:
         parts.append(f"About this person as a reviewer:\n{profile.strip()}")
     parts.append(
-        f"Now write this person's review of the following product.\n{item_block(item, clean)}\n"
+        "Now write this person's review of the following product.\n"
+        f"{item_block(item, clean, preset.description_chars)}\n"
         f"Their rating: {stars(rating)}\nTheir review title: {clean(title)}"
     )
     return [

@@ -286,7 +286,12 @@ def header_lines(report: EvalReport) -> list[str]:
         f"max_tokens={report.engine['generation']['max_tokens']} (generation) / "
         f"{report.engine['analysis']['max_tokens']} (analysis), "
         f"temperature {report.engine['generation']['temperature']}, reviews in prompts cut at "
-        f"{report.engine['max_review_chars']} chars",
+        f"{report.engine['max_review_chars']} chars"
+        + (
+            f", descriptions at {report.engine['max_description_chars']}"
+            if report.engine.get("max_description_chars")
+            else ""
+        ),
         "dpl profile: "
         + (
             "measured differences in words given"

@@ -36,6 +36,9 @@ class EngineConfig:
     """Give the ``dpl`` profile prompt the measured account beside the LLM's differences."""
     drop_uninformative: bool = False
     """Leave the LLM differences flagged as uninformative out of the ``dpl`` profile prompt."""
+    max_description_chars: int | None = None
+    """Item descriptions longer than this are shortened inside prompts; None keeps them
+    whole (on real Amazon metadata a single description can run to 11,000 characters)."""
 
 
 @dataclass(frozen=True)

@@ -305,6 +305,7 @@ class DplApp(App[None]):
                     m=self.settings.m,
                     n=self.settings.n,
                     preset=self.settings.preset,  # type: ignore[arg-type]
+                    max_description_chars=self.settings.max_description_chars,
                 )
                 self._engine = self._engine_factory(
                     self.store, self.models.generator, self.models.embedder, config

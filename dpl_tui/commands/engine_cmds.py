@@ -86,6 +86,14 @@ DropUninformativeOption = Annotated[
         help="Leave the LLM differences flagged as uninformative out of the dpl profile.",
     ),
 ]
+DescriptionCharsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-description-chars",
+        help="Cut item descriptions in prompts to this many characters (default: the "
+        "max_description_chars setting, 1000).",
+    ),
+]
 BETTER_MODEL_HINT = (
     "The model's differences are only as good as the model: for findings you can trust, add a "
     "larger instruction-tuned GGUF (`dpl models add PATH`) or an LLM server (`dpl models add NAME "
@@ -105,6 +113,7 @@ def _engine(
     max_tokens: int | None = None,
     measured_in_profile: bool = False,
     drop_uninformative: bool = False,
+    max_description_chars: int | None = None,
 ):
     from dpl_engine import Engine, EngineConfig
     from dpl_engine.presets import preset as check_preset
@@ -127,7 +136,14 @@ def _engine(
         analysis=replace(defaults.analysis, seed=seed),
         measured_in_profile=measured_in_profile,
         drop_uninformative=drop_uninformative,
+        max_description_chars=max_description_chars or settings.max_description_chars,
     )
+    if max_description_chars is not None and max_description_chars < 1:
+        from dpl_engine import EngineError
+
+        raise EngineError(
+            f"--max-description-chars must be at least 1 (got {max_description_chars})."
+        )
     for name, value in (("--k", config.k), ("--m", config.m), ("--n", config.n)):
         if value < 1:
             from dpl_engine import EngineError
@@ -453,6 +469,7 @@ def compare(
     no_llm: Annotated[
         bool, typer.Option("--no-llm", help="Skip the LLM's differences (no model is loaded).")
     ] = False,
+    max_description_chars: DescriptionCharsOption = None,
 ) -> None:
     """The retrieved items, the comparison users per item and how this user differs from them."""
     from dpl_engine.cache import to_json
@@ -460,7 +477,16 @@ def compare(
     with user_errors():
         store = open_store(db)
         try:
-            engine = _engine(store, model, k=k, m=m, n=n, seed=seed, preset=preset)
+            engine = _engine(
+                store,
+                model,
+                k=k,
+                m=m,
+                n=n,
+                seed=seed,
+                preset=preset,
+                max_description_chars=max_description_chars,
+            )
             if item is not None and store.review(user_id, item) is None:
                 # Not reviewed by the user: the rating is unused here, the title is the query.
                 target = engine.target(user_id, item, rating=5.0, title=title or "")
@@ -542,6 +568,7 @@ def generate(
     preset: PresetOption = None,
     measured_in_profile: MeasuredInProfileOption = False,
     drop_uninformative: DropUninformativeOption = False,
+    max_description_chars: DescriptionCharsOption = None,
 ) -> None:
     """Write the user's review of an item with a local model, streamed as it is written."""
     from dpl_engine import METHODS, EngineError, ProgressEvent, ResultEvent, TokenEvent
@@ -564,6 +591,7 @@ def generate(
                 max_tokens=max_tokens,
                 measured_in_profile=measured_in_profile,
                 drop_uninformative=drop_uninformative,
+                max_description_chars=max_description_chars,
             )
             target = _target(engine, user_id, item, rating, title)
             stream_out = not as_json
@@ -578,11 +606,12 @@ def generate(
                             sys.stdout.flush()
                     elif isinstance(event, ResultEvent):
                         result = event.result
+            cost = _prompt_cost(engine, result) if result is not None else None
         finally:
             store.close()
     assert result is not None
     if as_json:
-        _echo_json(to_json(result))
+        _echo_json({**to_json(result), "prompt_cost": cost})
         return
     sys.stdout.write("\n")
     for note in result.notes:
@@ -596,6 +625,14 @@ def generate(
                 f"prompt {result.prompt_version}"
             )
         )
+    if cost is not None:
+        err_console.print(
+            Text(
+                f"prompt: {cost['total']} tokens = {cost['descriptions']} item descriptions + "
+                f"{cost['past_reviews']} past reviews + {cost['profile']} profile + "
+                f"{cost['rest']} instructions, title and rating"
+            )
+        )
     held = result.target.held_out
     if held is not None:
         console.print()
@@ -603,6 +640,24 @@ def generate(
             Text(f"Real review (held out), rated {held.rating:g}: {held.title}", style="bold")
         )
         console.print(Text(held.text))
+
+
+def _prompt_cost(engine, result) -> dict[str, int] | None:
+    """The generation prompt's tokens by part (None for a cancelled generation)."""
+    from dpl_engine import generation
+
+    if result.cancelled:
+        return None
+    return generation.prompt_cost(
+        engine.generator,
+        result.method,
+        result.target,
+        result.retrieved,
+        result.profile,
+        max_tokens=engine.generation_params().max_tokens,
+        max_review_chars=engine.config.max_review_chars,
+        preset=engine.preset,
+    )
 
 
 def register(app: typer.Typer) -> None:

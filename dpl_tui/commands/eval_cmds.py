@@ -509,6 +509,13 @@ def eval_(
             help="Leave LLM differences flagged as uninformative out of the dpl profile.",
         ),
     ] = False,
+    max_description_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-description-chars",
+            help="Cut item descriptions in prompts to this many characters (default: whole).",
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -568,6 +575,7 @@ def eval_(
                 preset=preset,
                 measured_in_profile=measured_in_profile,
                 drop_uninformative=drop_uninformative,
+                max_description_chars=max_description_chars,
             )
             from user_store.config import Settings
 
@@ -626,6 +634,7 @@ def _eval_config(
     preset=None,
     measured_in_profile=False,
     drop_uninformative=False,
+    max_description_chars=None,
 ):
     from dpl_engine import EngineConfig, EngineError
     from dpl_engine.evaluation import EvalConfig
@@ -641,6 +650,7 @@ def _eval_config(
         ("--max-tokens", max_tokens),
         ("--analysis-max-tokens", analysis_max_tokens),
         ("--max-review-chars", max_review_chars),
+        ("--max-description-chars", max_description_chars),
     ):
         if value is not None and value < 1:
             raise EngineError(f"{name} must be at least 1 (got {value}).")
@@ -655,6 +665,7 @@ def _eval_config(
         preset=check_preset(preset or settings.preset).name,
         measured_in_profile=measured_in_profile,
         drop_uninformative=drop_uninformative,
+        max_description_chars=max_description_chars,
     )
     return EvalConfig(
         methods=_methods(methods),  # type: ignore[arg-type]

@@ -125,6 +125,14 @@ def prepare(
     max_review_chars: Annotated[
         int | None, typer.Option("--max-review-chars", help="With --split: as for dpl eval.")
     ] = None,
+    max_description_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-description-chars",
+            help="Cut item descriptions in prompts (default: the setting; with --split, as "
+            "for dpl eval: whole).",
+        ),
+    ] = None,
     min_chars: MinCharsOption = None,
     min_user_reviews: MinUserOption = None,
     max_user_reviews: MaxUserOption = None,
@@ -172,6 +180,7 @@ def prepare(
                             n=n,
                             seed=(seed or [42])[0],
                             preset=preset,
+                            max_description_chars=max_description_chars,
                         )
                     else:
                         _prepare_split(
@@ -199,6 +208,7 @@ def prepare(
                             max_tokens=max_tokens,
                             analysis_max_tokens=analysis_max_tokens,
                             max_review_chars=max_review_chars,
+                            max_description_chars=max_description_chars,
                         )
                 except (KeyboardInterrupt, Cancelled):
                     token.cancel()

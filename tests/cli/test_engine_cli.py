@@ -125,6 +125,13 @@ def test_generate_json_carries_the_intermediates(markup_db: Path):
     assert data["messages"][-1]["role"] == "user"
     # The held-out review of B01 is not in the prompt, though it travels with the result.
     assert data["target"]["held_out"]["text"] not in json.dumps(data["messages"])
+    # What the prompt cost, part by part, adds up to what llama.cpp read.
+    cost = data["prompt_cost"]
+    assert cost["total"] == data["stats"]["prompt_tokens"]
+    parts = ("descriptions", "past_reviews", "profile", "rest")
+    assert sum(cost[p] for p in parts) == cost["total"]
+    assert cost["descriptions"] == 0  # these items have no description
+    assert cost["past_reviews"] > 0 and cost["profile"] > 0 and cost["rest"] > 0
 
 
 def test_the_paper_preset_runs_free_text_differences_with_the_bundled_model(

@@ -93,7 +93,9 @@ def test_concurrent_differences_equal_sequential_ones_for_the_same_seed() -> Non
     first_title = next(i.title for i in ITEMS if i.id == one[0].item_id)
     seen: list[ProgressEvent] = []
     parallel = ScriptedBackend(
-        4, late=first_title, until=lambda: any(ev.value is not None for ev in seen)
+        4,
+        late=first_title,
+        until=lambda: any(ev.step == "differences" and ev.value is not None for ev in seen),
     )
     many, events = differences_with(parallel, events=seen)
     assert len(one) >= 3
