@@ -110,3 +110,28 @@ def test_bad_requests_say_what_to_do(dev_db: Path, model, args, message):
     out = runner.invoke(app, ["prepare", "--db", str(dev_db), *args])
     assert out.exit_code != 0 and message in " ".join(out.output.split())
     assert "Traceback" not in out.output
+
+
+@pytest.mark.slow
+def test_prepare_with_the_bundled_models(
+    dev_db: Path, monkeypatch, bundled_generator, bundled_embedder
+):
+    """The real llama.cpp model and MiniLM: after `dpl prepare`, `dpl generate` for the same
+    user makes only the review's call."""
+    import models.embeddings
+    import models.llama
+    from tests.engine.fakes import RecordingGenerator
+
+    recording = RecordingGenerator(bundled_generator)
+    monkeypatch.setattr(models.llama, "load_generator", lambda _p=None: recording)
+    monkeypatch.setattr(models.embeddings, "load_embedder", lambda _p=None: bundled_embedder)
+    out = runner.invoke(app, ["prepare", USER, "--db", str(dev_db), "--k", "2"])
+    assert out.exit_code == 0, out.output
+    assert f"{bundled_generator.info.threads} CPU thread" in out.output
+    assert recording.calls["json"] == 2 and recording.calls["stream"] == 1
+    args = ["generate", USER, "--db", str(dev_db), "--k", "2", "--max-tokens", "16", "--json"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["llm_calls"] == 1 and len(data["differences"]) == 2
+    assert recording.calls["json"] == 2 and recording.calls["stream"] == 2
