@@ -170,7 +170,9 @@ class Preparer:
         except Cancelled:
             return
         except Exception as err:  # noqa: BLE001 - shown in the status bar, never raised
-            self._finish(user, token, engine, PrepState(user, f"{user}: not prepared ({err})"))
+            if not token.cancelled:  # an error from a stopped call is the stop itself
+                state = PrepState(user, f"{user}: not prepared ({err})")
+                self._finish(user, token, engine, state)
             return
         finally:
             if token.cancelled:
