@@ -124,3 +124,27 @@ async def test_quitting_during_preparation_exits_at_once(sample_db, make_app):
     assert generator.waiting == 1 and not generator.gate.is_set()
     assert generator.background_calls("done") == 0
     generator.gate.set()
+
+
+async def test_what_dpl_prepare_computed_is_what_the_app_reads(sample_db, make_app, monkeypatch):
+    from typer.testing import CliRunner
+
+    import models.embeddings
+    import models.llama
+    from dpl_tui.cli import app as cli
+    from tests.engine.fakes import FakeEmbedder
+
+    monkeypatch.setattr(models.llama, "load_generator", lambda _p=None: FakeGenerator())
+    monkeypatch.setattr(models.embeddings, "load_embedder", lambda _p=None: FakeEmbedder())
+    out = CliRunner().invoke(cli, ["prepare", USER, "--db", str(sample_db)])
+    assert out.exit_code == 0, out.output
+
+    generator = FakeGenerator()
+    app = make_app(sample_db, generator=generator)
+    async with app.run_test(size=(160, 42)) as pilot:
+        await open_user(app, pilot)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DifferencesScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.view is not None)
+        assert screen.view.differences and generator.total_calls == 0
