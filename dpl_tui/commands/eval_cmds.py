@@ -58,6 +58,20 @@ SPLIT_EPILOG = (
     "printed. The split is stored with its thresholds; the same thresholds on the same data "
     "give the same split."
 )
+MaxTokensOption = Annotated[
+    int | None, typer.Option("--max-tokens", help="Tokens per generated review (default 384).")
+]
+AnalysisTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--analysis-max-tokens", help="Tokens per differences/profile call (default 320)."
+    ),
+]
+ReviewCharsOption = Annotated[
+    int | None,
+    typer.Option("--max-review-chars", help="Shorten reviews in prompts to this (default 1500)."),
+]
+
 EVAL_EPILOG = (
     "Uses the split given by the threshold options, else the latest stored split, else the "
     "paper's thresholds. Every generation and score is stored: re-running the same command "
@@ -471,21 +485,9 @@ def eval_(
     n: Annotated[
         int | None, typer.Option("--n", help="Comparison users per item (default 4).")
     ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", help="Tokens per generated review (default 384).")
-    ] = None,
-    analysis_max_tokens: Annotated[
-        int | None,
-        typer.Option(
-            "--analysis-max-tokens", help="Tokens per differences/profile call (default 320)."
-        ),
-    ] = None,
-    max_review_chars: Annotated[
-        int | None,
-        typer.Option(
-            "--max-review-chars", help="Shorten reviews in prompts to this (default 1500)."
-        ),
-    ] = None,
+    max_tokens: MaxTokensOption = None,
+    analysis_max_tokens: AnalysisTokensOption = None,
+    max_review_chars: ReviewCharsOption = None,
     preset: PresetOption = None,
     concurrency: Annotated[
         int,
@@ -521,8 +523,6 @@ def eval_(
 ) -> None:
     """Measure how much each method personalizes: generate held-out reviews, score, tabulate."""
     from dpl_engine import EngineError
-    from dpl_engine import evaluation as ev
-    from dpl_engine import split as split_mod
     from dpl_engine.report import stored_report
 
     with user_errors():
@@ -555,12 +555,7 @@ def eval_(
             if which not in ("val", "test"):
                 raise EngineError(f"--split must be 'val' or 'test' (got {which!r}).")
             thresholds = (min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
-            chosen = None if any(v is not None for v in thresholds) else split_mod.load(store)
-            if chosen is None:
-                params = _params(*thresholds)
-                chosen = split_mod.prepare(store, params)
-                if not chosen.users:
-                    raise EngineError(_no_users_message(store, params, 20))
+            chosen = _chosen_split(store, thresholds)
             config = _eval_config(
                 methods,
                 users,
@@ -577,22 +572,10 @@ def eval_(
                 drop_uninformative=drop_uninformative,
                 max_description_chars=max_description_chars,
             )
-            from user_store.config import Settings
-
-            settings = Settings.load()
-            from ..loading import embedder_factory, embedder_id, generator_factory
-
             if concurrency < 1:
                 raise EngineError(f"--concurrency must be at least 1 (got {concurrency}).")
-            runner = ev.Evaluation(
-                store,
-                chosen,
-                generator_factory(model),
-                embedder_factory(settings, model),
-                config,
-                embedder_id=embedder_id(settings, model),
-                judge=_generator_factory(str(judge_model)) if judge_model else None,
-            )
+            judge = _generator_factory(str(judge_model)) if judge_model else None
+            runner = _runner(store, chosen, model, config, judge)
             plan = runner.plan()
             err_console.print(
                 Text(
@@ -617,6 +600,38 @@ def eval_(
                 )
                 raise typer.Exit(130) from None
             _print_report(result, out, as_json)
+
+
+def _chosen_split(store, thresholds):  # -> dpl_engine.split.Split
+    """The split the threshold options give, else the latest stored one, else the paper's."""
+    from dpl_engine import EngineError
+    from dpl_engine import split as split_mod
+
+    chosen = None if any(v is not None for v in thresholds) else split_mod.load(store)
+    if chosen is None:
+        params = _params(*thresholds)
+        chosen = split_mod.prepare(store, params)
+        if not chosen.users:
+            raise EngineError(_no_users_message(store, params, 20))
+    return chosen
+
+
+def _runner(store, chosen, model, config, judge=None):  # -> dpl_engine.evaluation.Evaluation
+    from dpl_engine import evaluation as ev
+    from user_store.config import Settings
+
+    from ..loading import embedder_factory, embedder_id, generator_factory
+
+    settings = Settings.load()
+    return ev.Evaluation(
+        store,
+        chosen,
+        generator_factory(model),
+        embedder_factory(settings, model),
+        config,
+        embedder_id=embedder_id(settings, model),
+        judge=judge,
+    )
 
 
 def _eval_config(

@@ -22,14 +22,18 @@ from ..common import (
     threads_note,
     user_errors,
 )
+from .engine_cmds import KOption, MOption, NOption
 from .eval_cmds import (
+    AnalysisTokensOption,
+    MaxTokensOption,
     MaxUserOption,
     MinCharsOption,
     MinItemOption,
     MinUserOption,
+    ReviewCharsOption,
+    _chosen_split,
     _eval_config,
-    _no_users_message,
-    _params,
+    _runner,
 )
 
 PREPARE_EPILOG = (
@@ -112,19 +116,13 @@ def prepare(
         int,
         typer.Option("--concurrency", help="Users prepared at once (for a server backend)."),
     ] = 1,
-    k: Annotated[int | None, typer.Option("--k", help="Past reviews to retrieve.")] = None,
-    m: Annotated[int | None, typer.Option("--m", help="Other reviewers an item needs.")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Comparison users per item.")] = None,
+    k: KOption = None,
+    m: MOption = None,
+    n: NOption = None,
     preset: PresetOption = None,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", help="With --split: as for dpl eval.")
-    ] = None,
-    analysis_max_tokens: Annotated[
-        int | None, typer.Option("--analysis-max-tokens", help="Tokens per differences answer.")
-    ] = None,
-    max_review_chars: Annotated[
-        int | None, typer.Option("--max-review-chars", help="With --split: as for dpl eval.")
-    ] = None,
+    max_tokens: MaxTokensOption = None,
+    analysis_max_tokens: AnalysisTokensOption = None,
+    max_review_chars: ReviewCharsOption = None,
     max_description_chars: Annotated[
         int | None,
         typer.Option(
@@ -283,28 +281,10 @@ def _prepare_split(
     **options,
 ) -> None:
     from dpl_engine import EngineError
-    from dpl_engine import evaluation as ev
-    from dpl_engine import split as split_mod
-    from user_store.config import Settings
 
-    from ..loading import embedder_factory, embedder_id, generator_factory
-
-    chosen = None if any(v is not None for v in thresholds) else split_mod.load(store)
-    if chosen is None:
-        params = _params(*thresholds)
-        chosen = split_mod.prepare(store, params)
-        if not chosen.users:
-            raise EngineError(_no_users_message(store, params, 20))
+    chosen = _chosen_split(store, thresholds)
     config = _eval_config("dpl", users, seeds, which, **options)
-    settings = Settings.load()
-    runner = ev.Evaluation(
-        store,
-        chosen,
-        generator_factory(model),
-        embedder_factory(settings, model),
-        config,
-        embedder_id=embedder_id(settings, model),
-    )
+    runner = _runner(store, chosen, model, config)
     in_split = {u.user_id for u in chosen.users}
     wanted = list(dict.fromkeys(user_ids or []))
     unknown = [u for u in wanted if u not in in_split]
