@@ -100,6 +100,30 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(0) from None
 
 
+@contextlib.contextmanager
+def stop_on_terminate() -> Iterator[None]:
+    """Inside: SIGTERM (``kill PID``, a job scheduler's stop) stops like Ctrl-C, so a long
+    command keeps what it finished and says how to continue. Ctrl-C is restored too where
+    the shell started the command with it ignored (a background job of a script)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def threads_note(generator) -> str:  # generator: TextGenerator
     """How the model runs: llama.cpp's CPU threads, or the server it is on."""
     info = generator.info

@@ -24,6 +24,7 @@ from ..common import (
     console,
     err_console,
     open_store,
+    stop_on_terminate,
     threads_note,
     user_errors,
 )
@@ -588,7 +589,7 @@ def eval_(
             )
             started = time.perf_counter()
             try:
-                with _EvalProgress(plan, config.methods) as progress:
+                with stop_on_terminate(), _EvalProgress(plan, config.methods) as progress:
                     result = runner.execute(plan, on_event=progress, concurrency=concurrency)
             except KeyboardInterrupt:
                 done = len(runner.evals.done_cells(plan.run.id))

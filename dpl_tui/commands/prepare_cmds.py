@@ -19,6 +19,7 @@ from ..common import (
     PresetOption,
     err_console,
     open_store,
+    stop_on_terminate,
     threads_note,
     user_errors,
 )
@@ -153,7 +154,7 @@ def prepare(
             tally = _Tally()
             token = CancelToken()
             started = time.perf_counter()
-            with _progress() as bar:
+            with stop_on_terminate(), _progress() as bar:
                 task = bar.add_task("prepare", total=None, note="loading the model")
 
                 def done(user: str, prepared) -> None:
