@@ -100,6 +100,32 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(0) from None
 
 
+def eta_progress(label: str, **options):  # -> rich.progress.Progress
+    """Bars on stderr: ``label``, the bar, done/total, elapsed, ETA and a note per task."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(label, markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}", markup=False),
+        console=err_console,
+        # One LLM call can take a minute: estimate speed over a long window.
+        speed_estimate_period=1800,
+        **options,
+    )
+
+
 @contextlib.contextmanager
 def stop_on_terminate() -> Iterator[None]:
     """Inside: SIGTERM (``kill PID``, a job scheduler's stop) stops like Ctrl-C, so a long

@@ -23,6 +23,7 @@ from ..common import (
     PresetOption,
     console,
     err_console,
+    eta_progress,
     open_store,
     stop_on_terminate,
     threads_note,
@@ -378,27 +379,7 @@ class _EvalProgress:
     """One bar per method with its own ETA, on stderr."""
 
     def __init__(self, plan, methods: tuple[str, ...]) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description:<8}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[note]}", markup=False),
-            console=err_console,
-            # One generation can take a minute: estimate speed over a long window.
-            speed_estimate_period=1800,
-        )
+        self.progress = eta_progress("{task.description:<8}")
         self.tasks = {
             m: self.progress.add_task(m, total=plan.total(m), completed=plan.finished(m), note="")
             for m in methods

@@ -18,6 +18,7 @@ from ..common import (
     ModelOption,
     PresetOption,
     err_console,
+    eta_progress,
     open_store,
     stop_on_terminate,
     threads_note,
@@ -46,26 +47,7 @@ PREPARE_EPILOG = (
 
 
 def _progress():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("Preparing", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[note]}", markup=False),
-        console=err_console,
-        disable=not err_console.is_terminal,
-    )
+    return eta_progress("Preparing", disable=not err_console.is_terminal)
 
 
 class _Tally:
