@@ -225,7 +225,7 @@ class _Batch:
     def __init__(self, capacity: int) -> None:
         import llama_cpp
 
-        self.lib, self.capacity = llama_cpp, capacity
+        self.lib = llama_cpp
         self.batch = llama_cpp.llama_batch_init(capacity, 0, 1)
 
     def fill(self, rows: list[tuple[int, int, int, bool]]) -> None:
@@ -253,6 +253,10 @@ def batching_ceiling(gen: TextGenerator, prompts, lengths: list[int]) -> dict[st
     llm = gen.llm
     ids = [gen._prompt_ids(messages) for messages, _ in prompts]
     n_seq = len(ids)
+    # the prefix every prompt shares, short of each prompt's last token (its logits are read)
+    shared = 0
+    while all(len(x) > shared + 1 for x in ids) and len({x[shared] for x in ids}) == 1:
+        shared += 1
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = sum(len(x) + n for x, n in zip(ids, lengths, strict=True)) + 64
     params.n_batch = params.n_ubatch = 512
@@ -299,9 +303,6 @@ def batching_ceiling(gen: TextGenerator, prompts, lengths: list[int]) -> dict[st
 
     def batched() -> list[list[int]]:
         llama_cpp.llama_memory_clear(memory, True)
-        shared = 0
-        while all(len(x) > shared + 1 for x in ids) and len({x[shared] for x in ids}) == 1:
-            shared += 1
         decode([(t, i, 0, False) for i, t in enumerate(ids[0][:shared])])
         for seq in range(1, n_seq):
             llama_cpp.llama_memory_seq_cp(memory, 0, seq, -1, -1)
@@ -346,9 +347,6 @@ def batching_ceiling(gen: TextGenerator, prompts, lengths: list[int]) -> dict[st
         batch.free()
         llama_cpp.llama_free(ctx)
     same = sum(a == b for a, b in zip(one_by_one, together, strict=True))
-    shared = 0
-    while all(len(x) > shared + 1 for x in ids) and len({x[shared] for x in ids}) == 1:
-        shared += 1
     return {
         "sequential": sequential_s,
         "batched": batched_s,
