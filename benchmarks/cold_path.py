@@ -188,34 +188,48 @@ def run_method(base: Path, path: Path, gen: Timed, embedder, config, user: str, 
     return {"first": first or total, "total": total, "calls": gen.calls, "result": result}
 
 
-def grammar_share(gen: TextGenerator, prompts) -> dict[str, float]:  # noqa: ANN001
-    """Each differences prompt decoded under the JSON schema and freely; tokens/s of each."""
-    from dpl_engine import prompts as dpl_prompts
+BOUNDED_CHARS = 300
 
-    json_rate, free_rate = [], []
+
+def bounded_schema(schema: dict[str, Any], chars: int = BOUNDED_CHARS) -> dict[str, Any]:
+    """``schema`` with every string field capped at ``chars`` characters."""
+    props = {k: {**v, "maxLength": chars} for k, v in schema["properties"].items()}
+    return {**schema, "properties": props}
+
+
+def grammar_share(gen: TextGenerator, prompts) -> dict[str, float]:  # noqa: ANN001
+    """Each differences prompt decoded under the JSON schema, under the schema with each field
+    capped at BOUNDED_CHARS characters, and freely; the median tokens/s of each."""
+    from dpl_engine import prompts as dpl_prompts
     from models import StructuredOutputError
 
+    schema = dpl_prompts.DIFFERENCES_SCHEMA
+    bounded = bounded_schema(schema)
+    rates: dict[str, list[float]] = {"json": [], "bounded": [], "free": []}
     for messages, params in prompts:
         gen.llm.reset()
         try:
-            _, stats = gen.complete_json(
-                messages, dpl_prompts.DIFFERENCES_SCHEMA, params, retries=0
-            )
+            _, stats = gen.complete_json(messages, schema, params, retries=0)
         except StructuredOutputError:
             continue  # cut off by the token limit: no rate to compare
-        json_rate.append(stats.tokens_per_s)
+        rates["json"].append(stats.tokens_per_s)
+        gen.llm.reset()
+        try:
+            _, capped = gen.complete_json(messages, bounded, params, retries=0)
+            rates["bounded"].append(capped.tokens_per_s)
+        except StructuredOutputError:
+            pass
         gen.llm.reset()
         stream = gen.stream(messages, replace(params, max_tokens=max(stats.completion_tokens, 8)))
         for _ in stream:
             pass
-        free_rate.append(stream.stats.tokens_per_s)
-    if not json_rate:
-        return {"json": float("nan"), "free": float("nan"), "n": 0}
-    return {
-        "json": statistics.median(json_rate),
-        "free": statistics.median(free_rate),
-        "n": len(json_rate),
+        rates["free"].append(stream.stats.tokens_per_s)
+    out: dict[str, float] = {
+        k: statistics.median(v) if v else float("nan") for k, v in rates.items()
     }
+    out["n"] = len(rates["json"])
+    out["n_bounded"] = len(rates["bounded"])
+    return out
 
 
 class _Batch:
@@ -523,7 +537,9 @@ Where the cold time goes:
 JSON grammar (the first user's differences prompts that gave valid JSON, {grammar["n"]} of \
 {len(first_prompts or [])}; median): \
 {grammar["json"]:.1f} tokens/s under the differences schema against {grammar["free"]:.1f} \
-tokens/s free, **{grammar["json"] / grammar["free"]:.2f}x**.
+tokens/s free, **{grammar["json"] / grammar["free"]:.2f}x**; with every field capped at \
+{BOUNDED_CHARS} characters (`maxLength`, valid JSON for {grammar["n_bounded"]} of them) \
+{grammar["bounded"]:.1f} tokens/s, **{grammar["bounded"] / grammar["free"]:.2f}x** of free.
 
 {batching_text(ceiling, rows[0] if rows else None)}
 
