@@ -261,7 +261,7 @@ class DplApp(App[None]):
 
     def on_unmount(self) -> None:
         # Work waiting for a model that is still loading gives up, so the exit need not wait;
-        # background preparation stops (its daemon thread is never waited for).
+        # background preparation stops (waiting briefly for the call in flight to return).
         self.preparer.close()
         self.models.close()
 

@@ -6,8 +6,13 @@ other comparable items, most relevant first.
 It yields to the person. Whenever work the person asked for is in flight (any token in
 ``Jobs``), or nobody's user is open, preparation is stopped within a token (what the
 engine finished is cached, a half-made answer never is) and picked up again, from the
-cache, once the person's work is over. One user at a time, in one daemon thread, so
-quitting never waits for it.
+cache, once the person's work is over. One user at a time, in one daemon thread.
+
+Quitting stops it and waits for the call in flight to return (a token, or one batch of a
+prompt: well under a second on a CPU), at most ``close_wait_s``: a thread still inside
+llama.cpp when the interpreter shuts down takes the whole process down with it
+("terminate called without an active exception"). A call that does not listen to the stop
+is left behind after that wait, so quitting never hangs on it.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ class Preparer:
         report: Callable[[PrepState], None],
         *,
         enabled: bool = True,
+        close_wait_s: float = 10.0,
     ) -> None:
         self._engine = engine
+        self.close_wait_s = close_wait_s
         self._jobs = jobs
         self._report = report
         self.enabled = enabled
@@ -92,10 +99,14 @@ class Preparer:
         self.poke()
 
     def close(self) -> None:
-        """The app is quitting: stop, and never start again."""
+        """The app is quitting: stop, never start again, and let the call in flight return
+        (at most ``close_wait_s``)."""
         with self._lock:
             self._closed = True
+            running = self._running
         self._stop()
+        if running is not None and running[2] is not threading.current_thread():
+            running[2].join(self.close_wait_s)
 
     def is_prepared(self, user_id: str) -> bool:
         """Everything of the user is prepared: the default target and the other items."""

@@ -159,3 +159,4 @@ async def test_background_preparation_with_bundled_models(
         await wait_until(pilot, lambda: screen.view is not None, SLOW)
         assert len(screen.view.differences) == 2 and screen.view.profile.text
         assert set(generator.threads) == {"dpl-prepare"}  # the screen called nothing
+

@@ -1,6 +1,6 @@
 """Background preparation in the app: the open user's differences are computed before
-they are asked for, the person's own requests go first, and quitting never waits for it
-(scripted models on the bundled sample)."""
+they are asked for, the person's own requests go first, and quitting lets the call in
+flight return but never hangs on it (scripted models on the bundled sample)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ class OneModel(FakeGenerator):
     """One call at a time, as a llama.cpp model is; the background's differences calls wait
     at ``gate`` (listening to ``stop`` unless ``deaf``). Records who called, in order."""
 
-    def __init__(self, *, deaf: bool = False) -> None:
+    def __init__(self, *, deaf: bool = False, stop_takes_s: float = 0.0) -> None:
         super().__init__()
+        self.stop_takes_s = stop_takes_s
         self.model_lock = threading.Lock()
         self.gate = threading.Event()
         self.deaf = deaf
@@ -36,10 +37,15 @@ class OneModel(FakeGenerator):
     def _event(self, what: str) -> None:
         self.log.append((threading.current_thread().name, what))
 
-    def complete_json(self, messages: Sequence[ChatMessage], schema: dict[str, Any],
-                      params: SamplingParams, *, retries: int = 1,
-                      stop: Callable[[], bool] | None = None
-                      ) -> tuple[dict[str, Any], GenerationStats]:
+    def complete_json(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: dict[str, Any],
+        params: SamplingParams,
+        *,
+        retries: int = 1,
+        stop: Callable[[], bool] | None = None,
+    ) -> tuple[dict[str, Any], GenerationStats]:
         with self.model_lock:
             self._event("start")
             if threading.current_thread().name == "dpl-prepare":
@@ -48,6 +54,7 @@ class OneModel(FakeGenerator):
                 try:
                     while not self.gate.is_set() and time.monotonic() < end:
                         if not self.deaf and stop is not None and stop():
+                            time.sleep(self.stop_takes_s)
                             self._event("stopped")
                             raise GenerationCancelled("gated: stopped")
                         time.sleep(0.01)
@@ -113,16 +120,36 @@ async def test_leaving_the_user_stops_preparation(sample_db, make_app):
         assert not app.preparer.is_prepared(USER)
 
 
-async def test_quitting_during_preparation_exits_at_once(sample_db, make_app):
+def preparing_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "dpl-prepare" and t.is_alive()]
+
+
+async def test_quitting_waits_for_the_call_in_flight_to_return(sample_db, make_app):
+    """A thread still inside llama.cpp when Python shuts down aborts the process: quitting
+    lets the stopped call return first."""
+    generator = OneModel(stop_takes_s=0.5)  # the token in flight takes a while to finish
+    app = make_app(sample_db, generator=generator, prepare_ahead=True)
+    async with app.run_test(size=(160, 42)) as pilot:
+        await open_user(app, pilot)
+        await wait_until(pilot, lambda: generator.waiting == 1)
+        assert preparing_threads()
+        await pilot.press("ctrl+q")
+    assert not preparing_threads()
+    assert generator.background_calls("stopped") == 1
+    assert generator.background_calls("done") == 0
+
+
+async def test_quitting_does_not_hang_on_a_call_that_ignores_the_stop(sample_db, make_app):
     generator = OneModel(deaf=True)  # a call that cannot be interrupted
     app = make_app(sample_db, generator=generator, prepare_ahead=True)
+    app.preparer.close_wait_s = 0.2
     async with app.run_test(size=(160, 42)) as pilot:
         await open_user(app, pilot)
         await wait_until(pilot, lambda: generator.waiting == 1)
         await pilot.press("ctrl+q")
     # The app has exited while the background call is still inside the model.
     assert generator.waiting == 1 and not generator.gate.is_set()
-    assert generator.background_calls("done") == 0
+    assert generator.background_calls("done") == 0 and preparing_threads()
     generator.gate.set()
 
 
