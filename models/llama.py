@@ -58,8 +58,30 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+THREADS_ENV = "DPL_THREADS"
+
+
 def default_threads() -> int:
-    """Every CPU this process may use (llama-cpp-python's default is half of them)."""
+    """``$DPL_THREADS`` when set, else every CPU this process may use (llama-cpp-python's
+    default is half of them). Measured on two cores (``benchmarks/cold_path.py``): on an idle
+    machine two threads decode 1.7x faster than one; beside one busy process, one thread is
+    1.7x faster than two, whose threads spin while one waits for a core. So the default is
+    every CPU, and a machine shared with other work sets ``DPL_THREADS=1``.
+
+    Raises ModelLoadError for a value that is not a whole number of at least 1."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ModelLoadError(
+                f"{THREADS_ENV}={value!r} is not a number of threads: set it to a whole "
+                f"number of at least 1 (for example {THREADS_ENV}=1), or unset it to use "
+                "every CPU."
+            )
+        return threads
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
@@ -128,8 +150,13 @@ class _LlamaLog:
 class LlamaStream(TextStream):
     """Text deltas from one generation; holds the model's lock until exhausted or closed."""
 
-    def __init__(self, generator: LlamaGenerator, chunks: Iterator[dict], prompt_ids: list[int],
-                 max_tokens: int) -> None:
+    def __init__(
+        self,
+        generator: LlamaGenerator,
+        chunks: Iterator[dict],
+        prompt_ids: list[int],
+        max_tokens: int,
+    ) -> None:
         self._gen = generator
         self._chunks: Iterator[dict] | None = chunks
         self._prompt_ids = prompt_ids
@@ -232,8 +259,15 @@ class LlamaGenerator(TextGenerator):
     can_stream = True
     supports_json_schema = True
 
-    def __init__(self, llm: Any, info: ModelInfo, gguf: GGUFInfo, formatter: Any,
-                 offload: OffloadState, warnings_: list[str]) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        info: ModelInfo,
+        gguf: GGUFInfo,
+        formatter: Any,
+        offload: OffloadState,
+        warnings_: list[str],
+    ) -> None:
         self.llm = llm
         self.info = info
         self.gguf = gguf
@@ -303,8 +337,13 @@ class LlamaGenerator(TextGenerator):
         return evaluated if reason == "stop" else evaluated + 1
 
     # generation ----------------------------------------------------------
-    def stream(self, messages: Sequence[ChatMessage], params: SamplingParams,
-               *, response_format: dict[str, Any] | None = None) -> LlamaStream:
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        *,
+        response_format: dict[str, Any] | None = None,
+    ) -> LlamaStream:
         if params.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {params.max_tokens}")
         self._acquire()
@@ -365,8 +404,9 @@ def _check_memory(path: Path, size: int) -> None:
         )
 
 
-def _make_llama(path: Path, n_ctx: int, n_gpu_layers: int, flash_attn: bool, verbose: bool,
-                n_threads: int) -> tuple[Any, _LlamaLog]:
+def _make_llama(
+    path: Path, n_ctx: int, n_gpu_layers: int, flash_attn: bool, verbose: bool, n_threads: int
+) -> tuple[Any, _LlamaLog]:
     from llama_cpp import Llama
 
     log = _LlamaLog(echo=verbose)
@@ -501,8 +541,9 @@ def _handler_for_function(formatter: Any) -> Any:
 
 
 def _load_error(path: Path, gguf: GGUFInfo, reason: str) -> ModelError:
-    if re.search(r"corrupt|truncat|not within the file bounds|unexpected end|failed to read",
-                 reason, re.I):
+    if re.search(
+        r"corrupt|truncat|not within the file bounds|unexpected end|failed to read", reason, re.I
+    ):
         return CorruptModelError(
             f"llama.cpp could not read {str(path)!r}: {reason}. The file looks damaged; "
             "download it again."

@@ -178,6 +178,13 @@ def test_bad_input_is_one_readable_line(markup_db: Path, args: list[str], messag
     assert message in result.stderr and "Traceback" not in result.output
 
 
+def test_a_bad_thread_count_is_one_readable_line(markup_db: Path, monkeypatch):
+    monkeypatch.setenv("DPL_THREADS", "two")
+    result = runner.invoke(app, ["generate", "u1", "--method", "rag", "--db", str(markup_db)])
+    assert result.exit_code == 1
+    assert "DPL_THREADS='two'" in result.stderr and "Traceback" not in result.output
+
+
 def test_item_the_user_has_not_reviewed_needs_rating_and_title(markup_db: Path, tmp_path: Path):
     from user_store import Item, UserStore
 

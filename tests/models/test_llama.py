@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import re
 import shutil
 import threading
 import time
@@ -22,7 +24,7 @@ from models import (
     SamplingParams,
     StructuredOutputError,
 )
-from models.llama import PROMPT_BATCH, LlamaGenerator, load_generator
+from models.llama import PROMPT_BATCH, LlamaGenerator, default_threads, load_generator
 from models.registry import default_gguf_path
 
 pytestmark = pytest.mark.slow
@@ -274,6 +276,25 @@ def test_json_generation_stops_on_request_and_frees_the_model(
 
 
 # loading errors -------------------------------------------------------------------
+
+
+def test_dpl_threads_sets_llama_cpp_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DPL_THREADS", "1")
+    generator = load_generator()
+    assert generator.info.threads == 1
+    text, _ = generator.complete(
+        [{"role": "user", "content": "Say hi."}], SamplingParams(max_tokens=4, seed=1)
+    )
+    assert text.strip()
+    monkeypatch.delenv("DPL_THREADS")
+    assert default_threads() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_dpl_threads_is_a_readable_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DPL_THREADS", value)
+    with pytest.raises(ModelLoadError, match=f"DPL_THREADS='{re.escape(value)}'.*at least 1"):
+        load_generator()
 
 
 def test_missing_model_file(tmp_path: Path) -> None:
