@@ -80,7 +80,9 @@ def main() -> None:
     lines += [
         "",
         "`dpl --help` loads typer, rich and the command modules only; numpy, sqlite-utils, "
-        "the engine and the models load inside the commands that use them.",
+        "the engine and the models load inside the commands that use them. Help is plain "
+        "text: typer's rich help formatter (rich.markdown, markdown-it) took another 0.1 s "
+        "(0.39 s median with it, measured idle on this machine).",
         "",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,21 @@ def test_the_command_line_starts_without_numpy_or_sqlite_utils() -> None:
     assert "user_store.errors" in loaded
 
 
+def test_help_is_formatted_without_rich_markdown() -> None:
+    """typer's rich help formatter pulls in rich.markdown and markdown-it (a third of
+    `dpl --help`'s time); dpl's help is plain text."""
+    loaded = _modules_after(
+        "from typer.testing import CliRunner\n"
+        "from dpl_tui.cli import app\n"
+        "for args in (['--help'], ['eval', '--help']):\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    assert r.exit_code == 0 and 'Usage: ' in r.output, r.output\n"
+    )
+    assert not loaded & {"typer.rich_utils", "rich.markdown", "markdown_it"}, sorted(
+        loaded & {"typer.rich_utils", "rich.markdown", "markdown_it"}
+    )
+
+
 def test_the_store_names_still_import_from_the_package() -> None:
     loaded = _modules_after("from user_store import UserStore, ArtifactKey\n")
     assert {"user_store.store", "numpy"} <= loaded
