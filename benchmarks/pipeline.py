@@ -225,7 +225,7 @@ Load average at the end of the run: {load:.1f} on {os.cpu_count()} CPUs (the mac
 shared, so absolute times are noisy; the ratios compare runs made side by side).
 
 Cold cost is one JSON-constrained differences call per comparison item plus the profile call,
-and embedding every other reviewer of the retrieved items. Warm runs reuse all of it and make
+and embedding every other reviewer of the comparison items. Warm runs reuse all of it and make
 only the generation call; what remains above 1x is the longer dpl prompt (profile added).
 """
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
