@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
-from models import Embedder, SamplingParams, TextGenerator
+from models import ChatMessage, Embedder, SamplingParams, TextGenerator
 from user_store import ArtifactKey, HistoryEntry, Review, UserStore
 
 from . import (
@@ -87,6 +87,17 @@ class _Run:
             raise Cancelled()
 
 
+@dataclass
+class _Inputs:
+    """What a generation's prompt was built from, filled in as the steps finish."""
+
+    retrieved: list[Retrieved] = field(default_factory=list)
+    comparisons: list[ComparisonSet] = field(default_factory=list)
+    measured: list[MeasuredDifferences] = field(default_factory=list)
+    found: list[Differences] = field(default_factory=list)
+    profile: Profile | None = None
+
+
 def _drive(step: Step[T], progress: Progress | None) -> T:
     while True:
         try:
@@ -107,8 +118,14 @@ class Engine:
         *,
         exclude_reviews: Collection[tuple[str, str]] = (),
         embedder_id: str | None = None,
+        analyst: TextGenerator | Callable[[], TextGenerator] | None = None,
     ) -> None:
         """Models may be given as zero-argument factories: they load on first use.
+
+        ``analyst``: the model that reads the user (the differences and the profiles) when it
+        is not the one that writes the review: an adapter's teacher, or the base model of a
+        generator that carries an adapter trained on prompts the base model's reading made.
+        Default: ``generator`` does both.
 
         ``exclude_reviews``: (user_id, item_id) reviews the method must never see,
         neither in retrieval nor as comparison candidates (an evaluation split passes
@@ -129,6 +146,8 @@ class Engine:
         self._embedder = embedder if isinstance(embedder, Embedder) else None
         self._embedder_factory = None if self._embedder is not None else embedder
         self._embedder_id = embedder_id
+        self._analyst = analyst if isinstance(analyst, TextGenerator) else None
+        self._analyst_factory = None if isinstance(analyst, TextGenerator) else analyst
         self._load_lock = threading.Lock()
 
     # -- models (loaded on first use) ---------------------------------------------
@@ -139,6 +158,22 @@ class Engine:
                 assert self._generator_factory is not None
                 self._generator = self._generator_factory()  # type: ignore[operator]
             return self._generator
+
+    @property
+    def analyst(self) -> TextGenerator:
+        """The model that writes the differences and the profiles."""
+        if self._analyst is None and self._analyst_factory is None:
+            return self.generator
+        with self._load_lock:
+            if self._analyst is None:
+                assert self._analyst_factory is not None
+                self._analyst = self._analyst_factory()
+            return self._analyst
+
+    @property
+    def has_analyst(self) -> bool:
+        """Whether the differences and profiles come from a model other than the writer."""
+        return self._analyst is not None or self._analyst_factory is not None
 
     @property
     def embedder(self) -> Embedder:
@@ -361,7 +396,7 @@ class Engine:
 
         for i, comparison in enumerate(comparisons):
             run.check()
-            generator = self.generator
+            generator = self.analyst
             key = ArtifactKey(
                 user_id=comparison.user_review.user_id,
                 item_key=comparison.item.id,
@@ -384,7 +419,7 @@ class Engine:
 
         def extract(job: tuple[int, ComparisonSet, ArtifactKey], token: CancelToken) -> Any:
             return differences_step.extract(
-                self.generator,
+                self.analyst,
                 job[1],
                 params,
                 max_review_chars=self.config.max_review_chars,
@@ -394,7 +429,7 @@ class Engine:
 
         # The calls run side by side up to the backend's concurrency; each result is stored
         # as soon as it is complete, so a cancel or a failure keeps every finished one.
-        limit = self.generator.concurrency if todo else 1
+        limit = self.analyst.concurrency if todo else 1
         for j, (value, item_notes) in concurrent.bounded(extract, todo, limit, run.cancel):
             i, _, key = todo[j]
             run.calls += 1
@@ -436,7 +471,7 @@ class Engine:
         run.check()
         yield ProgressEvent("profile", 0, 1, detail=kind)
         params = self._analysis_params()
-        generator = self.generator
+        generator = self.analyst
         pairs, measured, options = self._profile_inputs(kind, comparisons, found)
         key = ArtifactKey(
             user_id=target.user_id,
@@ -555,6 +590,57 @@ class Engine:
         params = sampling or self.config.generation
         return params if params.seed is not None else replace(params, seed=self.config.seed)
 
+    def _prompt(
+        self, target: Target, method: Method, run: _Run, params: SamplingParams, got: _Inputs
+    ) -> Step[list[ChatMessage]]:
+        """What ``method`` needs, gathered into ``got`` step by step (so a cancel keeps what
+        was found), then the review prompt as the writer model receives it."""
+        run.check()
+        if method != "none":
+            got.retrieved = yield from self._retrieve(target)
+        if method == "dpl":
+            got.comparisons = yield from self._comparisons(target, run)
+            got.measured = self.measured(got.comparisons)
+            got.found = yield from self._differences(got.comparisons, run)
+        if method in ("profile", "dpl"):
+            got.profile = yield from self._profile(
+                target, method, got.retrieved, got.comparisons, got.found, run
+            )
+        run.check()
+        messages, notes = generation.build(
+            self.generator,
+            method,
+            target,
+            got.retrieved,
+            got.profile,
+            max_tokens=params.max_tokens,
+            max_review_chars=self.config.max_review_chars,
+            preset=self.preset,
+        )
+        run.notes.extend(notes)
+        return messages
+
+    def prompt(
+        self,
+        target: Target,
+        method: Method = "dpl",
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        sampling: SamplingParams | None = None,
+    ) -> tuple[list[ChatMessage], int]:
+        """The review prompt ``run`` would send for ``target``, without generating; and the
+        LLM calls it took (differences and profile, 0 when cached). Training examples are
+        built with it, so what an adapter learns from is what it is served.
+
+        Raises Cancelled when ``cancel`` is set."""
+        if method not in METHODS:
+            raise EngineError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
+        run = _Run(cancel, False)
+        params = self.generation_params(sampling)
+        messages = _drive(self._prompt(target, method, run, params, _Inputs()), progress)
+        return messages, run.calls
+
     def run(
         self,
         target: Target,
@@ -571,11 +657,7 @@ class Engine:
         if method not in METHODS:
             raise EngineError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
         run = _Run(cancel, refresh)
-        retrieved: list[Retrieved] = []
-        comparisons: list[ComparisonSet] = []
-        measured: list[MeasuredDifferences] = []
-        found: list[Differences] = []
-        profile: Profile | None = None
+        got = _Inputs()
         params = self.generation_params(sampling)
 
         def result(
@@ -593,11 +675,11 @@ class Engine:
                 prompt_version=prompts.method_version(method, self.preset),
                 messages=tuple(messages),
                 stats=stats,
-                retrieved=tuple(retrieved),
-                comparisons=tuple(comparisons),
-                measured=tuple(measured),
-                differences=tuple(found),
-                profile=profile,
+                retrieved=tuple(got.retrieved),
+                comparisons=tuple(got.comparisons),
+                measured=tuple(got.measured),
+                differences=tuple(got.found),
+                profile=got.profile,
                 notes=tuple(run.notes),
                 llm_calls=run.calls,
                 cancelled=cancelled,
@@ -605,30 +687,8 @@ class Engine:
             )
 
         try:
-            run.check()
-            if method != "none":
-                retrieved = yield from self._retrieve(target)
-            if method == "dpl":
-                comparisons = yield from self._comparisons(target, run)
-                measured = self.measured(comparisons)
-                found = yield from self._differences(comparisons, run)
-            if method in ("profile", "dpl"):
-                profile = yield from self._profile(
-                    target, method, retrieved, comparisons, found, run
-                )
-            run.check()
+            messages = yield from self._prompt(target, method, run, params, got)
             generator = self.generator
-            messages, notes = generation.build(
-                generator,
-                method,
-                target,
-                retrieved,
-                profile,
-                max_tokens=params.max_tokens,
-                max_review_chars=self.config.max_review_chars,
-                preset=self.preset,
-            )
-            run.notes.extend(notes)
             yield ProgressEvent("generate", 0, 1, detail=generator.model_id)
             run.check()
         except Cancelled:
@@ -686,6 +746,8 @@ class Engine:
         }
         if method in ("profile", "dpl"):
             stored["analysis"] = asdict(self._analysis_params())
+            if self.has_analyst:
+                stored["analyst"] = self.analyst.model_id
         if method == "dpl":
             stored.update(m=cfg.m, n=cfg.n, seed=cfg.seed, embedder=self.embedder_id)
             if cfg.measured_in_profile:

@@ -106,7 +106,10 @@ class Evaluation:
         *,
         embedder_id: str | None = None,
         judge: TextGenerator | Factory | None = None,
+        analyst: TextGenerator | Factory | None = None,
     ) -> None:
+        """``analyst``: the model that reads users when it is not ``generator`` (see
+        ``Engine``); it joins the run's identity."""
         config.check()
         if split.split_id is None:
             raise EngineError("Store the split first (split.prepare) so results can refer to it.")
@@ -123,6 +126,7 @@ class Evaluation:
         self._embedder = embedder
         self._embedder_id = embedder_id
         self._judge = judge
+        self._analyst = analyst
         self._preset = presets.preset(config.engine.preset)
         self._wordnet_status = metrics.wordnet_status()
         self._wordnet: Any = None
@@ -144,6 +148,10 @@ class Evaluation:
     @property
     def embedder(self) -> Embedder:
         return self._load("_embedder")
+
+    @property
+    def analyst(self) -> TextGenerator | None:
+        return self._load("_analyst") if self._analyst is not None else None
 
     @property
     def embedder_id(self) -> str:
@@ -168,7 +176,7 @@ class Evaluation:
             engine.pop("max_description_chars", None)  # runs from before the option match
         for part in ("generation", "analysis"):
             engine[part].pop("seed", None)
-        return {
+        config = {
             "split_id": self.split.split_id,
             "split": self.config.split,
             "split_params": params_dict(self.split.params),
@@ -177,6 +185,9 @@ class Evaluation:
             "engine": engine,
             "prompts": {m: prompts.method_version(m, self._preset) for m in METHODS},
         }
+        if self.analyst is not None:  # only when set, so earlier runs keep their identity
+            config["analyst_id"] = self.analyst.model_id
+        return config
 
     def plan(self) -> Plan:
         assert self.split.split_id is not None
@@ -196,6 +207,7 @@ class Evaluation:
             cfg,
             exclude_reviews=hidden,
             embedder_id=self.embedder_id,
+            analyst=self.analyst,
         )
 
     def execute(

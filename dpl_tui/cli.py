@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import typer
 
-from .commands import engine_cmds, eval_cmds, ingest_cmds, model_cmds, prepare_cmds, tui_cmds
+from .commands import (
+    engine_cmds,
+    eval_cmds,
+    ingest_cmds,
+    model_cmds,
+    prepare_cmds,
+    tui_cmds,
+    tune_cmds,
+)
 
 app = typer.Typer(
     name="dpl",
@@ -26,7 +34,7 @@ def _root() -> None:
     """Difference-aware personalization of reviews, on local data and local models."""
 
 
-for module in (ingest_cmds, model_cmds, engine_cmds, prepare_cmds, eval_cmds, tui_cmds):
+for module in (ingest_cmds, model_cmds, engine_cmds, prepare_cmds, eval_cmds, tune_cmds, tui_cmds):
     module.register(app)
 
 

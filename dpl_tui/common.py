@@ -33,6 +33,14 @@ ModelOption = Annotated[
         "saved setting, or the bundled SmolLM2-135M-Instruct).",
     ),
 ]
+AdapterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--adapter",
+        help="LoRA adapter (a name from `dpl tune` or an adapter .gguf) applied to the "
+        "review-writing call (default: $DPL_ADAPTER, else none).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PresetOption = Annotated[
     str | None,

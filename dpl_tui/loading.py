@@ -8,6 +8,8 @@ means the same everywhere. Nothing heavy is imported until a load is asked for.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +56,89 @@ def load_resolved(value: str | None, settings: Settings | None = None) -> TextGe
 
 def generator_factory(choice: str | None) -> Callable[[], TextGenerator]:
     return lambda: load_generator(choice)
+
+
+ADAPTER_ENV = "DPL_ADAPTER"
+
+
+def resolve_adapter(settings: Settings, choice: str | None) -> str | None:
+    """The adapter to apply: ``choice`` (--adapter), else $DPL_ADAPTER; a registered name
+    maps to its file. None: no adapter. Raises AdapterError for a name that is neither
+    registered nor a file."""
+    value = choice or os.environ.get(ADAPTER_ENV) or None
+    if value is None:
+        return None
+    if value in settings.adapters:
+        return settings.adapters[value]
+    if not Path(value).expanduser().exists():
+        from models.adapters import AdapterError
+
+        known = ", ".join(sorted(settings.adapters)) or "none yet"
+        raise AdapterError(
+            f"No adapter named {value!r} (registered: {known}) and no such file. Train one "
+            "with `dpl tune`, or pass the path of an adapter .gguf."
+        )
+    return str(Path(value).expanduser())
+
+
+class ModelPair:
+    """The model that writes reviews and the one that reads users (the differences and
+    profiles), loaded once, on first use, from a model choice and an optional adapter.
+
+    Without an adapter one model does both. With one, the writer is the base model with
+    the adapter applied, and the reader is what the adapter was trained with: its teacher
+    when it names one, else the same loaded base model without the adapter."""
+
+    def __init__(self, choice: str | None, adapter: str | None = None,
+                 settings: Settings | None = None) -> None:
+        from user_store.config import Settings
+
+        self.settings = settings or Settings.load()
+        self.choice = choice
+        self.adapter_path = resolve_adapter(self.settings, adapter)
+        self._lock = threading.Lock()
+        self._writer: TextGenerator | None = None
+        self._analyst: TextGenerator | None = None
+
+    def writer(self) -> TextGenerator:
+        with self._lock:
+            if self._writer is None:
+                base = load_generator(self.choice, self.settings)
+                if self.adapter_path is None:
+                    self._writer = base
+                else:
+                    self._writer = _with_adapter(base, self.adapter_path)
+            return self._writer
+
+    def analyst(self) -> TextGenerator:
+        writer = self.writer()
+        with self._lock:
+            if self._analyst is None:
+                adapter = getattr(writer, "adapter", None)
+                teacher = adapter.meta.get("teacher") if adapter is not None else None
+                if teacher and adapter.meta.get("teacher_id") != adapter.base_model_id:
+                    self._analyst = load_generator(teacher, self.settings)
+                else:
+                    self._analyst = writer.base  # type: ignore[attr-defined]
+            return self._analyst
+
+    @property
+    def analyst_factory(self) -> Callable[[], TextGenerator] | None:
+        """What ``Engine(analyst=...)`` takes: None when the writer reads users itself."""
+        return None if self.adapter_path is None else self.analyst
+
+
+def _with_adapter(base: TextGenerator, path: str) -> TextGenerator:
+    with_adapter = getattr(base, "with_adapter", None)
+    if with_adapter is None:
+        from models.adapters import AdapterError
+
+        raise AdapterError(
+            f"{base.model_id} runs behind a server, so dpl cannot apply adapter {path!r} to "
+            "it: start llama-server with --lora FILE and register that server, or pass a GGUF "
+            "file with --model (see docs/readme/tune.md)."
+        )
+    return with_adapter(path)
 
 
 def embedder_factory(settings: Settings, choice: str | None) -> Callable[[], Embedder]:

@@ -8,6 +8,7 @@ so bad files get a readable error instead of a native crash.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import os
 import random
@@ -16,9 +17,11 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .adapters import AdapterInfo
 from .base import ChatMessage, GenerationStats, ModelInfo, SamplingParams, TextGenerator, TextStream
 from .errors import (
     ContextOverflowError,
@@ -86,6 +89,14 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class _Adapter:
+    info: AdapterInfo
+    handle: Any
+    """llama.cpp's adapter, freed with the model."""
+    scale: float
 
 
 class _LlamaLog:
@@ -277,6 +288,10 @@ class LlamaGenerator(TextGenerator):
         self._formatter = formatter
         self._lock = threading.Lock()
         self._owner: int | None = None
+        self._adapter: _Adapter | None = None
+        """The LoRA this view applies to every call; None for the base model."""
+        self._applied: list[_Adapter | None] = [None]
+        """What the shared context has applied now (one cell, shared by every view)."""
 
     # locking -------------------------------------------------------------
     def _acquire(self) -> None:
@@ -291,6 +306,93 @@ class LlamaGenerator(TextGenerator):
     def _release(self) -> None:
         self._owner = None
         self._lock.release()
+
+    # adapters ------------------------------------------------------------
+    @property
+    def adapter(self) -> AdapterInfo | None:
+        """The LoRA adapter this generator applies, if any."""
+        return self._adapter.info if self._adapter is not None else None
+
+    @property
+    def base(self) -> LlamaGenerator:
+        """The same loaded model without an adapter (itself when it has none)."""
+        return self._base if self._adapter is not None else self
+
+    def with_adapter(self, path: str | Path, scale: float = 1.0) -> LlamaGenerator:
+        """A view of this model that applies the LoRA adapter at ``path`` to its calls.
+
+        The view shares the loaded weights, the context and the lock with this generator,
+        so both can be used in turn (the base model reads users, the view writes reviews).
+        Switching between them clears the context's cached prompt, since its states were
+        computed under the other weights. The view's ``model_id`` names base and adapter.
+
+        Raises AdapterError for a file that is not an adapter, one made for another base,
+        or one llama.cpp refuses (the reason it logged is in the message)."""
+        import llama_cpp
+
+        from .adapters import AdapterError, check_base, inspect_adapter
+
+        info = inspect_adapter(path)
+        check_base(info, self.gguf)
+        with _LlamaLog(echo=False) as log:
+            handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(info.path).encode())
+        if not handle:
+            raise AdapterError(
+                f"llama.cpp could not apply adapter {info.path!r} to {self.info.model_id!r}: "
+                f"{log.error() or 'unknown error'}. Train it again for this base (dpl tune)."
+            )
+        view = copy.copy(self)
+        view._base = self.base
+        view._adapter = _Adapter(info, handle, float(scale))
+        view.info = replace(self.base.info, model_id=f"{self.base.info.model_id}+{info.adapter_id}")
+        return view
+
+    def _apply_adapter(self) -> None:
+        """Put this view's adapter on the shared context (the lock is held)."""
+        if self._applied[0] is self._adapter:
+            return
+        import llama_cpp
+
+        if self._adapter is None:
+            failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapter.handle)
+            scales = (ctypes.c_float * 1)(self._adapter.scale)
+            failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, handles, 1, scales)
+        if failed:
+            raise ModelError(f"llama.cpp could not switch adapters on {self.info.model_id}.")
+        self.llm.reset()  # cached states belong to the other weights: read prompts anew
+        self._applied[0] = self._adapter
+
+    def next_token_logits(self, ids: Sequence[int]) -> list[float]:
+        """The logits llama.cpp gives the token after ``ids`` (read from scratch), with this
+        view's adapter applied. For checking an adapter against the framework it came from."""
+        import numpy as np
+
+        self._acquire()
+        try:
+            self._apply_adapter()
+            self.llm.reset()
+            self.llm.eval(list(ids))
+            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+            return logits.astype(float).tolist()
+        finally:
+            self._release()
+
+    # training examples ---------------------------------------------------
+    def prompt_token_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt's tokens exactly as a call would read them (chat template included)."""
+        return self._prompt_ids(messages)
+
+    def text_token_ids(self, text: str) -> list[int]:
+        """Plain text as tokens, without a start token (a completion to train on)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    @property
+    def end_of_turn_id(self) -> int:
+        """The token that ends the model's turn under its chat template."""
+        stops = sorted(getattr(self._formatter, "stop_token_ids", None) or ())
+        return int(stops[0]) if stops else int(self.llm.token_eos())
 
     # tokens --------------------------------------------------------------
     def _prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
@@ -348,6 +450,7 @@ class LlamaGenerator(TextGenerator):
             raise ValueError(f"max_tokens must be at least 1, got {params.max_tokens}")
         self._acquire()
         try:
+            self._apply_adapter()
             prompt_ids = self._prompt_ids(messages)
             needed = len(prompt_ids) + params.max_tokens
             if needed > self.n_ctx:

@@ -24,6 +24,8 @@ class Settings:
     """A sentence-transformers model directory; None means the bundled default."""
     models: dict[str, str] = field(default_factory=dict)
     """Registered models: name -> GGUF path."""
+    adapters: dict[str, str] = field(default_factory=dict)
+    """LoRA adapters made by `dpl tune` (or added by hand): name -> adapter GGUF path."""
     servers: dict[str, dict] = field(default_factory=dict)
     """Registered LLM servers: name -> {"url", "model", "api_key_env", "concurrency", ...}.
     Only the name of the environment variable holding an API key is kept, never the key."""

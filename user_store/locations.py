@@ -54,6 +54,11 @@ def rejects_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.stem + ".rejects.jsonl")
 
 
+def adapters_dir() -> Path:
+    """Where `dpl tune` writes adapters (and the checkpoints of runs in progress)."""
+    return data_dir() / "adapters"
+
+
 def exports_dir() -> Path:
     """Default folder for exports from the app."""
     return data_dir() / "exports"

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..common import (
+    AdapterOption,
     DbOption,
     JsonOption,
     ModelOption,
@@ -114,6 +115,7 @@ def _engine(
     measured_in_profile: bool = False,
     drop_uninformative: bool = False,
     max_description_chars: int | None = None,
+    adapter: str | None = None,
 ):
     from dpl_engine import Engine, EngineConfig
     from dpl_engine.presets import preset as check_preset
@@ -154,14 +156,16 @@ def _engine(
 
         raise EngineError(f"--max-tokens must be at least 1 (got {max_tokens}).")
 
-    from ..loading import embedder_factory, embedder_id, generator_factory
+    from ..loading import ModelPair, embedder_factory, embedder_id
 
+    models = ModelPair(model, adapter, settings)
     return Engine(
         store,
-        generator_factory(model),
+        models.writer,
         embedder_factory(settings, model),
         config,
         embedder_id=embedder_id(settings, model),
+        analyst=models.analyst_factory,
     )
 
 
@@ -459,6 +463,7 @@ def compare(
     ] = None,
     db: DbOption = None,
     model: ModelOption = None,
+    adapter: AdapterOption = None,
     as_json: JsonOption = False,
     k: KOption = None,
     m: MOption = None,
@@ -486,6 +491,7 @@ def compare(
                 seed=seed,
                 preset=preset,
                 max_description_chars=max_description_chars,
+                adapter=adapter,
             )
             if item is not None and store.review(user_id, item) is None:
                 # Not reviewed by the user: the rating is unused here, the title is the query.
@@ -555,6 +561,7 @@ def generate(
         ),
     ] = "dpl",
     model: ModelOption = None,
+    adapter: AdapterOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
     seed: SeedOption = 42,
@@ -592,6 +599,7 @@ def generate(
                 measured_in_profile=measured_in_profile,
                 drop_uninformative=drop_uninformative,
                 max_description_chars=max_description_chars,
+                adapter=adapter,
             )
             target = _target(engine, user_id, item, rating, title)
             stream_out = not as_json

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..common import (
+    AdapterOption,
     DbOption,
     JsonOption,
     ModelOption,
@@ -415,6 +416,7 @@ def eval_(
         ),
     ] = None,
     model: ModelOption = None,
+    adapter: AdapterOption = None,
     which: Annotated[
         str, typer.Option("--split", help="Targets to generate: 'test' (latest review) or 'val'.")
     ] = "test",
@@ -557,7 +559,7 @@ def eval_(
             if concurrency < 1:
                 raise EngineError(f"--concurrency must be at least 1 (got {concurrency}).")
             judge = _generator_factory(str(judge_model)) if judge_model else None
-            runner = _runner(store, chosen, model, config, judge)
+            runner = _runner(store, chosen, model, config, judge, adapter)
             plan = runner.plan()
             err_console.print(
                 Text(
@@ -598,21 +600,23 @@ def _chosen_split(store, thresholds):  # -> dpl_engine.split.Split
     return chosen
 
 
-def _runner(store, chosen, model, config, judge=None):  # -> dpl_engine.evaluation.Evaluation
+def _runner(store, chosen, model, config, judge=None, adapter=None):  # -> Evaluation
     from dpl_engine import evaluation as ev
     from user_store.config import Settings
 
-    from ..loading import embedder_factory, embedder_id, generator_factory
+    from ..loading import ModelPair, embedder_factory, embedder_id
 
     settings = Settings.load()
+    models = ModelPair(model, adapter, settings)
     return ev.Evaluation(
         store,
         chosen,
-        generator_factory(model),
+        models.writer,
         embedder_factory(settings, model),
         config,
         embedder_id=embedder_id(settings, model),
         judge=judge,
+        analyst=models.analyst_factory,
     )
 
 

@@ -108,8 +108,9 @@ def list_models(as_json: JsonOption = False) -> None:
         names = set(settings.models)
         rows = [_row(e, _in_use(e, choice, names)) for e in entries]
         servers = _server_rows(settings, choice)
+        adapters = _adapter_rows(settings)
     if as_json:
-        console.print_json(json.dumps(rows + servers))
+        console.print_json(json.dumps(rows + servers + adapters))
         return
     from rich.table import Table
     from rich.text import Text
@@ -137,9 +138,53 @@ def list_models(as_json: JsonOption = False) -> None:
     console.print(table)
     if servers:
         console.print(_server_table(servers))
+    if adapters:
+        console.print(_adapter_table(adapters))
     console.print("* = used when no --model is given. Register a model: dpl models add NAME PATH, "
                   "or a server: dpl models add NAME --url http://HOST:PORT/v1 --model SERVED",
                   highlight=False)
+
+
+def _adapter_rows(settings) -> list[dict]:
+    """One row per adapter registered by `dpl tune`, with what its file records."""
+    from models.adapters import inspect_adapter
+    from models.errors import ModelError
+
+    rows = []
+    for name, path in sorted(settings.adapters.items()):
+        row: dict = {"name": name, "adapter": True, "path": path, "error": ""}
+        try:
+            info = inspect_adapter(path)
+        except ModelError as err:
+            rows.append({**row, "error": str(err)})
+            continue
+        meta = info.meta
+        rows.append({
+            **row, "adapter_id": info.adapter_id, "size_bytes": info.size_bytes,
+            "base_model_id": info.base_model_id, "method": meta.get("method", ""),
+            "teacher_id": meta.get("teacher_id", ""), "examples": meta.get("examples"),
+            "final_loss": meta.get("final_loss"), "split": meta.get("split", {}).get("id"),
+            "rank": meta.get("options", {}).get("rank"),
+        })
+    return rows
+
+
+def _adapter_table(adapters: list[dict]):  # -> Table
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="LoRA adapters (dpl tune)", title_justify="left")
+    for col in ("name", "base", "method", "teacher", "examples", "loss", "path"):
+        table.add_column(col, overflow="fold")
+    for row in adapters:
+        if row["error"]:
+            table.add_row(Text(row["name"]), "", "", "", "", "", Text(row["error"], style="red"))
+            continue
+        teacher = row["teacher_id"] if row["teacher_id"] != row["base_model_id"] else "(base)"
+        table.add_row(Text(row["name"]), Text(row["base_model_id"]), row["method"],
+                      Text(teacher), str(row["examples"]), f"{row['final_loss']}",
+                      Text(row["path"]))
+    return table
 
 
 def _server_table(servers: list[dict]):  # -> Table

@@ -14,6 +14,7 @@ import typer
 from rich.text import Text
 
 from ..common import (
+    AdapterOption,
     DbOption,
     ModelOption,
     PresetOption,
@@ -95,6 +96,7 @@ def prepare(
         ),
     ] = False,
     model: ModelOption = None,
+    adapter: AdapterOption = None,
     concurrency: Annotated[
         int,
         typer.Option("--concurrency", help="Users prepared at once (for a server backend)."),
@@ -162,6 +164,7 @@ def prepare(
                             seed=(seed or [42])[0],
                             preset=preset,
                             max_description_chars=max_description_chars,
+                            adapter=adapter,
                         )
                     else:
                         _prepare_split(
@@ -190,6 +193,7 @@ def prepare(
                             analysis_max_tokens=analysis_max_tokens,
                             max_review_chars=max_review_chars,
                             max_description_chars=max_description_chars,
+                            adapter=adapter,
                         )
                 except (KeyboardInterrupt, Cancelled):
                     token.cancel()
@@ -261,13 +265,14 @@ def _prepare_split(
     done,
     *,
     thresholds,
+    adapter=None,
     **options,
 ) -> None:
     from dpl_engine import EngineError
 
     chosen = _chosen_split(store, thresholds)
     config = _eval_config("dpl", users, seeds, which, **options)
-    runner = _runner(store, chosen, model, config)
+    runner = _runner(store, chosen, model, config, adapter=adapter)
     in_split = {u.user_id for u in chosen.users}
     wanted = list(dict.fromkeys(user_ids or []))
     unknown = [u for u in wanted if u not in in_split]

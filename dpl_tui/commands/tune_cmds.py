@@ -1,0 +1,257 @@
+"""``dpl tune``: train a LoRA adapter for a GGUF base model on the evaluation split.
+
+torch, transformers and peft are imported only once training starts, so
+``dpl --help`` and every other command stay fast.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from ..common import (
+    DbOption,
+    JsonOption,
+    ModelOption,
+    PresetOption,
+    console,
+    err_console,
+    eta_progress,
+    open_store,
+    stop_on_terminate,
+    user_errors,
+)
+from .engine_cmds import KOption, MOption, NOption
+from .eval_cmds import (
+    AnalysisTokensOption,
+    MaxUserOption,
+    MinCharsOption,
+    MinItemOption,
+    MinUserOption,
+    ReviewCharsOption,
+    _chosen_split,
+    _eval_config,
+)
+
+TUNE_EPILOG = (
+    "Examples are the training users' own profile reviews (never a validation or test review "
+    "of anyone), each rendered with the prompt the method builds at generation time; the first "
+    "--holdout-users users of dpl eval's order give none, so `dpl eval --users N --adapter NAME` "
+    "with N up to that number tests on unseen users. The same command twice trains once; "
+    "Ctrl-C keeps a checkpoint that the same command (or --resume) continues. See "
+    "docs/readme/tune.md."
+)
+
+
+def tune(
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Name to register the adapter under (default: task-METHOD)."),
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="Prompt to train on: dpl, profile, rag or none.")
+    ] = "dpl",
+    model: ModelOption = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Model (registered name, server or GGUF) whose differences and profiles go "
+            "into the training prompts (default: the base model itself).",
+        ),
+    ] = None,
+    examples: Annotated[
+        int, typer.Option("--examples", help="At most this many training examples.")
+    ] = 120,
+    per_user: Annotated[
+        int, typer.Option("--per-user", help="Targets per training user (they share calls).")
+    ] = 3,
+    holdout_users: Annotated[
+        int,
+        typer.Option("--holdout-users", help="Users of dpl eval's order that give no example."),
+    ] = 40,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Prompt plus review tokens per example.")
+    ] = 1024,
+    rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 16,
+    alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale alpha/rank).")] = 32.0,
+    targets: Annotated[
+        str,
+        typer.Option("--targets", help="Comma-separated projections to adapt."),
+    ] = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the examples.")] = 1.0,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 3e-4,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for KMeans, sampling, order.")] = 42,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run (fails if none).")
+    ] = False,
+    k: KOption = None,
+    m: MOption = None,
+    n: NOption = None,
+    preset: PresetOption = None,
+    analysis_max_tokens: AnalysisTokensOption = None,
+    max_review_chars: ReviewCharsOption = None,
+    min_chars: MinCharsOption = None,
+    min_user_reviews: MinUserOption = None,
+    max_user_reviews: MaxUserOption = None,
+    min_item_reviewers: MinItemOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a LoRA adapter on difference-aware prompts, export it for llama.cpp, register it."""
+    from dpl_engine import EngineError
+    from dpl_engine.tune import TuneConfig, train_adapter
+    from models.training import LoraOptions
+    from user_store import locations
+    from user_store.config import Settings
+
+    with user_errors():
+        settings = Settings.load()
+        base_path = _base_path(settings, model)
+        lora = LoraOptions(
+            rank=rank, alpha=alpha, targets=tuple(t.strip() for t in targets.split(",") if t),
+            epochs=epochs, learning_rate=lr, seed=seed,
+        )
+        with open_store(db) as store:
+            thresholds = (min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
+            chosen = _chosen_split(store, thresholds)
+            evaluation = _eval_config(
+                method, None, [seed], "val", k=k, m=m, n=n, max_tokens=None,
+                analysis_max_tokens=analysis_max_tokens, max_review_chars=max_review_chars,
+                preset=preset,
+            )
+            config = TuneConfig(
+                method=method,  # type: ignore[arg-type]
+                examples=examples, per_user=per_user, holdout_users=holdout_users,
+                max_tokens=max_tokens, engine=replace(evaluation.engine, seed=seed), lora=lora,
+            )
+            config.check()
+            name = name or f"task-{method}"
+            engine = _engine(store, chosen, config, base_path, teacher, settings)
+            folder = locations.adapters_dir()
+            started = time.perf_counter()
+            try:
+                with stop_on_terminate(), _TuneProgress() as progress:
+                    result = train_adapter(
+                        engine, chosen, config, name=name, base_path=base_path, folder=folder,
+                        teacher=teacher, resume=resume, on_progress=progress.stage,
+                        on_step=progress.step,
+                    )
+            except KeyboardInterrupt:
+                err_console.print(Text(
+                    f"Stopped after {time.perf_counter() - started:.0f} s. Differences and "
+                    "profiles made so far are cached and training keeps its last checkpoint: "
+                    "run the same command (or add --resume) to continue."
+                ))
+                raise typer.Exit(130) from None
+            if not result.path.exists():
+                raise EngineError(f"The adapter was not written to {str(result.path)!r}.")
+        settings = Settings.load()
+        settings.adapters[name] = str(result.path)
+        settings.save()
+    meta = result.meta
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"name": name, "path": str(result.path), "trained": result.trained,
+                               "skipped": list(result.skipped), "llm_calls": result.llm_calls,
+                               "resumed_from": result.resumed_from, **meta}, indent=2))
+        return
+    if not result.trained:
+        console.print(Text(
+            f"Adapter {name!r} with these options is already trained ({result.path}); nothing "
+            f"to do. Final loss {meta.get('final_loss')}."
+        ))
+        return
+    console.print(Text(
+        f"Adapter {name!r}: {result.examples} examples from {meta['users']} users, "
+        f"{meta['steps']} steps on {meta['device']} in {meta['seconds']:.0f} s; loss "
+        f"{meta['first_loss']} -> {meta['final_loss']}. {result.llm_calls} LLM calls made for "
+        f"the prompts, {len(result.skipped)} targets skipped. Written to {result.path}.\n"
+        f"Use it: dpl generate USER --adapter {name}   |   "
+        f"dpl eval --split val --users {config.holdout_users} --adapter {name}"
+    ))
+
+
+def _base_path(settings, model: str | None):  # -> Path
+    """The GGUF file to train on: a server cannot be trained here."""
+    from pathlib import Path
+
+    from models.adapters import AdapterError
+    from models.registry import default_gguf_path, inspect_gguf
+
+    resolved = settings.resolve_model(model)
+    if resolved is not None and settings.server(resolved) is not None:
+        raise AdapterError(
+            f"{resolved!r} is an LLM server: dpl tune trains a GGUF base model on this machine. "
+            "Pass the GGUF with --model, and the server as --teacher if it should read users."
+        )
+    path = Path(resolved).expanduser() if resolved else default_gguf_path()
+    inspect_gguf(path)  # a missing, foreign or truncated file is named before any work
+    return path
+
+
+def _engine(store, chosen, config, base_path, teacher, settings):  # -> Engine
+    from dpl_engine import Engine
+
+    from ..loading import embedder_factory, embedder_id, load_generator
+
+    hidden = chosen.hidden_reviews("val")
+    student = load_generator(str(base_path), settings)
+    analyst = None
+    if teacher is not None:
+        analyst = load_generator(teacher, settings)
+        if analyst.model_id == student.model_id:
+            analyst = None  # the base model is its own teacher
+    return Engine(
+        store, student, embedder_factory(settings, None), config.engine,
+        exclude_reviews=hidden, embedder_id=embedder_id(settings, None), analyst=analyst,
+    )
+
+
+class _TuneProgress:
+    """Examples, then training steps, as one progress bar on stderr with loss and ETA."""
+
+    def __init__(self) -> None:
+        self.progress = eta_progress("tune")
+        self.task = None
+        self.stage_name = ""
+
+    def __enter__(self) -> _TuneProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def stage(self, stage: str, done: int, total: int, detail: str) -> None:
+        labels = {"examples": "building examples", "load": "loading the base model",
+                  "export": "writing the adapter"}
+        if stage != self.stage_name:
+            self.stage_name = stage
+            if self.task is not None:
+                self.progress.update(self.task, visible=False)
+            self.task = self.progress.add_task(labels.get(stage, stage), total=total or None,
+                                               note="")
+        self.progress.update(self.task, completed=done, total=total or None,
+                             note=f"{labels.get(stage, stage)}: {detail}")
+
+    def step(self, report) -> None:  # report: models.training.StepReport
+        if self.stage_name != "train":
+            self.stage("train", 0, report.total, "")
+        self.progress.update(
+            self.task, completed=report.step, total=report.total,
+            note=f"training: loss {report.loss:.3f}, {report.examples_per_s:.2f} examples/s, "
+            f"{report.tokens_per_s:.0f} tokens/s",
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tune", epilog=TUNE_EPILOG)(tune)
+
+
+__all__ = ["register"]

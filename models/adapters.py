@@ -1,0 +1,187 @@
+"""LoRA adapters as llama.cpp loads them: a GGUF file of their own beside the base model.
+
+An adapter file holds ``general.type = adapter``, ``adapter.type = lora``,
+``adapter.lora.alpha`` and, per adapted weight, ``<llama.cpp tensor name>.lora_a`` and
+``.lora_b``. dpl adds one key, ``dpl.adapter``: a JSON object with the base model's id
+and everything that made the adapter (split, method, teacher, options, final loss), so
+the file alone says what it is for. The header is read here before llama.cpp sees the
+file, so a truncated file, a model passed as an adapter or an adapter for another base
+gets a readable one-line error instead of a native failure.
+
+Writing uses the ``gguf`` package; nothing heavy is imported at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .registry import GGUFInfo, inspect_gguf
+
+META_KEY = "dpl.adapter"
+
+# llama.cpp's converter reorders the rows of the query and key projections of these
+# architectures (it interleaves the two rotary halves of each head); a LoRA's B matrix,
+# whose rows are the projection's outputs, must be reordered the same way.
+ROPE_PERMUTED = frozenset({"llama"})
+
+
+class AdapterError(ModelError):
+    """An adapter file cannot be used (not an adapter, cut short, made for another base)."""
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What an adapter file's header says."""
+
+    path: str
+    size_bytes: int
+    alpha: float
+    rank: int
+    tensors: int
+    architecture: str
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    """dpl's record of how it was made; empty for adapters made elsewhere."""
+
+    @property
+    def base_model_id(self) -> str:
+        """The id (file name and size) of the GGUF it was trained on; '' when unknown."""
+        return str(self.meta.get("base_model_id", ""))
+
+    @property
+    def adapter_id(self) -> str:
+        """A short stable id: dpl's training digest, else the file name and size."""
+        digest = self.meta.get("digest")
+        name = self.meta.get("name") or Path(self.path).stem
+        return f"{name}@{digest[:12]}" if digest else f"{Path(self.path).name}:{self.size_bytes}"
+
+
+def inspect_adapter(path: str | Path) -> AdapterInfo:
+    """Read and check an adapter file's header.
+
+    Raises ModelNotFoundError, NotGGUFError, CorruptModelError (cut short) or AdapterError
+    (a GGUF that is a model, or a LoRA without its tensors)."""
+    path = Path(path).expanduser()
+    info = inspect_gguf(path)
+    kind = info.metadata.get("general.type")
+    if kind != "adapter" or info.metadata.get("adapter.type") != "lora":
+        what = f"general.type = {kind!r}" if kind else "no general.type"
+        raise AdapterError(
+            f"{str(path)!r} is not a LoRA adapter ({what}; it looks like a model). Pass an "
+            "adapter made by `dpl tune`, or give this file to --model instead."
+        )
+    alpha = info.metadata.get("adapter.lora.alpha", 0.0)
+    meta_text = info.metadata.get(META_KEY)
+    meta: dict[str, Any] = {}
+    if isinstance(meta_text, str):
+        try:
+            loaded = json.loads(meta_text)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            meta = loaded
+    if info.tensor_count == 0:
+        raise AdapterError(f"Adapter {str(path)!r} holds no tensors. Train it again (dpl tune).")
+    return AdapterInfo(
+        path=str(path),
+        size_bytes=info.size_bytes,
+        alpha=float(alpha) if isinstance(alpha, (int, float)) else 0.0,
+        rank=int(meta.get("options", {}).get("rank", 0)) if meta else 0,
+        tensors=info.tensor_count,
+        architecture=info.architecture,
+        meta=meta,
+    )
+
+
+def check_base(adapter: AdapterInfo, base: GGUFInfo) -> None:
+    """Refuse an adapter trained on another base model, naming both."""
+    wanted = adapter.base_model_id
+    if wanted and wanted != base.model_id:
+        raise AdapterError(
+            f"Adapter {adapter.path!r} was trained for base model {wanted!r}, not "
+            f"{base.model_id!r}. Pass --model with that base, or train an adapter for this "
+            "one with `dpl tune --model`."
+        )
+    if adapter.architecture and base.architecture and adapter.architecture != base.architecture:
+        raise AdapterError(
+            f"Adapter {adapter.path!r} is for the {adapter.architecture!r} architecture, but "
+            f"{base.model_id!r} is {base.architecture!r}. Pass the base it was trained on."
+        )
+
+
+def permute_rows(rows: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder a projection's output rows the way llama.cpp's converter does for rotary heads:
+    within each head, the two halves are interleaved."""
+    out = rows.shape[0]
+    return (
+        rows.reshape(n_head, 2, out // n_head // 2, *rows.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(rows.shape)
+    )
+
+
+def gguf_tensor_name(hf_module: str, architecture: str, block_count: int) -> str:
+    """llama.cpp's name for a transformers module path ('model.layers.0.self_attn.q_proj'
+    becomes 'blk.0.attn_q.weight'), from the ``gguf`` package's own name map."""
+    import gguf
+
+    arch = {name: value for value, name in gguf.MODEL_ARCH_NAMES.items()}.get(architecture)
+    if arch is None:
+        raise AdapterError(f"The gguf package does not know the architecture {architecture!r}.")
+    mapped = gguf.get_tensor_name_map(arch, block_count).get_name(hf_module + ".weight",
+                                                                  try_suffixes=(".weight",))
+    if mapped is None:
+        raise AdapterError(f"No llama.cpp tensor name for {hf_module!r} ({architecture}).")
+    return mapped
+
+
+def write_adapter(
+    path: str | Path,
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    alpha: float,
+    architecture: str,
+    block_count: int,
+    n_head: int,
+    n_head_kv: int,
+    meta: Mapping[str, Any],
+) -> Path:
+    """Write LoRA pairs as a llama.cpp adapter GGUF.
+
+    ``pairs`` maps a transformers module path to its (A, B) in PEFT's layout: A is
+    (rank, in), B is (out, rank). The file is written beside ``path`` and moved into
+    place when complete, so an interrupted export never leaves half a file."""
+    import gguf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    writer = gguf.GGUFWriter(str(tmp), architecture)
+    try:
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
+        writer.add_string(META_KEY, json.dumps(dict(meta), sort_keys=True))
+        for module, (a, b) in sorted(pairs.items()):
+            name = gguf_tensor_name(module, architecture, block_count)
+            if architecture in ROPE_PERMUTED:
+                if name.endswith("attn_q.weight"):
+                    b = permute_rows(b, n_head)
+                elif name.endswith("attn_k.weight"):
+                    b = permute_rows(b, n_head_kv)
+            writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
+            writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,345 @@
+"""Training a LoRA adapter on a GGUF base model: PEFT over transformers, a plain loop.
+
+transformers reads the GGUF itself (dequantized, with its tokenizer and chat
+template), so the model trained is the model llama.cpp serves. Examples arrive as
+token ids already rendered by llama.cpp's own chat template (``TrainingExample``),
+so the prompts trained on are, token for token, the prompts served. The loss covers
+the completion only. A checkpoint (the LoRA weights, the optimizer and the position
+in the run) is written every few steps and when the run is interrupted, and a run
+with the same identity resumes from it. The trained pairs are exported with
+``models.adapters.write_adapter``.
+
+torch, transformers and peft are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainingError(ModelError):
+    """Training cannot start or go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    prompt_ids: tuple[int, ...]
+    """The prompt as llama.cpp tokenizes it under the model's chat template."""
+    completion_ids: tuple[int, ...]
+    """The text to learn, ending with the end-of-turn token; the loss covers only these."""
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    """Projection names PEFT adapts (transformers' module names)."""
+    epochs: float = 1.0
+    """Passes over the examples; a fraction stops part-way through the last one."""
+    learning_rate: float = 3e-4
+    warmup: float = 0.1
+    """Share of the steps with a linearly rising learning rate; it then falls linearly to 0."""
+    seed: int = 0
+    checkpoint_every: int = 20
+    """Steps between checkpoints (and one more when the run is interrupted)."""
+
+    def check(self) -> None:
+        problems = [
+            (self.rank < 1, f"--rank must be at least 1 (got {self.rank})"),
+            (self.alpha <= 0, f"--alpha must be above 0 (got {self.alpha})"),
+            (not 0 <= self.dropout < 1, f"--dropout must be in [0, 1) (got {self.dropout})"),
+            (not self.targets, "--targets needs at least one module name, e.g. q_proj,v_proj"),
+            (self.epochs <= 0, f"--epochs must be above 0 (got {self.epochs})"),
+            (self.learning_rate <= 0, f"--lr must be above 0 (got {self.learning_rate})"),
+            (not 0 <= self.warmup < 1, f"warmup must be in [0, 1) (got {self.warmup})"),
+            (self.checkpoint_every < 1, "checkpoint_every must be at least 1"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise TrainingError(message + ".")
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step: int
+    total: int
+    loss: float
+    """Mean loss per completion token over the last few steps."""
+    examples_per_s: float
+    tokens_per_s: float
+    seconds_left: float
+
+
+@dataclass
+class TrainResult:
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+    """transformers module path -> (A, B) in PEFT's layout, float32."""
+    steps: int
+    first_loss: float
+    """Mean loss over the first steps (up to 10), before training could change much."""
+    final_loss: float
+    """Mean loss over the last steps (up to 10)."""
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+    resumed_from: int = 0
+    """The step a checkpoint let the run start from (0: from the beginning)."""
+    peak_memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class BaseShape:
+    """What the export needs to know of the base model."""
+
+    architecture: str
+    block_count: int
+    n_head: int
+    n_head_kv: int
+
+
+def torch_device() -> str:
+    """'cuda' when torch sees a GPU, else 'cpu'."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_base(gguf_path: Path, device: str, threads: int | None = None) -> tuple[Any, BaseShape]:
+    """The GGUF as a transformers causal LM (dequantized to float32 on the CPU, bfloat16 on a
+    GPU), and its shape for the export."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # dpl shows its own progress
+    hf_logging.set_verbosity_error()
+    if threads:
+        torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=dtype
+        )
+    except (ValueError, OSError, KeyError, RuntimeError) as err:
+        raise TrainingError(
+            f"transformers could not load {str(gguf_path)!r} for training ({err}). Training "
+            "needs a GGUF whose architecture transformers can read (llama, qwen2, mistral, ...)."
+        ) from err
+    cfg = model.config
+    arch = getattr(cfg, "model_type", "")
+    shape = BaseShape(
+        architecture="llama" if arch in ("llama", "mistral") else arch,
+        block_count=int(cfg.num_hidden_layers),
+        n_head=int(cfg.num_attention_heads),
+        n_head_kv=int(getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)),
+    )
+    return model.to(device), shape
+
+
+def with_lora(model: Any, options: LoraOptions, *, random_b: bool = False) -> Any:
+    """``model`` wrapped by PEFT with a LoRA on ``options.targets``.
+
+    ``random_b`` starts B random instead of zero (for export checks: an untrained adapter
+    then changes the output)."""
+    from peft import LoraConfig, get_peft_model
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in options.targets if t not in names]
+    if missing:
+        raise TrainingError(
+            f"The base model has no module named {missing[0]!r}; choose --targets from "
+            f"{', '.join(t for t in DEFAULT_TARGETS if t in names)}."
+        )
+    config = LoraConfig(
+        r=options.rank,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=list(options.targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+        init_lora_weights=not random_b,
+    )
+    return get_peft_model(model, config)
+
+
+def lora_pairs(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The PEFT model's LoRA weights by transformers module path, as float32 arrays."""
+    a_parts: dict[str, np.ndarray] = {}
+    b_parts: dict[str, np.ndarray] = {}
+    for name, param in model.named_parameters():
+        for marker, parts in ((".lora_A.", a_parts), (".lora_B.", b_parts)):
+            if marker in name:
+                module = name.split(marker)[0]
+                module = module.removeprefix("base_model.model.")
+                parts[module] = param.detach().float().cpu().numpy()
+    return {m: (a_parts[m], b_parts[m]) for m in sorted(a_parts) if m in b_parts}
+
+
+def _schedule(step: int, total: int, warmup: float) -> float:
+    ramp = max(1, int(total * warmup))
+    if step < ramp:
+        return (step + 1) / ramp
+    return max(0.0, (total - step) / max(1, total - ramp))
+
+
+def _order(n: int, epochs: float, seed: int) -> list[int]:
+    """Example indices for the whole run: each epoch a fresh shuffle."""
+    rng = random.Random(seed)
+    steps = max(1, math.ceil(n * epochs))
+    order: list[int] = []
+    while len(order) < steps:
+        epoch = list(range(n))
+        rng.shuffle(epoch)
+        order += epoch
+    return order[:steps]
+
+
+def train(
+    model: Any,
+    examples: Sequence[TrainingExample],
+    options: LoraOptions,
+    *,
+    checkpoint: Path | None = None,
+    identity: str = "",
+    on_step: Callable[[StepReport], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train the LoRA of a PEFT ``model`` (``with_lora``) on ``examples``, one per step.
+
+    With ``checkpoint`` (a file path), progress is saved there every
+    ``options.checkpoint_every`` steps and when the run is interrupted (KeyboardInterrupt, or
+    ``stop`` returning True, which raises KeyboardInterrupt after saving); a later call with
+    the same ``identity`` continues from it. Returns the trained pairs and the losses."""
+    import torch
+
+    options.check()
+    if not examples:
+        raise TrainingError("There are no training examples.")
+    device = next(model.parameters()).device
+    torch.manual_seed(options.seed)
+    order = _order(len(examples), options.epochs, options.seed)
+    total = len(order)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _schedule(s, total, options.warmup)
+    )
+    losses: list[float] = []
+    start_step = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("identity") == identity and state.get("total") == total:
+            trainable = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in state["lora"].items():
+                    trainable[name].copy_(value)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            losses = list(state["losses"])
+            start_step = int(state["step"])
+            torch.set_rng_state(state["rng"])
+
+    def save(step: int) -> None:
+        if checkpoint is None:
+            return
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "identity": identity,
+            "total": total,
+            "step": step,
+            "lora": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "losses": losses,
+            "rng": torch.get_rng_state(),
+            "options": asdict(options),
+        }
+        tmp = checkpoint.with_name(checkpoint.name + ".partial")
+        torch.save(state, tmp)
+        os.replace(tmp, checkpoint)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.train()
+    tokens = 0
+    started = time.perf_counter()
+    step = start_step
+    try:
+        for step in range(start_step, total):
+            if stop is not None and stop():
+                raise KeyboardInterrupt
+            example = examples[order[step]]
+            ids = list(example.prompt_ids) + list(example.completion_ids)
+            input_ids = torch.tensor([ids], device=device)
+            labels = input_ids.clone()
+            labels[0, : len(example.prompt_ids)] = -100
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = model(input_ids=input_ids, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            tokens += len(ids)
+            done = step + 1
+            if done % options.checkpoint_every == 0 and done < total:
+                save(done)
+            if on_step is not None:
+                elapsed = time.perf_counter() - started
+                rate = (done - start_step) / elapsed if elapsed > 0 else 0.0
+                on_step(
+                    StepReport(
+                        step=done,
+                        total=total,
+                        loss=float(np.mean(losses[-10:])),
+                        examples_per_s=rate,
+                        tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
+                        seconds_left=(total - done) / rate if rate > 0 else 0.0,
+                    )
+                )
+    except KeyboardInterrupt:
+        save(len(losses))
+        raise
+    model.eval()
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return TrainResult(
+        pairs=lora_pairs(model),
+        steps=total,
+        first_loss=float(np.mean(losses[:10])),
+        final_loss=float(np.mean(losses[-10:])),
+        losses=losses,
+        tokens=tokens,
+        seconds=time.perf_counter() - started,
+        device=device.type,
+        resumed_from=start_step,
+        peak_memory_bytes=int(peak),
+    )
+
+
+def next_token_logits(model: Any, ids: Sequence[int]) -> np.ndarray:
+    """The model's logits for the token after ``ids`` (float64), for export checks."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([list(ids)], device=device))
+    return out.logits[0, -1].double().cpu().numpy()
