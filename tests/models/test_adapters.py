@@ -1,0 +1,208 @@
+"""LoRA adapters for real: PEFT over transformers on the bundled GGUF, exported as a llama.cpp
+adapter GGUF, applied by llama.cpp. The export is proven against the framework it came from:
+the change an adapter makes to the next-token logits must be the same in both runtimes."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import adapters, training
+from models.adapters import AdapterError, inspect_adapter, write_adapter
+from models.errors import CorruptModelError
+from models.training import LoraOptions, TrainingExample
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = (
+    "I bought this guitar strap last week and",
+    "The sound quality of these strings is",
+    "Review of a capo: it clamps",
+)
+MIN_CORRELATION = 0.98
+"""Measured on the bundled model with a random rank-8 adapter: 0.993-0.998 when the export
+is right; 0.88-0.90 with the query/key rows left in transformers' order and 0.60-0.88 with
+alpha missing."""
+SLOPE = (0.85, 1.15)
+"""The llama.cpp change regressed on the transformers change: near 1 when alpha is right."""
+
+
+@pytest.fixture(scope="module")
+def hf_base():
+    from models.registry import default_gguf_path
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model, shape = training.load_base(default_gguf_path(), "cpu", threads=None)
+    return model, shape
+
+
+def fresh_lora(hf_base, options: LoraOptions, *, random_b: bool = False):
+    model, shape = hf_base
+    return training.with_lora(copy.deepcopy(model), options, random_b=random_b), shape
+
+
+def export(path: Path, peft_model, shape, options: LoraOptions, base_id: str, **kw) -> Path:
+    pairs = kw.pop("pairs", None) or training.lora_pairs(peft_model)
+    return write_adapter(
+        path, pairs, alpha=kw.pop("alpha", options.alpha), architecture=shape.architecture,
+        block_count=shape.block_count, n_head=shape.n_head, n_head_kv=shape.n_head_kv,
+        meta={"base_model_id": base_id, "name": path.stem, "digest": "test" + path.stem,
+              "options": {"rank": options.rank}},
+    )
+
+
+def agreement(peft_model, base_gen, adapted_gen) -> tuple[float, float]:
+    """The worst correlation and slope, over PROMPTS, between the logit change the adapter
+    causes in transformers (PEFT on against off) and in llama.cpp (with against without)."""
+    correlations, slopes = [], []
+    for text in PROMPTS:
+        ids = base_gen.text_token_ids(text)
+        with peft_model.disable_adapter():
+            h0 = training.next_token_logits(peft_model, ids)
+        h1 = training.next_token_logits(peft_model, ids)
+        l0 = np.array(base_gen.next_token_logits(ids))
+        l1 = np.array(adapted_gen.next_token_logits(ids))
+        dh, dl = h1 - h0, l1 - l0
+        correlations.append(float(np.corrcoef(dh, dl)[0, 1]))
+        slopes.append(float(np.dot(dh, dl) / np.dot(dh, dh)))
+    worst_slope = max(slopes, key=lambda s: abs(s - 1.0))
+    return min(correlations), worst_slope
+
+
+def passes(corr: float, slope: float) -> bool:
+    return corr >= MIN_CORRELATION and SLOPE[0] <= slope <= SLOPE[1]
+
+
+OPTIONS = LoraOptions(rank=8, alpha=16.0, dropout=0.0)
+
+
+def test_the_exported_adapter_changes_llama_cpp_as_it_changes_transformers(
+    hf_base, bundled_generator, tmp_path
+):
+    peft_model, shape = fresh_lora(hf_base, OPTIONS, random_b=True)
+    path = export(tmp_path / "ok.gguf", peft_model, shape, OPTIONS, bundled_generator.model_id)
+    info = inspect_adapter(path)
+    assert info.alpha == 16.0 and info.tensors == 2 * 7 * shape.block_count
+    adapted = bundled_generator.with_adapter(path)
+    corr, slope = agreement(peft_model, bundled_generator, adapted)
+    assert passes(corr, slope), (corr, slope)
+
+
+@pytest.mark.parametrize("fault", ["rows in transformers' order", "alpha missing"])
+def test_a_wrong_export_fails_the_same_check(
+    fault, hf_base, bundled_generator, tmp_path, monkeypatch
+):
+    peft_model, shape = fresh_lora(hf_base, OPTIONS, random_b=True)
+    kw = {}
+    if fault == "alpha missing":
+        kw["alpha"] = 0.0  # llama.cpp then scales by 1 instead of alpha / rank
+    else:
+        monkeypatch.setattr(adapters, "ROPE_PERMUTED", frozenset())
+    path = export(tmp_path / "bad.gguf", peft_model, shape, OPTIONS,
+                  bundled_generator.model_id, **kw)
+    adapted = bundled_generator.with_adapter(path)
+    corr, slope = agreement(peft_model, bundled_generator, adapted)
+    assert not passes(corr, slope), (fault, corr, slope)
+
+
+def test_a_transposed_pair_is_refused_by_llama_cpp_with_a_readable_error(
+    hf_base, bundled_generator, tmp_path
+):
+    peft_model, shape = fresh_lora(hf_base, OPTIONS, random_b=True)
+    swapped = {m: (b.T.copy(), a.T.copy()) for m, (a, b) in
+               training.lora_pairs(peft_model).items()}
+    path = export(tmp_path / "swapped.gguf", peft_model, shape, OPTIONS,
+                  bundled_generator.model_id, pairs=swapped)
+    with pytest.raises(AdapterError, match="could not apply adapter") as err:
+        bundled_generator.with_adapter(path)
+    assert "\n" not in str(err.value)
+
+
+def examples_for(gen) -> list[TrainingExample]:
+    reviews = [
+        ("Review this guitar tuner.", "Clips on tight and reads fast. Worth every penny."),
+        ("Review these strings.", "Bright and loud for a week, then dull. Fine for the price."),
+        ("Review this capo.", "Holds without buzz and does not knock the tuning out."),
+    ]
+    out = []
+    for question, answer in reviews:
+        prompt = gen.prompt_token_ids([{"role": "user", "content": question}])
+        done = tuple(gen.text_token_ids(answer)) + (gen.end_of_turn_id,)
+        out.append(TrainingExample(tuple(prompt), done))
+    return out
+
+
+def test_a_tiny_real_run_lowers_the_loss_and_changes_greedy_output(
+    hf_base, bundled_generator, tmp_path
+):
+    from models.base import SamplingParams
+
+    options = LoraOptions(rank=8, alpha=16.0, dropout=0.0, epochs=4, learning_rate=2e-3,
+                          warmup=0.0)
+    peft_model, shape = fresh_lora(hf_base, options)
+    result = training.train(peft_model, examples_for(bundled_generator), options)
+    assert result.steps == 12 and len(result.losses) == 12
+    assert np.mean(result.losses[-3:]) < 0.7 * np.mean(result.losses[:3]), result.losses
+    path = export(tmp_path / "tiny.gguf", peft_model, shape, options, bundled_generator.model_id)
+    adapted = bundled_generator.with_adapter(path)
+    assert adapted.model_id == f"{bundled_generator.model_id}+tiny@testtiny"
+    messages = [{"role": "user", "content": "Review this guitar tuner."}]
+    params = SamplingParams(temperature=0.0, max_tokens=24, seed=1)
+    base_text, _ = bundled_generator.complete(messages, params)
+    tuned_text, _ = adapted.complete(messages, params)
+    assert tuned_text != base_text
+    # it writes from what it learned of the tuner (the review it saw), not from scratch
+    assert any(p in tuned_text for p in ("reads fast", "Worth every penny", "Clips on tight"))
+    again, _ = bundled_generator.complete(messages, params)
+    assert again == base_text  # the base view is untouched after the adapter's call
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(hf_base, bundled_generator, tmp_path):
+    options = LoraOptions(rank=4, alpha=8.0, dropout=0.0, epochs=2, checkpoint_every=2)
+    examples = examples_for(bundled_generator)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    peft_model, _ = fresh_lora(hf_base, options)
+    steps = []
+
+    def stop_after_three() -> bool:
+        return len(steps) >= 3
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(peft_model, examples, options, checkpoint=checkpoint, identity="run-1",
+                       on_step=steps.append, stop=stop_after_three)
+    assert checkpoint.exists()
+    fresh, _ = fresh_lora(hf_base, options)
+    result = training.train(fresh, examples, options, checkpoint=checkpoint, identity="run-1")
+    assert result.resumed_from == 3 and result.steps == 6 and len(result.losses) == 6
+    # another identity never picks up this checkpoint
+    other, _ = fresh_lora(hf_base, options)
+    assert training.train(other, examples, options, checkpoint=checkpoint,
+                          identity="run-2").resumed_from == 0
+
+
+def test_bad_adapter_files_get_one_line_errors(bundled_generator, tmp_path):
+    from models.registry import default_gguf_path
+
+    with pytest.raises(AdapterError, match="not a LoRA adapter") as err:
+        bundled_generator.with_adapter(default_gguf_path())
+    assert "\n" not in str(err.value)
+
+    good = write_adapter(
+        tmp_path / "a.gguf",
+        {"model.layers.0.self_attn.q_proj": (np.ones((2, 576), np.float32),
+                                             np.zeros((576, 2), np.float32))},
+        alpha=4.0, architecture="llama", block_count=30, n_head=9, n_head_kv=3,
+        meta={"base_model_id": "other-model.gguf:123", "name": "a"},
+    )
+    with pytest.raises(AdapterError, match="other-model.gguf:123") as err:
+        bundled_generator.with_adapter(good)
+    assert bundled_generator.model_id in str(err.value)
+
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CorruptModelError, match="truncated"):
+        inspect_adapter(cut)
