@@ -321,8 +321,16 @@ class LlamaGenerator(TextGenerator):
         It keeps what the context already holds of the prompt and splits the rest into the
         batches llama-cpp-python itself would use, so the computation is the same: the
         completion call then finds the whole prompt read and samples at once. (Where its
-        tokens differed from ``ids`` it would re-read from there; only time would be lost.)"""
+        tokens differed from ``ids`` it would re-read from there; only time would be lost.)
+
+        With ``load_settings.reread_prompt`` (layers on a GPU) nothing is kept: the context is
+        emptied and the whole prompt read from its first token, so every call computes the
+        prompt in the same batches and the same seed gives the same text."""
         llm = self.llm
+        if self.load_settings.reread_prompt:
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+            return self._read_from(0, ids, stop)
         held = llm.input_ids[: llm.n_tokens].tolist()
         start = 0
         while start < min(len(held), len(ids)) and held[start] == ids[start]:
@@ -333,6 +341,10 @@ class LlamaGenerator(TextGenerator):
             llm.reset()  # a cache that cannot be cut (recurrent models) is read from the start
             start = 0
         llm.n_tokens = start
+        return self._read_from(start, ids, stop)
+
+    def _read_from(self, start: int, ids: list[int], stop: Callable[[], bool]) -> bool:
+        llm = self.llm
         for begin in range(start, len(ids), llm.n_batch):
             if stop():
                 return False
