@@ -140,7 +140,8 @@ def model_label(generator: TextGenerator) -> str:
 
 
 def gpu_label(generator: TextGenerator) -> str:
-    """Whether layers are offloaded to a GPU, as the loaded model reports it."""
+    """Whether layers are offloaded to a GPU, as the loaded model reports it, and when they
+    are, the flash attention and prompt batch size that go with it."""
     url = getattr(generator, "url", None)
     if isinstance(url, str):
         return f"whatever the server at {url} uses"
@@ -148,7 +149,12 @@ def gpu_label(generator: TextGenerator) -> str:
     if offload is not None:
         if offload.active:
             total = f"/{offload.layers_total}" if offload.layers_total else ""
-            return f"on, {offload.layers_offloaded}{total} layers on {offload.device_name}"
+            label = f"on, {offload.layers_offloaded}{total} layers on {offload.device_name}"
+            settings = getattr(generator, "load_settings", None)
+            if settings is not None:
+                flash = "on" if settings.flash_attn else "off"
+                label += f" (flash attention {flash}, batch {settings.n_batch})"
+            return label
         if offload.built_with_gpu:
             return "off (0 layers offloaded)"
         return "off (CPU-only llama.cpp build)"

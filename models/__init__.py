@@ -57,10 +57,11 @@ __all__ = [
     "TextStream",
 ]
 # Loaders (each imports its heavy library when called):
-#   models.llama.load_generator(path=None, *, n_ctx=None, n_gpu_layers=None, flash_attn=False,
+#   models.llama.load_generator(path=None, *, n_ctx=None, n_gpu_layers=None, flash_attn=None,
 #       verbose=False) -> LlamaGenerator
 #   models.embeddings.load_embedder(path=None) -> SentenceTransformerEmbedder
 #   models.embeddings.to_blob(vec) -> bytes; from_blob(blob, dim) -> np.ndarray
 #   models.registry.default_gguf_path(), default_embedder_path(), inspect_gguf(path)
 #   models.server.connect(ServerConfig) -> ServerGenerator; connect_embedder(ServerConfig)
-#   models.gpu.planned_state(block_count), supports_gpu_offload(), nvidia_devices()
+#   models.gpu.planned_state(block_count), planned_settings(state), choose_load_settings(
+#       offloading, flash_attn=None), supports_gpu_offload(), nvidia_devices()

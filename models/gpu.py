@@ -3,14 +3,16 @@
 Three separate facts: was llama.cpp built with GPU offload, is there a GPU the
 driver can see (name and memory from ``nvidia-smi`` when it is installed), and
 how many layers a loaded model actually put on it (llama.cpp reports that while
-loading; ``models.llama`` records it).
+loading; ``models.llama`` records it). The load settings that go with where the model
+runs (prompt batch size, flash attention, prompt re-reading) are chosen here too, in
+``choose_load_settings``, so ``dpl models`` can show them without loading anything.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,68 @@ class OffloadState:
             f"GPU offload: {self.layers_offloaded}{total} layers on {self.device_name}"
             f"{planned}{vram}"
         )
+
+
+CPU_PROMPT_BATCH = 128
+"""Prompt tokens per batch on the CPU: a cancel is checked between batches, and 128 reads a
+prompt as fast as llama.cpp's default of 512 there."""
+
+GPU_PROMPT_BATCH = 512
+"""Prompt tokens per batch when layers are offloaded: a batch takes milliseconds on a GPU, so
+a cancel still lands at once, and reading is faster than in batches of 128."""
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How llama.cpp is set up for where the model runs (see ``choose_load_settings``)."""
+
+    n_batch: int
+    """Prompt tokens llama.cpp reads per call, and between two checks for cancellation."""
+    n_ubatch: int
+    """Tokens per physical batch; equal to ``n_batch``, so one call is one batch."""
+    flash_attn: bool
+    reread_prompt: bool
+    """Read the whole prompt on every call instead of reusing the prefix the context already
+    holds: on a GPU a reused prefix changes the batch shapes, and with them the numbers, so the
+    same seed would not give the same text."""
+
+    def summary(self) -> str:
+        """One line, e.g. '512-token prompt batches, flash attention on, prompt re-read per
+        call'."""
+        parts = [
+            f"{self.n_batch}-token prompt batches",
+            f"flash attention {'on' if self.flash_attn else 'off'}",
+        ]
+        if self.reread_prompt:
+            parts.append("prompt re-read per call")
+        return ", ".join(parts)
+
+
+CPU_SETTINGS = LoadSettings(
+    CPU_PROMPT_BATCH, CPU_PROMPT_BATCH, flash_attn=False, reread_prompt=False
+)
+GPU_SETTINGS = LoadSettings(GPU_PROMPT_BATCH, GPU_PROMPT_BATCH, flash_attn=True, reread_prompt=True)
+
+
+def choose_load_settings(offloading: bool, flash_attn: bool | None = None) -> LoadSettings:
+    """The settings for a model that will (``offloading``: n_gpu_layers != 0 on a GPU build)
+    or will not put layers on a GPU; an explicit ``flash_attn`` overrides the choice of
+    flash attention and nothing else.
+
+    On a GPU: flash attention and 512-token prompt batches. With 128-token batches and flash
+    attention off, a prompt of about 3k tokens aborted the whole process on an NVIDIA H200
+    (CUDA 'illegal instruction'); either change alone avoided it, and both were faster.
+    The prompt is re-read on every call, so the same seed gives the same text. On the CPU:
+    128-token batches, flash attention off, the cached prompt prefix reused."""
+    chosen = GPU_SETTINGS if offloading else CPU_SETTINGS
+    if flash_attn is None or flash_attn == chosen.flash_attn:
+        return chosen
+    return replace(chosen, flash_attn=flash_attn)
+
+
+def planned_settings(state: OffloadState) -> LoadSettings:
+    """The settings a model with this (planned) offload gets when loaded with defaults."""
+    return choose_load_settings(state.active)
 
 
 def supports_gpu_offload() -> bool:

@@ -30,17 +30,25 @@ from .errors import (
     ModelError,
     ModelLoadError,
 )
-from .gpu import OffloadState, nvidia_devices
+from .gpu import (
+    CPU_PROMPT_BATCH,
+    CPU_SETTINGS,
+    LoadSettings,
+    OffloadState,
+    choose_load_settings,
+    nvidia_devices,
+)
 from .registry import GGUFInfo, default_gguf_path, inspect_gguf
 
 DEFAULT_MAX_CTX = 8192
 """Context allocated when none is asked for (or the model's training context if smaller)."""
 
-PROMPT_BATCH = 128
-"""Prompt tokens llama.cpp reads per batch (its ``n_batch``), and between two checks for
-cancellation. llama-cpp-python reads a whole prompt in one uninterruptible call; read batch
+PROMPT_BATCH = CPU_PROMPT_BATCH
+"""Prompt tokens llama.cpp reads per batch (its ``n_batch``) on the CPU, and between two checks
+for cancellation. llama-cpp-python reads a whole prompt in one uninterruptible call; read batch
 by batch here instead, a long prompt can be cancelled within one batch. On the CPU this is
-as fast as llama.cpp's default of 512 per batch."""
+as fast as llama.cpp's default of 512 per batch. With layers on a GPU the batches are larger
+(``models.gpu.choose_load_settings``)."""
 
 NO_GPU_BUILD_WARNING = (
     "GPU offload was requested but the installed llama-cpp-python was built without GPU "
@@ -269,6 +277,8 @@ class LlamaGenerator(TextGenerator):
 
     can_stream = True
     supports_json_schema = True
+    load_settings: LoadSettings = CPU_SETTINGS
+    """Batch size, flash attention and prompt re-reading this model was loaded with."""
 
     def __init__(
         self,
@@ -278,11 +288,13 @@ class LlamaGenerator(TextGenerator):
         formatter: Any,
         offload: OffloadState,
         warnings_: list[str],
+        load_settings: LoadSettings = CPU_SETTINGS,
     ) -> None:
         self.llm = llm
         self.info = info
         self.gguf = gguf
         self.offload = offload
+        self.load_settings = load_settings
         self.warnings: list[str] = warnings_
         """Why the model runs differently from what was asked (e.g. CPU instead of GPU)."""
         self._formatter = formatter
@@ -411,8 +423,16 @@ class LlamaGenerator(TextGenerator):
         It keeps what the context already holds of the prompt and splits the rest into the
         batches llama-cpp-python itself would use, so the computation is the same: the
         completion call then finds the whole prompt read and samples at once. (Where its
-        tokens differed from ``ids`` it would re-read from there; only time would be lost.)"""
+        tokens differed from ``ids`` it would re-read from there; only time would be lost.)
+
+        With ``load_settings.reread_prompt`` (layers on a GPU) nothing is kept: the context is
+        emptied and the whole prompt read from its first token, so every call computes the
+        prompt in the same batches and the same seed gives the same text."""
         llm = self.llm
+        if self.load_settings.reread_prompt:
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+            return self._read_from(0, ids, stop)
         held = llm.input_ids[: llm.n_tokens].tolist()
         start = 0
         while start < min(len(held), len(ids)) and held[start] == ids[start]:
@@ -423,6 +443,10 @@ class LlamaGenerator(TextGenerator):
             llm.reset()  # a cache that cannot be cut (recurrent models) is read from the start
             start = 0
         llm.n_tokens = start
+        return self._read_from(start, ids, stop)
+
+    def _read_from(self, start: int, ids: list[int], stop: Callable[[], bool]) -> bool:
+        llm = self.llm
         for begin in range(start, len(ids), llm.n_batch):
             if stop():
                 return False
@@ -508,7 +532,12 @@ def _check_memory(path: Path, size: int) -> None:
 
 
 def _make_llama(
-    path: Path, n_ctx: int, n_gpu_layers: int, flash_attn: bool, verbose: bool, n_threads: int
+    path: Path,
+    n_ctx: int,
+    n_gpu_layers: int,
+    settings: LoadSettings,
+    verbose: bool,
+    n_threads: int,
 ) -> tuple[Any, _LlamaLog]:
     from llama_cpp import Llama
 
@@ -519,10 +548,11 @@ def _make_llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_gpu_layers=n_gpu_layers,
-                flash_attn=flash_attn,
+                flash_attn=settings.flash_attn,
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
-                n_batch=PROMPT_BATCH,
+                n_batch=settings.n_batch,
+                n_ubatch=settings.n_ubatch,
                 verbose=verbose,
             )
     except (ValueError, RuntimeError, OSError) as err:
@@ -556,7 +586,7 @@ def load_generator(
     *,
     n_ctx: int | None = None,
     n_gpu_layers: int | None = None,
-    flash_attn: bool = False,
+    flash_attn: bool | None = None,
     verbose: bool = False,
     n_threads: int | None = None,
 ) -> LlamaGenerator:
@@ -566,6 +596,9 @@ def load_generator(
     ``n_gpu_layers``: -1 offloads every layer; default -1 when llama.cpp was built with
     GPU support, else 0. If the GPU cannot be used the model loads on the CPU and the
     reason is kept in ``generator.warnings`` (and issued as a GpuFallbackWarning).
+    Prompt batch size, flash attention and prompt re-reading follow from where the model runs
+    (``models.gpu.choose_load_settings``; kept in ``generator.load_settings``); ``flash_attn``
+    True or False overrides the choice of flash attention, None leaves it to the device.
 
     Raises ModelNotFoundError, NotGGUFError, CorruptModelError or ModelLoadError."""
     import llama_cpp
@@ -585,8 +618,9 @@ def load_generator(
     if n_gpu_layers == 0:
         _check_memory(path, gguf.size_bytes)
 
+    settings = choose_load_settings(built_with_gpu and n_gpu_layers != 0, flash_attn)
     try:
-        llm, log = _make_llama(path, n_ctx, n_gpu_layers, flash_attn, verbose, threads)
+        llm, log = _make_llama(path, n_ctx, n_gpu_layers, settings, verbose, threads)
     except _LoadFailed as err:
         reason = err.reason
         if n_gpu_layers == 0:
@@ -594,8 +628,9 @@ def load_generator(
         notes.append(f"GPU initialisation failed ({reason}), so the model runs on the CPU.")
         _check_memory(path, gguf.size_bytes)
         n_gpu_layers = 0
+        settings = choose_load_settings(False, flash_attn)
         try:
-            llm, log = _make_llama(path, n_ctx, 0, flash_attn, verbose, threads)
+            llm, log = _make_llama(path, n_ctx, 0, settings, verbose, threads)
         except _LoadFailed as err2:
             raise _load_error(path, gguf, err2.reason) from None
 
@@ -634,7 +669,7 @@ def load_generator(
         if hasattr(formatter, "to_chat_handler")
         else _handler_for_function(formatter)
     )
-    return LlamaGenerator(llm, info, gguf, formatter, offload, notes)
+    return LlamaGenerator(llm, info, gguf, formatter, offload, notes, settings)
 
 
 def _handler_for_function(formatter: Any) -> Any:

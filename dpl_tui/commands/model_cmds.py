@@ -59,12 +59,13 @@ def _in_use(entry, choice: str | None, names: set[str]) -> bool:  # entry: Model
 
 
 def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
-    from models.gpu import planned_state
+    from models.gpu import planned_settings, planned_state
 
     row: dict = {"name": entry.name, "path": entry.path, "default": entry.default,
                  "in_use": bool(in_use), "error": entry.error}
     if entry.info is not None:
         state = planned_state(entry.info.block_count)
+        settings = planned_settings(state)
         row.update(
             size_bytes=entry.info.size_bytes,
             quantization=entry.info.quantization,
@@ -76,6 +77,11 @@ def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
             gpu_layers_total=state.layers_total,
             gpu_device=state.device_name,
             vram=state.vram,
+            n_batch=settings.n_batch,
+            n_ubatch=settings.n_ubatch,
+            flash_attn=settings.flash_attn,
+            reread_prompt=settings.reread_prompt,
+            load_settings=settings.summary(),
         )
     return row
 
@@ -133,6 +139,7 @@ def list_models(as_json: JsonOption = False) -> None:
             gpu = "off (0 layers)"
         else:
             gpu = "off (CPU-only llama.cpp build)"
+        gpu += f"\n{row['load_settings']}"
         table.add_row(mark, Text(name), Text(row["path"]), _size(row["size_bytes"]),
                       row["quantization"], f"{row['context_length']:,}", gpu)
     console.print(table)
@@ -207,7 +214,8 @@ def _server_table(servers: list[dict]):  # -> Table
 @models_app.callback()
 def _models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the bundled default and registered models (name, path, size, quantization,
-    context length, GPU offload), and registered servers with whether they answer."""
+    context length, GPU offload and the llama.cpp settings that go with it), and registered
+    servers with whether they answer."""
     if ctx.invoked_subcommand is None:
         list_models(as_json)
 

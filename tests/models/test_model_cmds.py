@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dpl_tui.cli import app
+from models.gpu import CPU_SETTINGS, GPU_SETTINGS, GpuDevice
 from models.registry import default_gguf_path
 from user_store.config import Settings
 
@@ -29,6 +31,32 @@ def test_lists_the_bundled_default() -> None:
 
     assert row["gpu_built"] == bool(llama_cpp.llama_supports_gpu_offload())
     assert row["gpu_offload_active"] == (row["gpu_layers"] > 0)
+    settings = GPU_SETTINGS if row["gpu_offload_active"] else CPU_SETTINGS
+    assert (row["n_batch"], row["n_ubatch"]) == (settings.n_batch, settings.n_ubatch)
+    assert row["flash_attn"] == settings.flash_attn
+    assert row["reread_prompt"] == settings.reread_prompt
+    assert row["load_settings"] == settings.summary()
+
+
+def test_the_table_names_the_settings_beside_the_offload() -> None:
+    rows = json.loads(runner.invoke(app, ["models", "--json"]).output)
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "300"})  # no cell wraps
+    assert table.exit_code == 0, table.output
+    assert rows[0]["load_settings"] in table.output
+
+
+def test_a_planned_gpu_offload_shows_the_gpu_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a GPU machine prints, without one: the offload plan is faked, nothing is loaded."""
+    import models.gpu as gpu
+
+    monkeypatch.setattr(gpu, "supports_gpu_offload", lambda: True)
+    monkeypatch.setattr(gpu, "nvidia_devices", lambda: (GpuDevice(0, "NVIDIA H200", 4, 143_771),))
+    row = json.loads(runner.invoke(app, ["models", "--json"]).output)[0]
+    assert row["gpu_offload_active"] and row["gpu_layers"] == row["gpu_layers_total"]
+    assert (row["n_batch"], row["flash_attn"], row["reread_prompt"]) == (512, True, True)
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "300"})  # no cell wraps
+    assert "on: 31/31 layers, NVIDIA H200 (VRAM 4/143,771 MiB)" in table.output
+    assert "512-token prompt batches, flash attention on, prompt re-read per call" in table.output
 
 
 def test_add_list_remove_round_trip(dpl_home: Path) -> None:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from models.gpu import CPU_SETTINGS, GPU_SETTINGS, LoadSettings
 from models.llama import LlamaGenerator
 
 
@@ -21,12 +22,16 @@ class FakeLlama:
         self.evals: list[list[int]] = []
         self.resets = 0
         self.cuts: list[int] = []
+        self.clears = 0
 
         def kv_cache_seq_rm(seq: int, p0: int, p1: int) -> bool:
             self.cuts.append(p0)
             return cuttable
 
-        self._ctx = SimpleNamespace(kv_cache_seq_rm=kv_cache_seq_rm)
+        def kv_cache_clear() -> None:
+            self.clears += 1
+
+        self._ctx = SimpleNamespace(kv_cache_seq_rm=kv_cache_seq_rm, kv_cache_clear=kv_cache_clear)
 
     def eval(self, tokens: list[int]) -> None:
         self.evals.append(list(tokens))
@@ -38,10 +43,16 @@ class FakeLlama:
         self.n_tokens = 0
 
 
-def generator(llm: FakeLlama) -> LlamaGenerator:
+def generator(llm: FakeLlama, settings: LoadSettings | None = None) -> LlamaGenerator:
     gen = LlamaGenerator.__new__(LlamaGenerator)
     gen.llm = llm
+    if settings is not None:
+        gen.load_settings = settings
     return gen
+
+
+def test_without_settings_the_cpu_behaviour_applies():
+    assert generator(FakeLlama(held=[])).load_settings == CPU_SETTINGS
 
 
 PROMPT = list(range(1, 11))
@@ -78,3 +89,35 @@ def test_stop_is_asked_before_every_batch():
 
     assert not generator(llm)._read_prompt(PROMPT, stop)
     assert llm.evals == [[1, 2, 3, 4]] and llm.n_tokens == 4
+
+
+# On a GPU (``reread_prompt``): the whole prompt, every call ------------------------------
+
+
+def test_rereading_empties_the_context_and_reads_from_the_first_token():
+    llm = FakeLlama(held=PROMPT + [50, 51])  # the same prompt and an earlier answer
+    assert generator(llm, GPU_SETTINGS)._read_prompt(PROMPT, lambda: False)
+    assert llm.resets == 1 and llm.clears == 1 and llm.cuts == []
+    assert llm.evals == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    assert llm.input_ids[: llm.n_tokens].tolist() == PROMPT
+
+
+def test_rereading_gives_the_same_batches_whatever_the_context_held():
+    batches = []
+    for held in ([], PROMPT[:3], PROMPT, [7, 7, 7]):
+        llm = FakeLlama(held=held)
+        assert generator(llm, GPU_SETTINGS)._read_prompt(PROMPT, lambda: False)
+        batches.append(llm.evals)
+    assert all(b == batches[0] for b in batches)
+
+
+def test_rereading_still_asks_stop_before_every_batch():
+    llm = FakeLlama(held=PROMPT)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    assert not generator(llm, GPU_SETTINGS)._read_prompt(PROMPT, stop)
+    assert llm.evals == [[1, 2, 3, 4], [5, 6, 7, 8]] and llm.n_tokens == 8

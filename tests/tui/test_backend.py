@@ -1,11 +1,14 @@
-"""ModelHolder: one load per model from any thread, and waits that end when the app closes."""
+"""ModelHolder: one load per model from any thread, and waits that end when the app closes;
+the GPU status label."""
 
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
-from dpl_tui.backend import ModelHolder
+from dpl_tui.backend import ModelHolder, gpu_label
 from models import ModelError
+from models.gpu import CPU_SETTINGS, GPU_SETTINGS, OffloadState
 from tests.engine.fakes import FakeEmbedder, FakeGenerator
 
 
@@ -71,3 +74,15 @@ def test_a_switch_reloads_the_embedder_only_when_the_new_model_embeds_elsewhere(
     assert remote is not local and loaded == [None, "lab"]
     holder.switch_model(None)  # back to the local one: loaded again for the bundled model
     assert holder.embedder() is not remote and loaded == [None, "lab", None]
+
+
+def test_the_gpu_label_names_flash_attention_and_batch_only_when_offloaded():
+    on_gpu = OffloadState(True, (), 31, 31, measured=True, device_name="NVIDIA H200")
+    gen = SimpleNamespace(offload=on_gpu, load_settings=GPU_SETTINGS)
+    assert gpu_label(gen) == (
+        "on, 31/31 layers on NVIDIA H200 (flash attention on, batch 512)"
+    )
+    cpu_build = SimpleNamespace(offload=OffloadState(False), load_settings=CPU_SETTINGS)
+    assert gpu_label(cpu_build) == "off (CPU-only llama.cpp build)"
+    fell_back = SimpleNamespace(offload=OffloadState(True, (), 0, 31), load_settings=CPU_SETTINGS)
+    assert gpu_label(fell_back) == "off (0 layers offloaded)"
