@@ -1,0 +1,210 @@
+"""``dpl tune`` for real: the bundled GGUF trained through transformers and PEFT on the dev
+data, exported, registered, and applied by llama.cpp in ``dpl generate``; interrupted and
+resumed; bad input refused in one line with nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dpl_tui.cli import app
+from tests.engine.fakes import copy_db
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+SPLIT = ["--min-user-reviews", "6", "--min-item-reviewers", "3"]
+SMALL = ["--examples", "3", "--per-user", "2", "--holdout-users", "5", "--max-tokens", "512",
+         "--max-review-chars", "300",
+         "--k", "2", "--rank", "4", "--epochs", "1"]
+
+
+@pytest.fixture
+def dev_db(mi5_db: Path, tmp_path: Path) -> Path:
+    return copy_db(mi5_db, tmp_path / "dev.db")
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def settings():
+    from user_store.config import Settings
+
+    return Settings.load()
+
+
+def held_out_user(db: Path) -> str:
+    from dpl_engine import split as sp
+    from dpl_engine import tune
+    from user_store import UserStore
+
+    store = UserStore(db)
+    try:
+        chosen = sp.load(store)
+        return tune.held_out_users(chosen, 1)[0]
+    finally:
+        store.close()
+
+
+def test_tune_trains_once_registers_and_generate_applies_it(dev_db: Path, dpl_home: Path):
+    first = invoke("tune", "--method", "rag", "--name", "t1", *SMALL, *SPLIT, "--db",
+                   str(dev_db), "--json")
+    assert first.exit_code == 0, first.output
+    made = json.loads(first.output[first.output.index("{"):])
+    assert made["trained"] is True and made["examples"] == 3 and made["method"] == "rag"
+    assert made["teacher_id"] == made["base_model_id"]
+    assert made["first_loss"] > 0 and made["final_loss"] > 0
+    path = Path(made["path"])
+    assert path.is_file() and path.parent == dpl_home / "adapters"
+    assert settings().adapters == {"t1": str(path)}
+    lines = (dpl_home / "adapters" / "t1.work" / "examples.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(x)["completion"] for x in lines)
+
+    again = invoke("tune", "--method", "rag", "--name", "t1", *SMALL, *SPLIT, "--db",
+                   str(dev_db), "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output[again.output.index("{"):])["trained"] is False
+
+    listed = invoke("models", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = [r for r in json.loads(listed.output) if r.get("adapter")]
+    assert [r["name"] for r in rows] == ["t1"]
+    assert rows[0]["base_model_id"] == made["base_model_id"] and rows[0]["method"] == "rag"
+
+    user = held_out_user(dev_db)
+    out = invoke("generate", user, "--method", "rag", "--adapter", "t1", "--max-tokens", "16",
+                 "--db", str(dev_db), "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["model_id"] == f"{made['base_model_id']}+t1@{made['digest'][:12]}"
+    plain = invoke("generate", user, "--method", "rag", "--max-tokens", "16", "--db",
+                   str(dev_db), "--json")
+    assert json.loads(plain.output)["model_id"] == made["base_model_id"]
+
+
+def test_a_teacher_reads_the_users_in_training_and_in_use(dev_db: Path, tmp_path: Path):
+    from models.registry import default_gguf_path, model_id_for
+
+    teacher = tmp_path / "teacher-copy.gguf"  # the same weights under another id
+    shutil.copyfile(default_gguf_path(), teacher)
+    tuned = invoke("tune", "--method", "dpl", "--name", "t2", "--teacher", str(teacher),
+                   *SMALL[:-2], "--examples", "2", "--analysis-max-tokens", "48", *SPLIT,
+                   "--db", str(dev_db), "--json")
+    assert tuned.exit_code == 0, tuned.output
+    made = json.loads(tuned.output[tuned.output.index("{"):])
+    assert made["teacher_id"] == model_id_for(teacher) and made["llm_calls"] > 0
+
+    from user_store import UserStore
+
+    store = UserStore(dev_db)
+    try:
+        made_by = {row["model_id"] for row in store.db["artifacts"].rows_where(
+            "kind in ('differences', 'profile')")}
+    finally:
+        store.close()
+    assert made_by == {model_id_for(teacher)}  # the student's base never read a user
+
+    user = held_out_user(dev_db)
+    out = invoke("generate", user, "--method", "profile", "--adapter", "t2", "--k", "2",
+                 "--max-tokens", "16", "--db", str(dev_db), "--json")
+    assert out.exit_code == 0, out.output
+    store = UserStore(dev_db)
+    try:
+        generation = store.generations(user)[-1]
+    finally:
+        store.close()
+    assert generation.params["analyst"] == model_id_for(teacher)
+    assert "+t2@" in generation.model_id
+
+
+def test_ctrl_c_keeps_a_checkpoint_that_resume_continues(dev_db: Path, tmp_path: Path):
+    from dpl_engine import CancelToken, Engine, EngineConfig, tune
+    from dpl_engine import split as sp
+    from models.llama import load_generator
+    from models.registry import default_gguf_path
+    from models.training import LoraOptions
+    from tests.engine.fakes import FakeEmbedder
+    from user_store import UserStore
+
+    store = UserStore(dev_db)
+    try:
+        chosen = sp.prepare(store, sp.SplitParams(min_user_reviews=6, min_item_reviewers=3))
+        config = tune.TuneConfig(method="none", examples=4, holdout_users=5, max_tokens=256,
+                                 engine=EngineConfig(k=2),
+                                 lora=LoraOptions(rank=4, checkpoint_every=2))
+        engine = Engine(store, load_generator(), FakeEmbedder(), config.engine,
+                        exclude_reviews=chosen.hidden_reviews("val"))
+        token = CancelToken()
+        steps = []
+
+        def on_step(report) -> None:
+            steps.append(report)
+            if report.step == 3:
+                token.cancel()  # as Ctrl-C does, between two steps
+
+        kw = dict(name="t3", base_path=default_gguf_path(), folder=tmp_path / "adapters")
+        with pytest.raises(KeyboardInterrupt):
+            tune.train_adapter(engine, chosen, config, on_step=on_step, cancel=token, **kw)
+        assert (tmp_path / "adapters" / "t3.work" / "checkpoint.pt").exists()
+        assert not (tmp_path / "adapters" / "t3.gguf").exists()  # nothing half-written
+        done = tune.train_adapter(engine, chosen, config, resume=True, **kw)
+        assert done.trained and done.resumed_from == 3 and done.meta["steps"] == 4
+        assert not (tmp_path / "adapters" / "t3.work" / "checkpoint.pt").exists()
+        twice = tune.train_adapter(engine, chosen, config, resume=True, **kw)
+        assert twice.trained is False  # the same run again trains nothing
+    finally:
+        store.close()
+
+
+def one_line_error(result, *parts: str) -> None:
+    assert result.exit_code != 0, result.output
+    text = " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0 or "error:" in result.output
+    for part in parts:
+        assert part in text, text
+
+
+def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
+    dev_db: Path, tmp_path: Path, dpl_home: Path
+):
+    import numpy as np
+
+    from models.adapters import write_adapter
+    from models.registry import default_gguf_path
+
+    base = ["--db", str(dev_db)]
+    one_line_error(invoke("tune", "--holdout-users", "100000", *SPLIT, *base),
+                   "leaves no training examples")
+    one_line_error(invoke("tune", "--resume", "--method", "none", *SMALL, *SPLIT, *base),
+                   "no interrupted run")
+    added = invoke("models", "add", "down", "--url", "http://127.0.0.1:9/v1", "--model", "x")
+    assert added.exit_code == 0, added.output
+    one_line_error(invoke("tune", "--teacher", "down", *SMALL, *SPLIT, *base),
+                   "http://127.0.0.1:9")
+    one_line_error(invoke("tune", "--model", "down", *SMALL, *SPLIT, *base), "LLM server")
+
+    user = held_out_user(dev_db)
+    gen = ["generate", user, "--method", "none", "--max-tokens", "8", *base]
+    one_line_error(invoke(*gen, "--adapter", str(default_gguf_path())), "not a LoRA adapter")
+    one_line_error(invoke(*gen, "--adapter", "nothing-here"), "No adapter named 'nothing-here'")
+    other = write_adapter(
+        tmp_path / "other.gguf",
+        {"model.layers.0.self_attn.q_proj": (np.ones((2, 576), np.float32),
+                                             np.zeros((576, 2), np.float32))},
+        alpha=4.0, architecture="llama", block_count=30, n_head=9, n_head_kv=3,
+        meta={"base_model_id": "another-base.gguf:1", "name": "other"},
+    )
+    one_line_error(invoke(*gen, "--adapter", str(other)), "another-base.gguf:1",
+                   "SmolLM2-135M-Instruct")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(other.read_bytes()[:300])
+    one_line_error(invoke(*gen, "--adapter", str(cut)), "truncated")
+
+    assert settings().adapters == {}
+    assert not list((dpl_home / "adapters").glob("*.gguf"))
