@@ -1,0 +1,138 @@
+"""``dpl tune``'s costs: training speed and memory, and what an adapter costs at generation.
+
+Training: LoRA steps of the bundled SmolLM2-135M (rank 16, all seven projections, AdamW,
+loss on the completion) at two sequence lengths, on whatever device torch sees; tokens/s and
+peak memory (the process's resident peak on the CPU, torch's allocator peak on a GPU).
+Generation: the same prompt, greedy, through the base model and through the same loaded
+model with an adapter applied (``with_adapter``), alternating, several repetitions; the
+ratio of decode rates is the adapter's cost (target >= 0.95x).
+
+    python benchmarks/tune.py [--steps 6] [--reps 3] [--max-tokens 128]
+
+Writes benchmarks/results/tune.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "benchmarks" / "results" / "tune.md"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def training_speed(steps: int, lengths: tuple[int, ...]) -> tuple[list[dict], object, object]:
+    import random
+
+    from models import training
+    from models.registry import default_gguf_path
+    from models.training import LoraOptions, TrainingExample
+
+    device = training.torch_device()
+    base, shape = training.load_base(default_gguf_path(), device)
+    options = LoraOptions(epochs=1.0, warmup=0.0)
+    rows = []
+    model = None
+    rng = random.Random(0)
+    for length in lengths:
+        model = training.with_lora(base, options) if model is None else model
+        prompt = length * 3 // 4
+        examples = [
+            TrainingExample(tuple(rng.randrange(1000, 40000) for _ in range(prompt)),
+                            tuple(rng.randrange(1000, 40000) for _ in range(length - prompt)))
+            for _ in range(steps)
+        ]
+        result = training.train(model, examples, options)
+        per_step = result.seconds / result.steps
+        peak = result.peak_memory_bytes or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rows.append({"device": device, "tokens": length, "steps": result.steps,
+                     "step_s": per_step, "tokens_per_s": result.tokens / result.seconds,
+                     "peak_gib": peak / 1024**3})
+        print(rows[-1], flush=True)
+    return rows, model, shape
+
+
+def generation_cost(model, shape, reps: int, max_tokens: int) -> dict:
+    from models import training
+    from models.adapters import write_adapter
+    from models.base import SamplingParams
+    from models.llama import load_generator
+
+    gen = load_generator()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_adapter(
+            Path(tmp) / "bench.gguf", training.lora_pairs(model), alpha=32.0,
+            architecture=shape.architecture, block_count=shape.block_count,
+            n_head=shape.n_head, n_head_kv=shape.n_head_kv,
+            meta={"base_model_id": gen.model_id, "name": "bench"},
+        )
+        adapted = gen.with_adapter(path)
+        messages = [{"role": "system", "content": "You write product reviews."},
+                    {"role": "user", "content": "Write a long, detailed review of a guitar "
+                     "tuner that clips onto the headstock, rated 4 of 5."}]
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=1)
+        rates: dict[str, list[float]] = {"base": [], "adapter": []}
+        for _ in range(reps):
+            for name, g in (("base", gen), ("adapter", adapted)):
+                _, stats = g.complete(messages, params)
+                rates[name].append(stats.tokens_per_s)
+    base = statistics.median(rates["base"])
+    with_adapter = statistics.median(rates["adapter"])
+    return {"base": base, "adapter": with_adapter, "ratio": with_adapter / base,
+            "reps": reps, "max_tokens": max_tokens, "all": rates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows, model, shape = training_speed(args.steps, (256, 512))
+    gen = generation_cost(model, shape, args.reps, args.max_tokens)
+    lines = [
+        "# dpl tune: training speed and the adapter's cost at generation",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"{time.strftime('%Y-%m-%d')}; `python benchmarks/tune.py --steps {args.steps} "
+        f"--reps {args.reps} --max-tokens {args.max_tokens}` ({time.perf_counter() - started:.0f}"
+        " s in all).",
+        "",
+        "## Training (bundled SmolLM2-135M, LoRA rank 16 on 7 projections, AdamW, batch 1)",
+        "",
+        "| device | tokens per example | steps | s per step | training tokens/s | peak memory |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['device']} | {r['tokens']} | {r['steps']} | {r['step_s']:.2f} | "
+                     f"{r['tokens_per_s']:.0f} | {r['peak_gib']:.2f} GiB |")
+    lines += [
+        "",
+        "## Generation with an adapter against without (same loaded model, greedy)",
+        "",
+        "| | decode tokens/s (median) |",
+        "|---|---:|",
+        f"| base model | {gen['base']:.1f} |",
+        f"| with the adapter | {gen['adapter']:.1f} |",
+        f"| ratio | {gen['ratio']:.2f}x |",
+        "",
+        f"Every run (tokens/s): base {[round(x, 1) for x in gen['all']['base']]}, adapter "
+        f"{[round(x, 1) for x in gen['all']['adapter']]}.",
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
