@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from user_store import UserStore
 
     from .export import ExportRequest
+    from .loading import ModelPair
 
 
 class DplApp(App[None]):
@@ -133,6 +134,8 @@ class DplApp(App[None]):
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self._pair: ModelPair | None = None
+        """The writer and reader models when an adapter is applied (see ``loading``)."""
         self._preload = preload_models
         self._model_load = 0
         self._loader: threading.Thread | None = None
@@ -223,10 +226,17 @@ class DplApp(App[None]):
 
     # -- models and engine ---------------------------------------------------------
     def _load_generator(self, choice: str | None) -> TextGenerator:
-        """A registered server, or a GGUF file through llama.cpp, under the app's settings."""
-        from .loading import load_resolved
+        """A registered server, or a GGUF file through llama.cpp, under the app's settings;
+        with the chosen adapter applied to the review-writing calls."""
+        from .loading import ModelPair, load_resolved
 
-        return load_resolved(choice, self.settings)
+        if self.settings.adapter is None and not os.environ.get("DPL_ADAPTER"):
+            self._pair = None
+            return load_resolved(choice, self.settings)
+        pair = ModelPair(choice, None, self.settings)
+        writer = pair.writer()
+        self._pair = pair
+        return writer
 
     def _load_embedder(self, choice: str | None) -> Embedder:
         """The server's embedding model when ``choice``'s entry names one, else the local one."""
@@ -307,8 +317,9 @@ class DplApp(App[None]):
                     preset=self.settings.preset,  # type: ignore[arg-type]
                     max_description_chars=self.settings.max_description_chars,
                 )
+                reader = {} if self._pair is None else {"analyst": self._pair.analyst}
                 self._engine = self._engine_factory(
-                    self.store, self.models.generator, self.models.embedder, config
+                    self.store, self.models.generator, self.models.embedder, config, **reader
                 )
             return self._engine
 
@@ -317,9 +328,10 @@ class DplApp(App[None]):
             self._engine = None
         self.preparer.restart()
 
-    def switch_model(self, choice: str | None) -> None:
+    def switch_model(self, choice: str | None, adapter: str | None = None) -> None:
         self.jobs.cancel_all()
         self.settings.model = choice
+        self.settings.adapter = adapter
         self.save_settings()
         self.models.switch_model(self.settings.resolve_model(choice))
         self.reset_engine()
@@ -406,11 +418,11 @@ class DplApp(App[None]):
         self.import_sample()
 
     def action_switch_model(self) -> None:
-        from .screens.dialogs import ModelDialog
+        from .screens.dialogs import ModelChoice, ModelDialog
 
-        def chosen(choice: str | None) -> None:
+        def chosen(choice: ModelChoice | None) -> None:
             if choice is not None:
-                self.switch_model(choice or None)
+                self.switch_model(choice.model or None, choice.adapter or None)
 
         self.push_screen(ModelDialog(self.settings), chosen)
 

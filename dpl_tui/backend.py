@@ -55,10 +55,12 @@ def build_real_engine(
     generator: Callable[[], TextGenerator],
     embedder: Callable[[], Embedder],
     config: EngineConfig,
+    analyst: Callable[[], TextGenerator] | None = None,
 ) -> Engine:
+    """``analyst``: the model that reads users when an adapter writes the reviews."""
     from dpl_engine import Engine
 
-    return Engine(store, generator, embedder, config)
+    return Engine(store, generator, embedder, config, analyst=analyst)
 
 
 class ModelHolder:
@@ -135,6 +137,9 @@ class ModelHolder:
 def model_label(generator: TextGenerator) -> str:
     info = generator.info
     name = Path(info.path).name if info.path else info.model_id
+    adapter = getattr(generator, "adapter", None)
+    if adapter is not None:
+        name += f" + adapter {adapter.meta.get('name') or Path(adapter.path).stem}"
     extra = f", ctx {info.n_ctx}" if info.n_ctx else ""
     return f"{name}{extra}"
 

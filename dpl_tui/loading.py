@@ -62,10 +62,10 @@ ADAPTER_ENV = "DPL_ADAPTER"
 
 
 def resolve_adapter(settings: Settings, choice: str | None) -> str | None:
-    """The adapter to apply: ``choice`` (--adapter), else $DPL_ADAPTER; a registered name
-    maps to its file. None: no adapter. Raises AdapterError for a name that is neither
-    registered nor a file."""
-    value = choice or os.environ.get(ADAPTER_ENV) or None
+    """The adapter to apply: ``choice`` (--adapter), else $DPL_ADAPTER, else the saved
+    setting; a registered name maps to its file. None: no adapter. Raises AdapterError for a
+    name that is neither registered nor a file."""
+    value = choice or os.environ.get(ADAPTER_ENV) or settings.adapter or None
     if value is None:
         return None
     if value in settings.adapters:

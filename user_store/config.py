@@ -26,6 +26,8 @@ class Settings:
     """Registered models: name -> GGUF path."""
     adapters: dict[str, str] = field(default_factory=dict)
     """LoRA adapters made by `dpl tune` (or added by hand): name -> adapter GGUF path."""
+    adapter: str | None = None
+    """The adapter applied when none is asked for (a registered name or a path); None: none."""
     servers: dict[str, dict] = field(default_factory=dict)
     """Registered LLM servers: name -> {"url", "model", "api_key_env", "concurrency", ...}.
     Only the name of the environment variable holding an API key is kept, never the key."""

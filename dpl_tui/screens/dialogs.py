@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +22,16 @@ if TYPE_CHECKING:
     from user_store.config import Settings
 
 
-class ModelDialog(ModalScreen[str | None]):
-    """Returns a GGUF path or a registered model or server name, '' for the bundled default,
-    None to cancel."""
+@dataclass(frozen=True)
+class ModelChoice:
+    model: str
+    """A GGUF path or a registered model or server name; '' for the bundled default."""
+    adapter: str = ""
+    """A registered adapter name or an adapter .gguf path; '' for none."""
+
+
+class ModelDialog(ModalScreen[ModelChoice | None]):
+    """Returns the chosen model and adapter, None to cancel."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -48,15 +56,36 @@ class ModelDialog(ModalScreen[str | None]):
                 for name, entry in sorted(self.settings.servers.items())
             ]
             yield OptionList(*options, id="registered")
+            names = ", ".join(sorted(self.settings.adapters)) or "none yet: dpl tune makes one"
+            yield Label(Text(f"LoRA adapter for the reviews (blank: none; registered: {names}):"))
+            yield Input(self.settings.adapter or "", placeholder="adapter name or .gguf",
+                        id="adapter")
             with Horizontal(classes="buttons"):
                 yield Button("Load", variant="primary", id="load")
                 yield Button("Cancel", id="cancel")
 
+    def _adapter(self) -> str | None:
+        """The adapter field, or None (after saying why) when it names nothing."""
+        value = self.query_one("#adapter", Input).value.strip()
+        if value and value not in self.settings.adapters and not Path(value).expanduser().exists():
+            self.notify(
+                f"No adapter named {value!r} and no such file. Train one with dpl tune, or "
+                "leave the field blank.",
+                title="Adapter not found",
+                severity="error",
+                markup=False,
+            )
+            return None
+        return value
+
     @on(OptionList.OptionSelected, "#registered")
     def _registered(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id or "")
+        adapter = self._adapter()
+        if adapter is not None:
+            self.dismiss(ModelChoice(event.option.id or "", adapter))
 
     @on(Input.Submitted, "#model-path")
+    @on(Input.Submitted, "#adapter")
     @on(Button.Pressed, "#load")
     def _load(self) -> None:
         value = self.query_one("#model-path", Input).value.strip()
@@ -69,7 +98,9 @@ class ModelDialog(ModalScreen[str | None]):
                 markup=False,
             )
             return
-        self.dismiss(value)
+        adapter = self._adapter()
+        if adapter is not None:
+            self.dismiss(ModelChoice(value, adapter))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
