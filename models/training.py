@@ -18,6 +18,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +135,8 @@ def load_base(gguf_path: Path, device: str, threads: int | None = None) -> tuple
     if threads:
         torch.set_num_threads(threads)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader's own bar: dpl shows its progress
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf_path.parent), gguf_file=gguf_path.name, dtype=dtype
@@ -143,6 +146,11 @@ def load_base(gguf_path: Path, device: str, threads: int | None = None) -> tuple
             f"transformers could not load {str(gguf_path)!r} for training ({err}). Training "
             "needs a GGUF whose architecture transformers can read (llama, qwen2, mistral, ...)."
         ) from err
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     cfg = model.config
     arch = getattr(cfg, "model_type", "")
     shape = BaseShape(
@@ -177,7 +185,9 @@ def with_lora(model: Any, options: LoraOptions, *, random_b: bool = False) -> An
         task_type="CAUSAL_LM",
         init_lora_weights=not random_b,
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes
+        return get_peft_model(model, config)
 
 
 def lora_pairs(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
