@@ -8,8 +8,13 @@ model with an adapter applied (``with_adapter``), alternating, several repetitio
 ratio of decode rates is the adapter's cost (target >= 0.95x).
 
     python benchmarks/tune.py [--steps 6] [--reps 3] [--max-tokens 128]
+    python benchmarks/tune.py --training-only --model X.gguf --out tune-gpu.md \
+        [--check-ids ids.json --check-out DIR]      # on a GPU machine without llama.cpp
 
-Writes benchmarks/results/tune.md.
+Writes benchmarks/results/tune.md (or --out). With --check-ids, it also trains a rank-8 adapter
+briefly, exports it to DIR/check.gguf and saves transformers' logit changes (PEFT on against
+off) for the given token ids to DIR/check.npz, so the export of a GPU-trained adapter can be
+checked against llama.cpp elsewhere (benchmarks/tune_check.py).
 """
 
 from __future__ import annotations
@@ -30,34 +35,38 @@ RESULTS = REPO / "benchmarks" / "results" / "tune.md"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def training_speed(steps: int, lengths: tuple[int, ...]) -> tuple[list[dict], object, object]:
+def training_speed(
+    steps: int, lengths: tuple[int, ...], model_path: Path, batches: tuple[int, ...]
+) -> tuple[list[dict], object, object]:
     import random
 
     from models import training
-    from models.registry import default_gguf_path
     from models.training import LoraOptions, TrainingExample
 
     device = training.torch_device()
-    base, shape = training.load_base(default_gguf_path(), device)
-    options = LoraOptions(epochs=1.0, warmup=0.0)
+    base, shape = training.load_base(model_path, device)
     rows = []
     model = None
     rng = random.Random(0)
-    for length in lengths:
-        model = training.with_lora(base, options) if model is None else model
-        prompt = length * 3 // 4
-        examples = [
-            TrainingExample(tuple(rng.randrange(1000, 40000) for _ in range(prompt)),
-                            tuple(rng.randrange(1000, 40000) for _ in range(length - prompt)))
-            for _ in range(steps)
-        ]
-        result = training.train(model, examples, options)
-        per_step = result.seconds / result.steps
-        peak = result.peak_memory_bytes or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        rows.append({"device": device, "tokens": length, "steps": result.steps,
-                     "step_s": per_step, "tokens_per_s": result.tokens / result.seconds,
-                     "peak_gib": peak / 1024**3})
-        print(rows[-1], flush=True)
+    for batch in batches:
+        options = LoraOptions(epochs=1.0, warmup=0.0, batch=batch)
+        per_step = training.batch_size(options, device)
+        for length in lengths:
+            model = training.with_lora(base, options) if model is None else model
+            prompt = length * 3 // 4
+            examples = [
+                TrainingExample(tuple(rng.randrange(1000, 40000) for _ in range(prompt)),
+                                tuple(rng.randrange(1000, 40000) for _ in range(length - prompt)))
+                for _ in range(steps * per_step)
+            ]
+            result = training.train(model, examples, options)
+            peak = result.peak_memory_bytes or (
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+            rows.append({"device": device, "batch": per_step, "tokens": length,
+                         "steps": result.steps, "step_s": result.seconds / result.steps,
+                         "tokens_per_s": result.tokens / result.seconds,
+                         "peak_gib": peak / 1024**3})
+            print(rows[-1], flush=True)
     return rows, model, shape
 
 
@@ -91,31 +100,87 @@ def generation_cost(model, shape, reps: int, max_tokens: int) -> dict:
             "reps": reps, "max_tokens": max_tokens, "all": rates}
 
 
+def export_check(model_path: Path, ids_file: Path, out: Path) -> None:
+    """A briefly trained rank-8 adapter and transformers' logit changes for the given ids."""
+    import json
+
+    import numpy as np
+
+    from models import training
+    from models.adapters import write_adapter
+    from models.training import LoraOptions, TrainingExample
+
+    device = training.torch_device()
+    base, shape = training.load_base(model_path, device)
+    options = LoraOptions(rank=8, alpha=16.0, dropout=0.0, epochs=4, learning_rate=2e-3)
+    model = training.with_lora(base, options)
+    prompts = json.loads(ids_file.read_text())
+    examples = [TrainingExample(tuple(ids), tuple(ids[-4:])) for ids in prompts]
+    training.train(model, examples, options)
+    out.mkdir(parents=True, exist_ok=True)
+    write_adapter(out / "check.gguf", training.lora_pairs(model), alpha=options.alpha,
+                  architecture=shape.architecture, block_count=shape.block_count,
+                  n_head=shape.n_head, n_head_kv=shape.n_head_kv,
+                  meta={"base_model_id": f"{model_path.name}:{model_path.stat().st_size}",
+                        "name": "check", "device": device})
+    deltas = {}
+    for i, ids in enumerate(prompts):
+        with model.disable_adapter():
+            off = training.next_token_logits(model, ids)
+        deltas[f"p{i}"] = training.next_token_logits(model, ids) - off
+    np.savez(out / "check.npz", **deltas)
+    print(f"export check written to {out} (trained on {device})")
+
+
+def _gpu_name() -> str:
+    import torch
+
+    return f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--training-only", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--check-ids", type=Path, default=None)
+    parser.add_argument("--check-out", type=Path, default=None)
+    parser.add_argument("--batches", default="0",
+                        help="Comma-separated examples per step; 0 is the device's default.")
     args = parser.parse_args()
+    from models.registry import default_gguf_path
+
+    model_path = args.model or default_gguf_path()
+    if args.check_ids is not None:
+        export_check(model_path, args.check_ids, args.check_out or Path("."))
     started = time.perf_counter()
-    rows, model, shape = training_speed(args.steps, (256, 512))
-    gen = generation_cost(model, shape, args.reps, args.max_tokens)
+    batches = tuple(int(b) for b in args.batches.split(","))
+    rows, model, shape = training_speed(args.steps, (256, 512), model_path, batches)
+    gen = None if args.training_only else generation_cost(model, shape, args.reps,
+                                                          args.max_tokens)
     lines = [
         "# dpl tune: training speed and the adapter's cost at generation",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"{time.strftime('%Y-%m-%d')}; `python benchmarks/tune.py --steps {args.steps} "
-        f"--reps {args.reps} --max-tokens {args.max_tokens}` ({time.perf_counter() - started:.0f}"
-        " s in all).",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs{_gpu_name()}; "
+        f"{time.strftime('%Y-%m-%d')}; `python benchmarks/tune.py {' '.join(sys.argv[1:])}` "
+        f"({time.perf_counter() - started:.0f} s in all).",
         "",
-        "## Training (bundled SmolLM2-135M, LoRA rank 16 on 7 projections, AdamW, batch 1)",
+        "## Training (bundled SmolLM2-135M, LoRA rank 16 on 7 projections, AdamW)",
         "",
-        "| device | tokens per example | steps | s per step | training tokens/s | peak memory |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| device | examples per step | tokens per example | steps | s per step | "
+        "training tokens/s | peak memory |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['device']} | {r['tokens']} | {r['steps']} | {r['step_s']:.2f} | "
-                     f"{r['tokens_per_s']:.0f} | {r['peak_gib']:.2f} GiB |")
+        lines.append(f"| {r['device']} | {r['batch']} | {r['tokens']} | {r['steps']} | "
+                     f"{r['step_s']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_gib']:.2f} GiB |")
+    if gen is None:
+        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print("\n".join(lines))
+        return
     lines += [
         "",
         "## Generation with an adapter against without (same loaded model, greedy)",
@@ -130,7 +195,7 @@ def main() -> None:
         f"{[round(x, 1) for x in gen['all']['adapter']]}.",
         "",
     ]
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
+    args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 
 

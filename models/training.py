@@ -56,6 +56,9 @@ class LoraOptions:
     warmup: float = 0.1
     """Share of the steps with a linearly rising learning rate; it then falls linearly to 0."""
     seed: int = 0
+    batch: int = 0
+    """Examples per step, padded to the longest; 0 chooses by device: 1 on the CPU (padding
+    only costs there), 8 on a GPU (one example leaves it idle between kernel launches)."""
     checkpoint_every: int = 20
     """Steps between checkpoints (and one more when the run is interrupted)."""
 
@@ -69,6 +72,7 @@ class LoraOptions:
             (self.learning_rate <= 0, f"--lr must be above 0 (got {self.learning_rate})"),
             (not 0 <= self.warmup < 1, f"warmup must be in [0, 1) (got {self.warmup})"),
             (self.checkpoint_every < 1, "checkpoint_every must be at least 1"),
+            (self.batch < 0, f"--batch must be 0 (by device) or more (got {self.batch})"),
         ]
         for bad, message in problems:
             if bad:
@@ -132,11 +136,10 @@ def load_base(gguf_path: Path, device: str, threads: int | None = None) -> tuple
 
     hf_logging.disable_progress_bar()  # dpl shows its own progress
     hf_logging.set_verbosity_error()
+    _quiet_gguf_reader()
     if threads:
         torch.set_num_threads(threads)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader's own bar: dpl shows its progress
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf_path.parent), gguf_file=gguf_path.name, dtype=dtype
@@ -146,11 +149,6 @@ def load_base(gguf_path: Path, device: str, threads: int | None = None) -> tuple
             f"transformers could not load {str(gguf_path)!r} for training ({err}). Training "
             "needs a GGUF whose architecture transformers can read (llama, qwen2, mistral, ...)."
         ) from err
-    finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
     cfg = model.config
     arch = getattr(cfg, "model_type", "")
     shape = BaseShape(
@@ -160,6 +158,17 @@ def load_base(gguf_path: Path, device: str, threads: int | None = None) -> tuple
         n_head_kv=int(getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)),
     )
     return model.to(device), shape
+
+
+def _quiet_gguf_reader() -> None:
+    """transformers' GGUF reader draws its own tqdm bar, outside its progress-bar switch."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as reader
+
+    bar = getattr(reader, "tqdm", None)
+    if bar is not None and not isinstance(bar, functools.partial):
+        reader.tqdm = functools.partial(bar, disable=True)
 
 
 def with_lora(model: Any, options: LoraOptions, *, random_b: bool = False) -> Any:
@@ -210,16 +219,40 @@ def _schedule(step: int, total: int, warmup: float) -> float:
     return max(0.0, (total - step) / max(1, total - ramp))
 
 
-def _order(n: int, epochs: float, seed: int) -> list[int]:
-    """Example indices for the whole run: each epoch a fresh shuffle."""
+def _order(n: int, epochs: float, seed: int, batch: int = 1) -> list[list[int]]:
+    """Example indices for the whole run, ``batch`` per step: each epoch a fresh shuffle."""
     rng = random.Random(seed)
-    steps = max(1, math.ceil(n * epochs))
+    count = max(1, math.ceil(n * epochs))
     order: list[int] = []
-    while len(order) < steps:
+    while len(order) < count:
         epoch = list(range(n))
         rng.shuffle(epoch)
         order += epoch
-    return order[:steps]
+    order = order[:count]
+    return [order[i : i + batch] for i in range(0, count, batch)]
+
+
+def batch_size(options: LoraOptions, device: str) -> int:
+    return options.batch or (8 if device == "cuda" else 1)
+
+
+def _tensors(batch: Sequence[TrainingExample], device: Any) -> tuple[Any, Any, Any, int]:
+    """Input ids, attention mask and labels padded to the longest example; labels cover the
+    completions only. Also the number of real tokens."""
+    import torch
+
+    longest = max(len(e.prompt_ids) + len(e.completion_ids) for e in batch)
+    ids = torch.zeros((len(batch), longest), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    real = 0
+    for row, e in enumerate(batch):
+        seq = list(e.prompt_ids) + list(e.completion_ids)
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+        labels[row, len(e.prompt_ids) : len(seq)] = torch.tensor(list(e.completion_ids))
+        real += len(seq)
+    return ids.to(device), mask.to(device), labels.to(device), real
 
 
 def train(
@@ -245,7 +278,8 @@ def train(
         raise TrainingError("There are no training examples.")
     device = next(model.parameters()).device
     torch.manual_seed(options.seed)
-    order = _order(len(examples), options.epochs, options.seed)
+    per_step = batch_size(options, device.type)
+    order = _order(len(examples), options.epochs, options.seed, per_step)
     total = len(order)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=0.0)
@@ -296,20 +330,16 @@ def train(
         for step in range(start_step, total):
             if stop is not None and stop():
                 raise KeyboardInterrupt
-            example = examples[order[step]]
-            ids = list(example.prompt_ids) + list(example.completion_ids)
-            input_ids = torch.tensor([ids], device=device)
-            labels = input_ids.clone()
-            labels[0, : len(example.prompt_ids)] = -100
+            input_ids, mask, labels, real = _tensors([examples[i] for i in order[step]], device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = model(input_ids=input_ids, labels=labels).loss
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-            tokens += len(ids)
+            tokens += real
             done = step + 1
             if done % options.checkpoint_every == 0 and done < total:
                 save(done)
@@ -321,7 +351,7 @@ def train(
                         step=done,
                         total=total,
                         loss=float(np.mean(losses[-10:])),
-                        examples_per_s=rate,
+                        examples_per_s=rate * per_step,
                         tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
                         seconds_left=(total - done) / rate if rate > 0 else 0.0,
                     )

@@ -85,6 +85,9 @@ def tune(
     ] = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
     epochs: Annotated[float, typer.Option("--epochs", help="Passes over the examples.")] = 1.0,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 3e-4,
+    batch: Annotated[
+        int, typer.Option("--batch", help="Examples per step (0: 1 on the CPU, 8 on a GPU).")
+    ] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for KMeans, sampling, order.")] = 42,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run (fails if none).")
@@ -114,7 +117,7 @@ def tune(
         base_path = _base_path(settings, model)
         lora = LoraOptions(
             rank=rank, alpha=alpha, targets=tuple(t.strip() for t in targets.split(",") if t),
-            epochs=epochs, learning_rate=lr, seed=seed,
+            epochs=epochs, learning_rate=lr, seed=seed, batch=batch,
         )
         with open_store(db) as store:
             thresholds = (min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)

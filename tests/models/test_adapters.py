@@ -206,3 +206,26 @@ def test_bad_adapter_files_get_one_line_errors(bundled_generator, tmp_path):
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CorruptModelError, match="truncated"):
         inspect_adapter(cut)
+
+
+def test_a_batch_is_padded_and_only_completions_are_learned():
+    import torch
+
+    batch = [TrainingExample((5, 6, 7), (8, 9)), TrainingExample((1,), (2,))]
+    ids, mask, labels, real = training._tensors(batch, torch.device("cpu"))
+    assert ids.tolist() == [[5, 6, 7, 8, 9], [1, 2, 0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert labels.tolist() == [[-100, -100, -100, 8, 9], [-100, 2, -100, -100, -100]]
+    assert real == 7
+    assert training.batch_size(LoraOptions(), "cpu") == 1
+    assert training.batch_size(LoraOptions(), "cuda") == 8
+    assert training.batch_size(LoraOptions(batch=3), "cuda") == 3
+    assert [len(b) for b in training._order(5, 1.0, 0, 2)] == [2, 2, 1]
+
+
+def test_batched_training_runs_and_learns(hf_base, bundled_generator):
+    options = LoraOptions(rank=4, alpha=8.0, dropout=0.0, epochs=4, learning_rate=2e-3,
+                          warmup=0.0, batch=3)
+    peft_model, _ = fresh_lora(hf_base, options)
+    result = training.train(peft_model, examples_for(bundled_generator), options)
+    assert result.steps == 4 and result.losses[-1] < result.losses[0]
