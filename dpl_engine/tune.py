@@ -55,7 +55,7 @@ class TuneConfig:
     comparison sets, so several per user cost far less than one each for more users."""
     holdout_users: int = 40
     """The first N users of the evaluation's fixed order never give an example."""
-    max_tokens: int = 1024
+    max_tokens: int = 2048
     """Prompt plus completion tokens per example; the completion is cut to fit, and a
     prompt that leaves fewer than ``min_completion`` tokens is skipped."""
     min_completion: int = 32

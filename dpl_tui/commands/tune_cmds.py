@@ -76,7 +76,7 @@ def tune(
     ] = 40,
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", help="Prompt plus review tokens per example.")
-    ] = 1024,
+    ] = 2048,
     rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 16,
     alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale alpha/rank).")] = 32.0,
     targets: Annotated[

@@ -23,12 +23,14 @@ PROMPTS = (
     "The sound quality of these strings is",
     "Review of a capo: it clamps",
 )
-MIN_CORRELATION = 0.98
-"""Measured on the bundled model with a random rank-8 adapter: 0.993-0.998 when the export
-is right; 0.88-0.90 with the query/key rows left in transformers' order and 0.60-0.88 with
-alpha missing."""
-SLOPE = (0.85, 1.15)
-"""The llama.cpp change regressed on the transformers change: near 1 when alpha is right."""
+MIN_CORRELATION = 0.96
+"""Measured on the bundled model with random rank-8 adapters (torch seeds 0-4): 0.983-0.996
+when the export is right; 0.83-0.94 with the query/key rows left in transformers' order and
+0.55-0.75 with alpha missing. (A smaller random adapter drowns in the runtimes' different
+rounding: its changes must be large for the comparison to see them.)"""
+SLOPE = (0.8, 1.4)
+"""The llama.cpp change regressed on the transformers change: 1.06-1.13 when the export is
+right (changes this large are past the linear range), 0.24-0.40 with alpha missing."""
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,11 @@ def hf_base():
     return model, shape
 
 
-def fresh_lora(hf_base, options: LoraOptions, *, random_b: bool = False):
+def fresh_lora(hf_base, options: LoraOptions, *, random_b: bool = False, seed: int = 0):
+    import torch
+
     model, shape = hf_base
+    torch.manual_seed(seed)  # the random adapter, the same in every run
     return training.with_lora(copy.deepcopy(model), options, random_b=random_b), shape
 
 
