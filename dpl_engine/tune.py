@@ -187,7 +187,6 @@ def identity(
     split: Split,
     base_model_id: str,
     teacher_id: str,
-    examples: Sequence[Example] | None = None,
 ) -> dict[str, Any]:
     """What makes the adapter what it is; its digest names the run."""
     engine = asdict(replace(config.engine, seed=0))
@@ -202,12 +201,11 @@ def identity(
         "per_user": config.per_user,
         "holdout_users": config.holdout_users,
         "max_tokens": config.max_tokens,
+        "min_completion": config.min_completion,
         "engine": engine,
         "seed": config.engine.seed,
         "lora": asdict(config.lora),
     }
-    if examples is not None:
-        value["example_digest"] = digest([e.tokens for e in examples])
     return value
 
 
