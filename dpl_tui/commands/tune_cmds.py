@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -134,6 +135,8 @@ def tune(
             )
             config.check()
             name = name or f"task-{method}"
+            if teacher is not None and Path(teacher).expanduser().is_file():
+                teacher = str(Path(teacher).expanduser().resolve())  # found again from anywhere
             engine = _engine(store, chosen, config, base_path, teacher, settings)
             folder = locations.adapters_dir()
             started = time.perf_counter()
@@ -180,10 +183,8 @@ def tune(
     ))
 
 
-def _base_path(settings, model: str | None):  # -> Path
+def _base_path(settings, model: str | None) -> Path:
     """The GGUF file to train on: a server cannot be trained here."""
-    from pathlib import Path
-
     from models.adapters import AdapterError
     from models.registry import default_gguf_path, inspect_gguf
 
