@@ -54,10 +54,6 @@ def load_resolved(value: str | None, settings: Settings | None = None) -> TextGe
     return load_gguf(value)
 
 
-def generator_factory(choice: str | None) -> Callable[[], TextGenerator]:
-    return lambda: load_generator(choice)
-
-
 ADAPTER_ENV = "DPL_ADAPTER"
 
 
