@@ -205,6 +205,7 @@ class _ProgressView:
         "retrieve": "Retrieving past reviews",
         "embed": "Embedding reviews",
         "compare": "Choosing comparison users",
+        "measure": "Measuring differences (no model)",
         "differences": "Extracting differences",
         "profile": "Writing the profile",
         "generate": "Generating",
@@ -236,8 +237,10 @@ class _ProgressView:
         return self
 
     def update(self, event) -> None:  # event: ProgressEvent
-        if self.progress is None:
-            return
+        from dpl_engine import TokenEvent
+
+        if self.progress is None or isinstance(event.value, TokenEvent):
+            return  # a delta of the profile: its bar moves when the profile is done
         if event.cached and event.i > 0:
             self.cached[event.step] = self.cached.get(event.step, 0) + 1
         hits = self.cached.get(event.step, 0)
