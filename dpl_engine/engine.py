@@ -363,6 +363,14 @@ class Engine:
         """Measured (not generated) differences per comparison item."""
         return [measured_differences(c) for c in comparisons]
 
+    def _measure(self, comparisons: list[ComparisonSet]) -> Step[list[MeasuredDifferences]]:
+        """The measured differences, announced the moment the comparison sets exist: they
+        need no model, so a front end can show them before the first LLM call."""
+        measured = self.measured(comparisons)
+        n = len(comparisons)
+        yield ProgressEvent("measure", n, n, detail="counted from the texts", value=measured)
+        return measured
+
     def _description_option(self) -> dict[str, int]:
         """The description cap, in cache keys only when set (default keys never change)."""
         cap = self.config.max_description_chars
@@ -455,6 +463,7 @@ class Engine:
         """The LLM's account of how the user differs, one entry per comparison item."""
         run = _Run(cancel, refresh)
         comparisons = _drive(self._comparisons(target, run), progress)
+        _drive(self._measure(comparisons), progress)
         return _drive(self._differences(comparisons, run), progress)
 
     def _profile(
@@ -492,7 +501,7 @@ class Engine:
             value, notes = profile_from_json(cached["profile"]), cached["notes"]
         else:
             run.calls += 1
-            value, notes = summary.summarize(
+            deltas = summary.write(
                 generator,
                 kind,
                 retrieved,
@@ -503,6 +512,13 @@ class Engine:
                 preset=self.preset,
                 measured=measured,
             )
+            while True:  # each delta as it is written, so a front end can show the profile grow
+                try:
+                    delta = next(deltas)
+                except StopIteration as written:
+                    value, notes = written.value
+                    break
+                yield ProgressEvent("profile", 0, 1, detail=kind, value=TokenEvent(delta))
             self.store.put_artifact("profile", key, {"profile": to_json(value), "notes": notes})
         run.notes.extend(notes)
         yield ProgressEvent("profile", 1, 1, cached=cached is not None, detail=kind)
@@ -547,6 +563,7 @@ class Engine:
         found: list[Differences] = []
         if kind == "dpl":
             comparisons = _drive(self._comparisons(target, run), progress)
+            _drive(self._measure(comparisons), progress)
             found = _drive(self._differences(comparisons, run), progress)
         return _drive(self._profile(target, kind, retrieved, comparisons, found, run), progress)
 
@@ -600,7 +617,7 @@ class Engine:
             got.retrieved = yield from self._retrieve(target)
         if method == "dpl":
             got.comparisons = yield from self._comparisons(target, run)
-            got.measured = self.measured(got.comparisons)
+            got.measured = yield from self._measure(got.comparisons)
             got.found = yield from self._differences(got.comparisons, run)
         if method in ("profile", "dpl"):
             got.profile = yield from self._profile(

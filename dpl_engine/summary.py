@@ -8,7 +8,7 @@ isolates what the differences add. With ``EngineConfig.measured_in_profile`` the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
 from models import SamplingParams, TextGenerator
 from user_store import Item
@@ -19,7 +19,7 @@ from .presets import DPL, Preset
 from .types import Cancelled, CancelToken, Differences, Profile, Retrieved
 
 
-def summarize(
+def write(
     generator: TextGenerator,
     kind: str,
     retrieved: Sequence[Retrieved],
@@ -30,8 +30,10 @@ def summarize(
     cancel: CancelToken | None = None,
     preset: Preset = DPL,
     measured: Sequence[tuple[str, str]] = (),
-) -> tuple[Profile, list[str]]:
-    """One streamed LLM call; raises Cancelled (after closing the stream) when cancelled.
+) -> Generator[str, None, tuple[Profile, list[str]]]:
+    """One streamed LLM call: yields the profile's text deltas as they are written and
+    returns the profile. Raises Cancelled (after closing the stream) when cancelled, so a
+    half-written profile never becomes a value.
 
     ``measured``: (what, account) pairs of measured differences for the ``dpl`` prompt."""
     if kind not in prompts.PROFILE_VERSIONS:
@@ -54,10 +56,11 @@ def summarize(
         labels=[f"item {item.id}" for _, item in past],
     )
     with generator.stream(messages, params) as stream:
-        for _ in stream:
+        for delta in stream:
             if cancel is not None and cancel.cancelled:
                 stream.close()
                 raise Cancelled()
+            yield delta
     text = stream.text.strip()
     if not text:
         notes.append(f"{kind} profile: the model returned an empty profile")

@@ -124,15 +124,17 @@ class Profile:
 @dataclass(frozen=True)
 class ProgressEvent:
     step: str
-    """'retrieve', 'embed', 'compare', 'differences', 'profile', 'generate'."""
+    """'retrieve', 'embed', 'compare', 'measure', 'differences', 'profile', 'generate'."""
     i: int
     n: int
     cached: bool = False
     detail: str = ""
     value: Any = None
-    """What just arrived for one item, when the step has it (a ComparisonSet for
-    'compare', a Differences for 'differences'), so front ends can show each result as
-    soon as it is ready, and the items still to come."""
+    """What just arrived, when the step has it, so front ends can show each result as
+    soon as it is ready, and the items still to come: a ComparisonSet per item for
+    'compare'; the list of MeasuredDifferences, one per comparison item, for 'measure'
+    (before any LLM call); a Differences per item for 'differences'; a TokenEvent per
+    text delta while 'profile' is written (a profile cut short is never stored)."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from textual.message import Message
 if TYPE_CHECKING:
     from dpl_engine import GenerationResult, ProgressEvent
 
+    from .widgets.step_times import StepTime
+
 
 @dataclass
 class StepProgressed(Message):
@@ -20,6 +22,8 @@ class StepProgressed(Message):
     bubble: ClassVar[bool] = False
     run_id: int
     event: ProgressEvent
+    times: tuple[StepTime, ...] = ()
+    """Every step of the run so far, timed (so a skipped message loses no time)."""
 
     def can_replace(self, message: Message) -> bool:
         # Textual asks the message about to be handled whether the next queued one may

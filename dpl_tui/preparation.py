@@ -161,11 +161,13 @@ class Preparer:
         thread.start()
 
     def _run(self, engine: Engine, user: str, token: CancelToken) -> None:
-        from dpl_engine import Cancelled
+        from dpl_engine import Cancelled, TokenEvent
 
         phase = ["default target"]
 
         def progress(event: ProgressEvent) -> None:
+            if isinstance(event.value, TokenEvent):
+                return  # the profile being written: the status bar says "profile" already
             if event.step == "compare" and event.i == 0 and "other items" in event.detail:
                 phase[0] = "other items"
                 with self._lock:

@@ -205,6 +205,7 @@ class _ProgressView:
         "retrieve": "Retrieving past reviews",
         "embed": "Embedding reviews",
         "compare": "Choosing comparison users",
+        "measure": "Measuring differences (no model)",
         "differences": "Extracting differences",
         "profile": "Writing the profile",
         "generate": "Generating",
@@ -236,8 +237,10 @@ class _ProgressView:
         return self
 
     def update(self, event) -> None:  # event: ProgressEvent
-        if self.progress is None:
-            return
+        from dpl_engine import TokenEvent
+
+        if self.progress is None or isinstance(event.value, TokenEvent):
+            return  # a delta of the profile: its bar moves when the profile is done
         if event.cached and event.i > 0:
             self.cached[event.step] = self.cached.get(event.step, 0) + 1
         hits = self.cached.get(event.step, 0)
@@ -367,6 +370,15 @@ def _print_comparison_items(chosen, eligible: int, retrieved, config) -> None:
                 f"reviewers, so differences come from {len(chosen)} items, not {config.k}."
             )
         )
+def _print_header(target, engine) -> None:  # target: Target, engine: Engine
+    console.print(
+        Text(
+            f"User {target.user_id}, target item {_item_label(target.item)}, query title "
+            f"{target.title!r}, preset {engine.config.preset}"
+        )
+    )
+
+
 def _print_overall(pooled) -> None:  # pooled: MeasuredAccount | None
     if pooled is None:
         return
@@ -375,8 +387,20 @@ def _print_overall(pooled) -> None:  # pooled: MeasuredAccount | None
     console.print()
 
 
+def _print_item_accounts(comparisons, per_item) -> None:  # per_item: list[MeasuredAccount]
+    if not comparisons:
+        return
+    console.print(
+        Text("Measured differences per comparison item (counted from the texts)", style="bold")
+    )
+    titles = {c.item.id: _item_label(c.item) for c in comparisons}
+    for a in per_item:
+        console.print(Text(f"{titles.get(a.item_id, a.item_id)}: ", style="bold") + Text(a.text))
+    console.print()
+
+
 def _print_comparisons(comparisons, measured, differences) -> None:
-    from dpl_engine import describe, informative
+    from dpl_engine import informative
 
     if not comparisons:
         console.print(Text("None of the user's past items has enough other reviewers."))
@@ -408,10 +432,7 @@ def _print_comparisons(comparisons, measured, differences) -> None:
             )
         console.print(table)
         md = by_item_measured.get(cs.item.id)
-        if md is not None:
-            console.print(
-                Text("Measured differences: ", style="bold") + Text(describe.account(md).text)
-            )
+        if md is not None:  # its account in words is printed above, before the model's
             mt = Table(title=Text("Measured differences"), title_justify="left")
             for col in ("Measure", "This user", "Others (mean)", "Difference"):
                 mt.add_column(col, justify="left" if col == "Measure" else "right")
@@ -476,7 +497,10 @@ def compare(
     ] = False,
     max_description_chars: DescriptionCharsOption = None,
 ) -> None:
-    """The retrieved items, the comparison users per item and how this user differs from them."""
+    """The retrieved items, the comparison users per item and how this user differs from them.
+
+    The measured differences are printed before the model is loaded: they need none."""
+    from dpl_engine import describe, informative
     from dpl_engine.cache import to_json
 
     with user_errors():
@@ -502,15 +526,21 @@ def compare(
                 retrieved = engine.retrieve(target)
                 chosen, eligible = engine.comparison_items(target)
                 comparisons = engine.comparisons(target, progress=view.update, refresh=refresh)
-                measured = engine.measured(comparisons)
-                differences = []
-                if not no_llm:
+            measured = engine.measured(comparisons)
+            pooled, per_item = describe.accounts(measured)
+            if not as_json:
+                # Everything that needs no model first: loading it and its calls take longest.
+                _print_header(target, engine)
+                _print_retrieved(retrieved)
+                _print_comparison_items(chosen, eligible, retrieved, engine.config)
+                _print_overall(pooled)
+                _print_item_accounts(comparisons, per_item)
+            differences = []
+            if not no_llm:
+                with _ProgressView(enabled=err_console.is_terminal) as view:
                     differences = engine.differences(target, progress=view.update, refresh=refresh)
         finally:
             store.close()
-    from dpl_engine import describe, informative
-
-    pooled, per_item = describe.accounts(measured)
     if as_json:
         _echo_json(
             to_json(
@@ -532,16 +562,6 @@ def compare(
             )
         )
         return
-    what = _item_label(target.item)
-    console.print(
-        Text(
-            f"User {user_id}, target item {what}, query title {target.title!r}, "
-            f"preset {engine.config.preset}"
-        )
-    )
-    _print_retrieved(retrieved)
-    _print_comparison_items(chosen, eligible, retrieved, engine.config)
-    _print_overall(pooled)
     _print_comparisons(comparisons, measured, differences)
 
 

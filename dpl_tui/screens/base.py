@@ -13,6 +13,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..messages import StepProgressed, WorkCancelled, WorkFailed, WorkFinished
 from ..widgets.step_progress import StepProgress, describe
+from ..widgets.step_times import StepClock, StepTimes
 
 if TYPE_CHECKING:
     from dpl_engine import CancelToken, ProgressEvent, Target
@@ -63,6 +64,8 @@ class EngineScreen(DplScreen):
         self.run_id = 0
         self._token: CancelToken | None = None
         self.running = False
+        self._shown = ""
+        """The progress line last shown, so repeats are not redrawn."""
 
     # -- starting and stopping ---------------------------------------------------
     def start(self, compute: Callable[..., Any], *args: Any) -> None:
@@ -71,6 +74,7 @@ class EngineScreen(DplScreen):
         Its value arrives in ``show``."""
         self.cancel_run()
         self.run_id += 1
+        self._shown = ""
         self._token = self.dpl.jobs.start()
         self.running = True
         self._run(self.run_id, self._token, compute, args)
@@ -101,11 +105,12 @@ class EngineScreen(DplScreen):
         self, run_id: int, token: CancelToken, compute: Callable[..., Any], args: tuple[Any, ...]
     ) -> None:
         worker = get_current_worker()
+        clock = StepClock()
 
         def progress(event: ProgressEvent) -> None:
             if worker.is_cancelled:
                 token.cancel()
-            self.post_message(StepProgressed(run_id, event))
+            self.post_message(StepProgressed(run_id, event, clock.saw(event)))
 
         try:
             value = compute(progress, token, run_id, *args)
@@ -133,8 +138,14 @@ class EngineScreen(DplScreen):
     def _progressed(self, message: StepProgressed) -> None:
         if not self._current(message.run_id):
             return
+        for times in self.query(StepTimes):
+            times.show(message.times)
+        text = describe(message.event)
+        if text == self._shown:
+            return  # a delta of text being written: its step is on the line already
+        self._shown = text
         self.query_one(StepProgress).show(message.event)
-        self.dpl.activity = f"{describe(message.event)} · {self.target.user_id}"
+        self.dpl.activity = f"{text} · {self.target.user_id}"
 
     @on(WorkFinished)
     def _finished(self, message: WorkFinished) -> None:
@@ -152,6 +163,8 @@ class EngineScreen(DplScreen):
         self.running = False
         self.dpl.activity = ""
         self.query_one(StepProgress).message("Cancelled. Press r to run it again.")
+        for times in self.query(StepTimes):
+            times.stop("cancelled")
 
     @on(WorkFailed)
     def _failed(self, message: WorkFailed) -> None:
@@ -160,6 +173,8 @@ class EngineScreen(DplScreen):
         self.running = False
         self.dpl.activity = ""
         self.query_one(StepProgress).message(f"Failed: {message.error}")
+        for times in self.query(StepTimes):
+            times.stop("failed")
         self.notify(message.error, title=message.title, severity="error", markup=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

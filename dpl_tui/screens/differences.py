@@ -1,7 +1,12 @@
 """How the user differs: first the measured differences in words (counted from the texts,
 no model), then the model's differences per comparison item, one column per dimension,
 with the entries that only echo the prompt dimmed and their reason given, and last the
-difference-aware profile summarized from them."""
+difference-aware profile summarized from them.
+
+Each part shows the moment it is known: the measured account as soon as the comparison
+sets exist (before any model call), each item's differences judged as they arrive, and
+the profile as it is written. A cancel keeps what was shown; a profile cut short stays
+marked as partial (the engine never stores it)."""
 
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.widgets import Footer, Header, Label, Static
 
-from ..messages import StepProgressed, WorkCancelled
+from ..messages import StepProgressed, WorkCancelled, WorkFailed
 from ..widgets.status import StatusBar
 from ..widgets.step_progress import StepProgress
+from ..widgets.step_times import StepTimes
 from ..widgets.text_view import TextView
 from .base import EngineScreen
 
@@ -25,6 +31,10 @@ if TYPE_CHECKING:
     from dpl_engine import ComparisonSet, Differences, MeasuredDifferences, Profile
     from dpl_engine.describe import MeasuredAccount
     from dpl_engine.informative import Verdict
+
+PROFILE_TITLE = "Difference-aware profile"
+FLUSH_EVERY_S = 1 / 20
+"""How often the profile being written is redrawn (its deltas are batched)."""
 
 DIMENSIONS = [
     ("writing", "Writing style"),
@@ -67,10 +77,11 @@ def compute_differences(
 
     engine = app.engine()
     # The profile depends on the differences, which depend on the comparisons: refreshing it
-    # recomputes each step once, and the two reads after it come from the cache.
+    # recomputes each step once, and the two reads after it come from the cache (their
+    # progress is not shown: the screen saw each item arrive already).
     profile = engine.profile(target, "dpl", progress=progress, cancel=token, refresh=refresh)
-    comparisons = engine.comparisons(target, progress=progress, cancel=token)
-    differences = engine.differences(target, progress=progress, cancel=token)
+    comparisons = engine.comparisons(target, cancel=token)
+    differences = engine.differences(target, cancel=token)
     measured = engine.measured(comparisons)
     overall, accounts = describe.accounts(measured)
     return DifferencesView(
@@ -85,18 +96,28 @@ def compute_differences(
     )
 
 
-def measured_text(value: DifferencesView, titles: dict[str, str]) -> Text:
+def measured_text(
+    overall: MeasuredAccount | None, accounts: list[MeasuredAccount], titles: dict[str, str]
+) -> Text:
     """The measured accounts: over all items first, then one line per item."""
-    if value.overall is None:
+    if overall is None:
         return Text("No comparison items, so nothing to measure.")
     out = Text()
-    if len(value.accounts) > 1:
-        out.append(value.overall.text + "\n")
-    for a in value.accounts:
-        out.append("\n" if len(value.accounts) > 1 else "")
+    if len(accounts) > 1:
+        out.append(overall.text + "\n")
+    for a in accounts:
+        out.append("\n" if len(accounts) > 1 else "")
         out.append(titles.get(a.item_id, a.item_id), style="bold")
         out.append(": " + a.text)
     return out
+
+
+def count_text(flagged: int, total: int, *, so_far: bool) -> Text:
+    """'3 of 9 entries so far uninformative' (empty before the first entry)."""
+    if not total:
+        return Text("")
+    when = " so far" if so_far else ""
+    return Text(f"{flagged} of {total} entries{when} uninformative", style="italic")
 
 
 def _cell(text: str, verdict: Verdict | None, extra: str = "") -> Static:
@@ -158,29 +179,44 @@ class DifferencesScreen(EngineScreen):
         self._rows: dict[str, list[Static | Label]] = {}
         """Per comparison item, the widgets of its row (pending, or its differences)."""
         self._finished: set[str] = set()
+        self._sets: dict[str, ComparisonSet] = {}
+        """The run's comparison sets by item id, as they arrive (the verdicts need them)."""
+        self.verdicts: dict[str, list[Verdict]] = {}
+        """The run's verdicts by item id, each made the moment the item's differences came."""
+        self.measured_shown = False
+        """Whether the run's measured account is on screen (it comes before any model call)."""
+        self.profile_state = "waiting"
+        """'waiting', 'writing' (deltas arriving), 'done', or 'partial' (cut short)."""
+        self._profile_parts: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield StepProgress()
+        yield StepTimes(id="diff-times")
         with VerticalScroll(id="diff-scroll"):
             yield TextView(
                 "Measured differences (counted from the texts, no model)", id="measured-account"
             )
             yield Label("The model's differences", id="diff-model-title", classes="pane-title")
+            yield Static("", id="diff-count", markup=False)
             yield Grid(id="diff-grid")
             yield Static("", id="diff-hint", markup=False)
-            yield TextView("Difference-aware profile", id="profile")
+            yield TextView(PROFILE_TITLE, id="profile")
         yield StatusBar()
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"Differences · {self.target.user_id} · {self.target.item.title}"
-        self.query_one("#profile", TextView).set_text("Computing…")
-        self.query_one("#measured-account", TextView).set_text("Computing…")
+        self.set_interval(FLUSH_EVERY_S, self._flush_profile)
         self.refresh_work()
 
     def refresh_work(self, refresh: bool = False) -> None:
         app = self.dpl
+        self._sets, self.verdicts = {}, {}
+        self.measured_shown, self.profile_state, self._profile_parts = False, "waiting", []
+        self.query_one("#profile", TextView).set_text("Computing…", title=PROFILE_TITLE)
+        self.query_one("#measured-account", TextView).set_text("Computing…")
+        self.query_one("#diff-count", Static).update("")
         self.start(
             lambda progress, token, _run: compute_differences(
                 app, self.target, progress, token, refresh
@@ -194,7 +230,11 @@ class DifferencesScreen(EngineScreen):
             session.comparisons, session.differences = value.comparisons, value.differences
             session.profile = value.profile
         titles = {c.item.id: c.item.title for c in value.comparisons}
-        self.query_one("#measured-account", TextView).set_text(measured_text(value, titles))
+        account = measured_text(value.overall, value.accounts, titles)
+        measured = self.query_one("#measured-account", TextView)
+        if measured.text != account.plain:  # shown since the comparison sets came: stays put
+            measured.set_text(account)
+        self.measured_shown = True
         model = f" ({value.model_id})" if value.model_id else ""
         self.query_one("#diff-model-title", Label).update(
             Text(f"The model's differences{model}: generated, not checked against the texts")
@@ -220,16 +260,21 @@ class DifferencesScreen(EngineScreen):
                 )
             )
         grid.mount_all(cells)
-        self.query_one("#diff-hint", Static).update(Text(BETTER_MODEL if flagged else ""))
-        self.query_one("#profile", TextView).set_text(value.profile.text or "(empty profile)")
         total = sum(len(v) for v in value.verdicts.values())
+        self.query_one("#diff-count", Static).update(count_text(flagged, total, so_far=False))
+        self.query_one("#diff-hint", Static).update(Text(BETTER_MODEL if flagged else ""))
+        self._profile_parts.clear()
+        self.profile_state = "done"
+        self.query_one("#profile", TextView).set_text(
+            value.profile.text or "(empty profile)", title=PROFILE_TITLE
+        )
         note = f" {flagged} of {total} model entries uninformative;" if flagged else ""
         self.query_one(StepProgress).message(
             f"{len(value.differences)} item{'' if len(value.differences) == 1 else 's'} compared;"
             f"{note} profile ready."
         )
 
-    # -- items as they arrive ----------------------------------------------------------
+    # -- what arrives while the run goes on -------------------------------------------
     def _rows_for(self, run_id: int) -> Grid:
         """The grid, cleared for ``run_id`` when it still shows an earlier run's rows."""
         grid = self.query_one("#diff-grid", Grid)
@@ -242,41 +287,119 @@ class DifferencesScreen(EngineScreen):
     @on(StepProgressed)
     def _arrived(self, message: StepProgressed) -> None:
         """Each comparison item gets a pending row as soon as its comparison users are
-        chosen, filled in the moment its differences arrive; ``show`` redraws at the end."""
+        chosen; the measured account follows the comparison sets at once; each item's row
+        is filled in, its entries judged, the moment its differences arrive; the profile
+        grows as it is written. ``show`` redraws at the end."""
         event = message.event
-        if event.value is None or not self._current(message.run_id):
+        if not self._current(message.run_id):
             return
-        if event.step == "compare":
+        if event.step == "profile":
+            self._profile_progressed(event)
+        elif event.value is None:
+            return
+        elif event.step == "compare":
             item = event.value.item
+            self._sets[item.id] = event.value
             if item.id not in self._rows or self._rows_of != message.run_id:
                 grid = self._rows_for(message.run_id)
                 self._rows[item.id] = _pending_cells(item.title or item.id)
                 grid.mount_all(self._rows[item.id])
+        elif event.step == "measure":
+            self._measured(event.value)
         elif event.step == "differences":
-            grid = self._rows_for(message.run_id)
-            item_id = event.value.item_id
-            if item_id in self._finished:
-                return  # the same run reads an item again from the cache
-            self._finished.add(item_id)
-            title = event.detail.removesuffix(" (free text)") or item_id
-            cells = _item_cells(event.value, title)
-            pending = self._rows.get(item_id)
-            if pending:
-                grid.mount_all(cells, before=pending[0])
-                for widget in pending:
-                    widget.remove()
-            else:
-                grid.mount_all(cells)
-            self._rows[item_id] = cells
+            self._differences_arrived(message.run_id, event)
+
+    def _measured(self, measured: list[MeasuredDifferences]) -> None:
+        from dpl_engine import describe
+
+        overall, accounts = describe.accounts(measured)
+        titles = {item_id: c.item.title for item_id, c in self._sets.items()}
+        self.query_one("#measured-account", TextView).set_text(
+            measured_text(overall, accounts, titles)
+        )
+        self.measured_shown = True
+
+    def _differences_arrived(self, run_id: int, event: Any) -> None:
+        from dpl_engine import informative
+
+        grid = self._rows_for(run_id)
+        found: Differences = event.value
+        item_id = found.item_id
+        if item_id in self._finished:
+            return  # the same run reads an item again from the cache
+        self._finished.add(item_id)
+        verdicts = informative.check(found, self._sets.get(item_id))
+        self.verdicts[item_id] = verdicts
+        title = event.detail.removesuffix(" (free text)") or item_id
+        cells = _item_cells(found, title, {v.dimension: v for v in verdicts})
+        pending = self._rows.get(item_id)
+        if pending:
+            grid.mount_all(cells, before=pending[0])
+            for widget in pending:
+                widget.remove()
+        else:
+            grid.mount_all(cells)
+        self._rows[item_id] = cells
+        every = [v for vs in self.verdicts.values() for v in vs]
+        flagged = sum(not v.informative for v in every)
+        self.query_one("#diff-count", Static).update(count_text(flagged, len(every), so_far=True))
+        self.query_one("#diff-hint", Static).update(Text(BETTER_MODEL if flagged else ""))
+
+    def _profile_progressed(self, event: Any) -> None:
+        from dpl_engine import TokenEvent
+
+        if isinstance(event.value, TokenEvent):
+            if self.profile_state != "writing":  # the first delta of the profile
+                self.profile_state = "writing"
+                self.query_one("#profile", TextView).set_text(
+                    "", title=f"{PROFILE_TITLE}: being written…"
+                )
+            self._profile_parts.append(event.value.text)
+        elif event.i == 0 and self.profile_state == "waiting":
+            self.query_one("#profile", TextView).set_text("Waiting for the model's first words…")
+
+    def _flush_profile(self) -> None:
+        if self._profile_parts and self.profile_state == "writing":
+            text = "".join(self._profile_parts)
+            self._profile_parts.clear()
+            self.query_one("#profile", TextView).append(text)
+
+    def _cut_short(self, run_id: int, why: str) -> None:
+        """After a cancel or a failure: what was shown stays, and says what it is."""
+        if not self.measured_shown:
+            self.query_one("#measured-account", TextView).set_text(
+                f"Not measured: {why} before the comparison users were chosen (r runs it again)."
+            )
+        profile = self.query_one("#profile", TextView)
+        if self.profile_state == "writing":
+            self._flush_profile()
+            self.profile_state = "partial"
+            partial = Text(profile.text.rstrip())
+            partial.append(
+                f"\n\n(partial: the profile stopped here, {why}; it is not saved, "
+                "r writes it again)",
+                style="italic",
+            )
+            profile.set_text(partial, title=f"{PROFILE_TITLE}: partial, {why}, not saved")
+            profile.scroll_end(animate=False)
+        elif self.profile_state == "waiting":
+            profile.set_text(f"Not written: {why} before the profile (r runs it again).")
+        if self._rows_of != run_id:
+            return  # the grid shows no row of this run
+        for item_id, cells in self._rows.items():
+            if item_id not in self._finished and len(cells) > 1:
+                cells[1].update(Text(f"not computed: {why} (r runs it again)", style="italic"))
 
     @on(WorkCancelled)
     def _stopped(self, message: WorkCancelled) -> None:
         """Rows still pending say they were not computed; the finished ones stay (cached)."""
-        if not self._current(message.run_id) or self._rows_of != message.run_id:
-            return
-        for item_id, cells in self._rows.items():
-            if item_id not in self._finished and len(cells) > 1:
-                cells[1].update(Text("not computed: cancelled (r runs it again)", style="italic"))
+        if self._current(message.run_id):
+            self._cut_short(message.run_id, "cancelled")
+
+    @on(WorkFailed)
+    def _broke(self, message: WorkFailed) -> None:
+        if self._current(message.run_id):
+            self._cut_short(message.run_id, "failed")
 
     def action_comparisons(self) -> None:
         from .comparison import ComparisonScreen

@@ -16,6 +16,7 @@ STEP_NAMES = {
     "retrieve": "Retrieving past reviews",
     "embed": "Embedding reviews",
     "compare": "Choosing comparison users",
+    "measure": "Measuring differences (no model)",
     "differences": "Extracting differences",
     "profile": "Summarizing the profile",
     "generate": "Generating",

@@ -52,10 +52,38 @@ def test_the_models_differences_follow_with_echoes_marked(dev_db: Path, monkeypa
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())
     first = out.index("The model's differences")
-    assert out.index("Measured differences:") < first
+    assert out.index("Measured differences per comparison item") < first
     assert "[uninformative: echoes the dimension's name or description]" in out
     assert "[uninformative: echoes the rating]" in out
     assert "dpl models add" in out  # the way to a better model
     data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
     verdicts = next(iter(data["informative"].values()))
     assert [v["informative"] for v in verdicts] == [True, False, False]
+
+
+def test_the_measured_account_is_printed_before_the_model_is_loaded(dev_db: Path, monkeypatch):
+    import sys
+
+    import models.embeddings
+    import models.llama
+
+    printed_before_load: list[str] = []
+
+    def load(_path=None):
+        sys.stdout.flush()
+        printed_before_load.append(sys.stdout.buffer.getvalue().decode())
+        return FakeGenerator(differences=ECHO)
+
+    monkeypatch.setattr(models.llama, "load_generator", load)
+    monkeypatch.setattr(models.embeddings, "load_embedder", lambda _p=None: FakeEmbedder())
+    args = ["compare", USER, "--db", str(dev_db), "--k", "3"]
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert len(printed_before_load) == 1, "the model is loaded once, for the differences"
+    before = " ".join(printed_before_load[0].split())
+    data = json.loads(runner.invoke(app, [*args, "--no-llm", "--json"]).stdout)
+    assert data["measured_account"]["overall"]["text"] in before
+    for account in data["measured_account"]["items"]:
+        assert account["item_id"] in before and account["text"] in before
+    assert "The model's differences" not in before
+    assert "The model's differences" in result.stdout

@@ -163,3 +163,75 @@ async def test_background_preparation_with_bundled_models(
         await wait_until(pilot, lambda: screen.view is not None, SLOW)
         assert len(screen.view.differences) == 2 and screen.view.profile.text
         assert set(generator.threads) == {"dpl-prepare"}  # the screen called nothing
+
+
+async def test_the_measured_account_comes_before_the_first_differences_answer(
+    sample_db, bundled_generator, bundled_embedder
+):
+    """With the bundled models and k = 2, the differences screen shows the measured account
+    while the first differences call is still held; the real calls then fill in the rest and
+    the profile arrives delta by delta."""
+    import threading
+
+    from dpl_engine import TokenEvent, describe
+    from dpl_tui.app import DplApp
+    from dpl_tui.messages import StepProgressed
+    from dpl_tui.widgets.step_times import StepTimes
+    from tests.engine.fakes import RecordingGenerator
+    from tests.tui.test_user import open_user
+    from user_store.config import Settings
+
+    class HeldFirst(RecordingGenerator):
+        """The real model; its differences calls start once the test opens ``gate``."""
+
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.gate = threading.Event()
+            self.held = 0
+            self.returned = 0
+
+        def complete_json(self, messages, schema, params, **kw):
+            self.held += 1
+            self.gate.wait(SLOW)
+            try:
+                return super().complete_json(messages, schema, params, **kw)
+            finally:  # with an answer, or with no valid JSON (kept as free text)
+                self.returned += 1
+
+    Settings(k=2).save()
+    generator = HeldFirst(bundled_generator)
+    seen: list = []
+    app = DplApp(
+        db_path=sample_db,
+        generator_factory=lambda _choice: generator,
+        embedder_factory=lambda _path: bundled_embedder,
+        engine_factory=short_engine,
+    )
+    async with app.run_test(size=(140, 42), message_hook=seen.append) as pilot:
+        await open_user(app, pilot, USER)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DifferencesScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.measured_shown and generator.held == 1, SLOW)
+        assert generator.returned == 0
+        measured = screen.query_one("#measured-account", TextView).text
+        sets = {
+            m.event.value.item.id: m.event.value
+            for m in seen
+            if isinstance(m, StepProgressed) and m.event.step == "compare" and m.event.value
+        }
+        assert len(sets) == 2
+        overall, accounts = describe.accounts(app.engine().measured(list(sets.values())))
+        assert overall.text in measured and all(a.text in measured for a in accounts)
+
+        generator.gate.set()
+        await wait_until(pilot, lambda: screen.view is not None, SLOW)
+        assert generator.returned == 2 and len(screen.view.differences) == 2
+        assert screen.query_one("#measured-account", TextView).text == measured
+        deltas = [
+            m
+            for m in seen
+            if isinstance(m, StepProgressed) and isinstance(m.event.value, TokenEvent)
+        ]
+        assert deltas and screen.view.profile.text.strip()
+        assert "differences 2/2" in screen.query_one(StepTimes).text

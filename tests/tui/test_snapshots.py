@@ -103,10 +103,14 @@ def test_comparison_screen(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_differences_screen(snap_compare, sample_db, make_app):
+def test_differences_screen(snap_compare, sample_db, make_app, monkeypatch):
     """The measured account first; the model's emotional entry only echoes the prompt, so it
-    is dimmed with its reason, and the way to a better model is named."""
+    is dimmed with its reason, the count says how many are, and the way to a better model is
+    named. The step times are drawn on a stopped clock, so they read the same every run."""
+    from dpl_tui.widgets import step_times
     from tests.engine.fakes import FakeGenerator
+
+    monkeypatch.setattr(step_times, "now", lambda: 0.0)
 
     echo = {
         "writing": "Plainer words, shorter sentences.",
