@@ -23,7 +23,7 @@ from models import Embedder, TextGenerator
 from user_store import Review, UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
-from . import concurrent, informative, metrics, presets, prompts
+from . import concurrent, informative, metrics, presets, prompts, selection
 from .concurrent import LinkedCancel
 from .engine import Engine, Prepared
 from .errors import EngineError
@@ -187,6 +187,10 @@ class Evaluation:
         }
         if self.analyst is not None:  # only when set, so earlier runs keep their identity
             config["analyst_id"] = self.analyst.model_id
+        if self._preset.selection == "paper":
+            # Paper runs made before the published row order are another run, not one to
+            # extend; dpl's runs keep their identity.
+            config["selection"] = selection.PAPER_RULE
         return config
 
     def plan(self) -> Plan:

@@ -109,6 +109,9 @@ class EvalReport:
     judge_model: str | None
     paired: tuple[PairedDiff, ...] = ()
     """``dpl`` (else the last method) against each other method, per paired metric."""
+    selection: str | None = None
+    """The representative-user rule a ``paper`` run was made with; None for ``dpl`` runs
+    and for paper runs made before that rule followed the published row order."""
 
 
 def _summary(values: Sequence[float | None]) -> MetricSummary:
@@ -246,6 +249,7 @@ def build_report(
         meteor_note=meteor_note,
         judge_model=judge_model,
         paired=paired_diffs(cell, methods, seeds, complete),
+        selection=config.get("selection"),
     )
 
 
@@ -272,7 +276,6 @@ def shown_metrics(report: EvalReport) -> list[str]:
 
 
 def header_lines(report: EvalReport) -> list[str]:
-    from .presets import preset
     from .split import params_from_dict
 
     lines = [
@@ -280,8 +283,7 @@ def header_lines(report: EvalReport) -> list[str]:
         f"{report.split} targets, seeds {', '.join(map(str, report.seeds))}",
         f"Model: {report.model_id}; embedder: {report.embedder_id}",
         f"Split {report.split_id}: {params_from_dict(report.split_params).describe()}",
-        # Runs stored before presets existed ran dpl's choices.
-        f"Preset {preset(report.engine.get('preset', 'dpl')).describe()}",
+        preset_line(report),
         f"Engine: k={report.engine['k']}, m={report.engine['m']}, n={report.engine['n']}, "
         f"max_tokens={report.engine['generation']['max_tokens']} (generation) / "
         f"{report.engine['analysis']['max_tokens']} (analysis), "
@@ -322,6 +324,19 @@ def header_lines(report: EvalReport) -> list[str]:
                 f"{r.judge_failures} unparsable (left out of the mean)."
             )
     return lines
+
+
+def preset_line(report: EvalReport) -> str:
+    from .presets import preset
+
+    # Runs stored before presets existed ran dpl's choices.
+    chosen = preset(report.engine.get("preset", "dpl"))
+    if chosen.selection == "paper" and report.selection is None:
+        return (
+            f"Preset {chosen.name}, as run before its representative users followed the "
+            "published row order (reviewers oldest first, float64 vectors)"
+        )
+    return f"Preset {chosen.describe()}"
 
 
 def uninformative_line(row: MethodRow) -> str:

@@ -167,6 +167,26 @@ def test_no_target_text_appears_in_any_prompt_under_the_paper_preparation(
         assert any(words(t) in p for t in shown for p in prompts)
 
 
+def test_paper_runs_from_before_the_published_row_order_are_runs_of_their_own(dev):
+    store, split = dev
+    gen = FakeGenerator()
+
+    def runner(preset: str) -> ev.Evaluation:
+        cfg = config(methods=("none",), users=1, engine=EngineConfig(m=2, preset=preset))
+        return ev.Evaluation(store, split, gen, FakeEmbedder(), cfg)
+
+    assert "selection" not in runner("dpl").run_config()  # dpl's runs keep their identity
+    paper = runner("paper")
+    current = paper.run_config()
+    assert current["selection"] == "paper-v2"
+    earlier = {k: v for k, v in current.items() if k != "selection"}
+    evals = EvalStore(store)
+    old, _ = evals.find_or_create_run(split.split_id, earlier)
+    report = paper.execute()
+    assert report.run_id != old.id and "user-id order" in rp.preset_line(report)
+    assert "as run before" in rp.preset_line(rp.stored_report(store, old.id))
+
+
 def test_validation_targets_hide_the_test_reviews_too(dev):
     store, split = dev
     gen = FakeGenerator()
