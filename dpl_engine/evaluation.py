@@ -396,6 +396,8 @@ class Evaluation:
             self.evals.set_judge(plan.run.id, row.method, row.seed, row.user_id, verdict.score, raw)
 
     def report(self, plan: Plan) -> EvalReport:
+        if self._wordnet is None:
+            self._wordnet = metrics.load_wordnet(self._wordnet_status)
         return build_report(
             self.evals.run(plan.run.id),
             self.evals.results(plan.run.id),
@@ -403,4 +405,5 @@ class Evaluation:
             seeds=self.config.seeds,
             users=plan.users,
             meteor_note=self.meteor_note,
+            wordnet=self._wordnet,
         )
