@@ -296,6 +296,9 @@ class Engine:
         total = len(candidates)
         n_init = self.preset.kmeans_n_init
         kmeans_seed = self.preset.kmeans_random_state(cfg.seed)
+        paper_rule = self.preset.selection == "paper"
+        # Only the paper's rule is named in the key, so dpl's cached sets keep their keys.
+        rule = {"rule": selection.PAPER_RULE} if paper_rule else {}
         sets: list[ComparisonSet] = []
         for i, (entry, others) in enumerate(candidates, start=1):
             run.check()
@@ -310,6 +313,7 @@ class Engine:
                     "seed": kmeans_seed,
                     "n_init": n_init,
                     "inputs": digest([(r.user_id, r.rating, r.title, r.text) for r in reviews]),
+                    **rule,
                 },
             )
             cached = None if run.refresh else self.store.get_artifact("comparison", key)
@@ -327,9 +331,14 @@ class Engine:
                     cached=fresh == 0,
                     detail=f"{entry.item.title}: {fresh} embedded, {len(reviews) - fresh} cached",
                 )
-                users = selection.representatives(
-                    entry.review, others, vectors, n=cfg.n, seed=kmeans_seed, n_init=n_init
-                )
+                if paper_rule:
+                    users = selection.paper_representatives(
+                        entry.review, others, vectors, n=cfg.n, random_state=kmeans_seed
+                    )
+                else:
+                    users = selection.representatives(
+                        entry.review, others, vectors, n=cfg.n, seed=kmeans_seed, n_init=n_init
+                    )
                 found = ComparisonSet(
                     item=entry.item, user_review=entry.review, users=users, reviewers=len(others)
                 )

@@ -23,7 +23,7 @@ from models import Embedder, TextGenerator
 from user_store import Review, UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
-from . import concurrent, informative, metrics, presets, prompts
+from . import concurrent, informative, metrics, presets, prompts, selection
 from .concurrent import LinkedCancel
 from .engine import Engine, Prepared
 from .errors import EngineError
@@ -187,6 +187,10 @@ class Evaluation:
         }
         if self.analyst is not None:  # only when set, so earlier runs keep their identity
             config["analyst_id"] = self.analyst.model_id
+        if self._preset.selection == "paper":
+            # Paper runs made before the published row order are another run, not one to
+            # extend; dpl's runs keep their identity.
+            config["selection"] = selection.PAPER_RULE
         return config
 
     def plan(self) -> Plan:
@@ -392,6 +396,8 @@ class Evaluation:
             self.evals.set_judge(plan.run.id, row.method, row.seed, row.user_id, verdict.score, raw)
 
     def report(self, plan: Plan) -> EvalReport:
+        if self._wordnet is None:
+            self._wordnet = metrics.load_wordnet(self._wordnet_status)
         return build_report(
             self.evals.run(plan.run.id),
             self.evals.results(plan.run.id),
@@ -399,4 +405,5 @@ class Evaluation:
             seeds=self.config.seeds,
             users=plan.users,
             meteor_note=self.meteor_note,
+            wordnet=self._wordnet,
         )

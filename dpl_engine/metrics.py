@@ -7,6 +7,12 @@ stemming), METEOR (nltk, with WordNet 3.0 read from a folder), corpus BLEU
 
 METEOR needs WordNet. When it cannot be found METEOR is reported as unavailable
 (None) with the reason, never as 0.
+
+Beside these, ``paper_scores`` scores a corpus the way the published evaluation script
+does through Hugging Face ``evaluate`` (without that package, and without downloading
+anything): ROUGE without stemming, aggregated as rouge-score's bootstrap median of the
+F1 scores; METEOR on nltk's word tokens; the same corpus BLEU. Only those numbers are
+comparable with the paper's table.
 """
 
 from __future__ import annotations
@@ -230,6 +236,149 @@ def aggregate_pairs(
         rougeL=mean([p.rougeL for p in pairs]),
         meteor=None if any(m is None for m in meteors) or not n else mean(meteors),  # type: ignore[arg-type]
         bleu=corpus_bleu(predictions, references),
+    )
+
+
+# -- as the published evaluation scores them ------------------------------------------
+PAPER_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+"""What ``evaluate``'s rouge scores by default, in its order: the bootstrap draws for
+ROUGE-L come after those for ROUGE-1 and ROUGE-2 from one random stream."""
+
+PAPER_BOOTSTRAP_SEED = 42
+"""The published script seeds every generator with 42 before it scores; seeding the
+bootstrap also makes a report reproducible."""
+
+_bootstrap_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _unstemmed_scorer() -> Any:
+    _rouge_scorer()  # sets rouge-score up once, keeping the root logger as it was
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(PAPER_ROUGE_TYPES), use_stemmer=False)
+
+
+def paper_rouge(
+    predictions: Sequence[str], references: Sequence[str], *, seed: int = PAPER_BOOTSTRAP_SEED
+) -> tuple[float, float]:
+    """(ROUGE-1, ROUGE-L) of a corpus as ``evaluate``'s rouge gives them by default.
+
+    Each pair is scored without stemming; rouge-score's ``BootstrapAggregator`` then
+    resamples the pairs 1,000 times and reports the median of the resampled mean F1
+    ("mid"). It draws from numpy's global generator, which is seeded with ``seed`` for the
+    call and put back as it was afterwards."""
+    from rouge_score.scoring import BootstrapAggregator
+
+    if len(predictions) != len(references):
+        raise ValueError("predictions and references differ in length")
+    if not predictions:
+        return 0.0, 0.0
+    import numpy as np
+
+    scorer = _unstemmed_scorer()
+    aggregator = BootstrapAggregator()
+    for prediction, reference in zip(predictions, references, strict=True):
+        aggregator.add_scores(scorer.score(reference, prediction))
+    with _bootstrap_lock:
+        saved = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            result = aggregator.aggregate()
+        finally:
+            np.random.set_state(saved)
+    return float(result["rouge1"].mid.fmeasure), float(result["rougeL"].mid.fmeasure)
+
+
+@dataclass(frozen=True)
+class WordTokens:
+    """nltk's ``word_tokenize``, with its English sentence model when nltk finds one locally."""
+
+    punkt_model: bool
+    """False: nltk's English Punkt model is not installed, and the sentences are split by an
+    untrained Punkt splitter instead (nothing is ever downloaded)."""
+
+    @property
+    def note(self) -> str:
+        if self.punkt_model:
+            return "METEOR (as published) on nltk's word_tokenize with its English Punkt model"
+        return (
+            "METEOR (as published) on nltk's word tokens, sentences split by an untrained "
+            "Punkt splitter: nltk's English Punkt model is not installed (with it, tokens "
+            "differ only at abbreviations, initials and numbers that end in a period)"
+        )
+
+    def __call__(self, text: str) -> list[str]:
+        from nltk.tokenize import word_tokenize
+
+        if self.punkt_model:
+            return word_tokenize(text)
+        sentences, words = _plain_tokenizers()
+        # word_tokenize's own steps, with the untrained splitter in place of the model.
+        return [t for sentence in sentences.tokenize(text) for t in words.tokenize(sentence)]
+
+
+@lru_cache(maxsize=1)
+def _plain_tokenizers() -> tuple[Any, Any]:
+    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+    return PunktSentenceTokenizer(), NLTKWordTokenizer()
+
+
+@lru_cache(maxsize=1)
+def word_tokens() -> WordTokens:
+    """The tokenizer the published METEOR runs on, as far as this machine has it."""
+    from nltk.tokenize import punkt_model_available
+
+    return WordTokens(punkt_model=punkt_model_available("english"))
+
+
+def paper_meteor(prediction: str, reference: str, *, wordnet: Any) -> float:
+    """METEOR of one pair as ``evaluate``'s meteor computes it: nltk's ``meteor_score``
+    (alpha 0.9, beta 3, gamma 0.5) on nltk word tokens, which it lower-cases itself."""
+    from nltk.translate.meteor_score import meteor_score
+
+    tokens = word_tokens()
+    with _lock:  # nltk's lazy WordNet caches are not thread-safe
+        return float(
+            meteor_score(
+                [tokens(reference)],
+                tokens(prediction),
+                wordnet=wordnet,
+                alpha=0.9,
+                beta=3.0,
+                gamma=0.5,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class PaperScores:
+    """One corpus scored as the published evaluation script scores it."""
+
+    rouge1: float
+    rougeL: float  # noqa: N815
+    meteor: float | None
+    """Mean over pairs; None without WordNet."""
+    bleu: float
+    """0..100, the same corpus BLEU as ``corpus_bleu``."""
+
+
+def paper_scores(
+    predictions: Sequence[str], references: Sequence[str], *, wordnet: Any = None
+) -> PaperScores:
+    """ROUGE, METEOR and BLEU of a corpus the way the paper's numbers were computed."""
+    r1, rl = paper_rouge(predictions, references)
+    meteor_value = None
+    if wordnet is not None and predictions:
+        values = [
+            paper_meteor(p, r, wordnet=wordnet)
+            for p, r in zip(predictions, references, strict=True)
+        ]
+        meteor_value = sum(values) / len(values)
+    return PaperScores(
+        rouge1=r1, rougeL=rl, meteor=meteor_value, bleu=corpus_bleu(predictions, references)
     )
 
 

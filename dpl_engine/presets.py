@@ -10,6 +10,10 @@ BM25                   rank-bm25's BM25Okapi on           bm25s on lower-cased, 
                        whitespace tokens, as written      tokens without English stop words
 KMeans restarts        scikit-learn's default, with       10, with the run's seed
                        random_state 42 whatever the seed
+KMeans rows            the user's review, then the        the user's review, then the
+                       others by user id; float32;        others oldest first; float64;
+                       always n + 1 clusters              at most as many clusters as
+                                                          distinct points
 differences            free text                          a JSON object, one entry per
                                                           dimension (free text if that fails)
 review text in         whitespace collapsed               HTML references and ``<br />``
@@ -44,6 +48,9 @@ class Preset:
     """None: scikit-learn's default number of restarts."""
     kmeans_seed: int | None
     """None: the run's seed."""
+    selection: Literal["dpl", "paper"]
+    """Which rule picks the representative users: ``selection.representatives`` (dpl's) or
+    ``selection.paper_representatives`` (the published code's row order and precision)."""
     structured_differences: bool
     text: Literal["readable", "whitespace"]
     description_chars: int | None = None
@@ -70,12 +77,14 @@ class Preset:
             else "KMeans with scikit-learn's default restarts"
         )
         seed = "the run's seed" if self.kmeans_seed is None else f"random_state {self.kmeans_seed}"
+        if self.selection == "paper":
+            seed += ", reviewers in user-id order, float32"
         diffs = "JSON differences" if self.structured_differences else "free-text differences"
         return f"{self.name}: {bm25}, {restarts} ({seed}), {diffs}"
 
 
-DPL = Preset("dpl", "bm25s-stemmed", 10, None, True, "readable")
-PAPER = Preset("paper", "okapi-whitespace", None, PAPER_KMEANS_SEED, False, "whitespace")
+DPL = Preset("dpl", "bm25s-stemmed", 10, None, "dpl", True, "readable")
+PAPER = Preset("paper", "okapi-whitespace", None, PAPER_KMEANS_SEED, "paper", False, "whitespace")
 
 _BY_NAME = {p.name: p for p in (DPL, PAPER)}
 

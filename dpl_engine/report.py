@@ -1,7 +1,9 @@
 """The evaluation's table, in the paper's shape, and its writers.
 
 Scores are aggregated per seed (mean ROUGE/METEOR/judge over users, corpus BLEU)
-and then as mean ± std over seeds. Beside that, ``dpl`` is compared with each
+and then as mean ± std over seeds. A second table scores the same texts as the
+published evaluation script does (``metrics.paper_scores``), the only scores that
+compare with the paper's. Beside that, ``dpl`` is compared with each
 other method user by user (paired over the same targets), since the spread over
 seeds says nothing about whether one method beats another on the same people.
 
@@ -28,13 +30,28 @@ from .errors import EngineError
 from .types import METHODS
 
 MetricName = str
-METRICS: tuple[MetricName, ...] = ("rouge1", "rougeL", "meteor", "bleu", "judge")
+PAPER_METRICS: tuple[MetricName, ...] = ("paper_rouge1", "paper_rougeL", "paper_meteor", "bleu")
+"""The second table's columns: scored as the published evaluation script scores them
+(its BLEU is the same corpus BLEU as the first table's)."""
+METRICS: tuple[MetricName, ...] = (
+    "rouge1",
+    "rougeL",
+    "meteor",
+    "bleu",
+    "judge",
+    "paper_rouge1",
+    "paper_rougeL",
+    "paper_meteor",
+)
 METRIC_LABELS = {
     "rouge1": "ROUGE-1",
     "rougeL": "ROUGE-L",
     "meteor": "METEOR",
     "bleu": "BLEU",
     "judge": "Judge",
+    "paper_rouge1": "ROUGE-1",
+    "paper_rougeL": "ROUGE-L",
+    "paper_meteor": "METEOR",
 }
 PAIRED_METRICS: tuple[MetricName, ...] = ("rouge1", "rougeL", "meteor", "judge")
 """Per-review metrics, so they can be compared user by user (corpus BLEU cannot)."""
@@ -109,6 +126,11 @@ class EvalReport:
     judge_model: str | None
     paired: tuple[PairedDiff, ...] = ()
     """``dpl`` (else the last method) against each other method, per paired metric."""
+    selection: str | None = None
+    """The representative-user rule a ``paper`` run was made with; None for ``dpl`` runs
+    and for paper runs made before that rule followed the published row order."""
+    paper_note: str = ""
+    """How the second table's METEOR was tokenized ('' when it was not scored)."""
 
 
 def _summary(values: Sequence[float | None]) -> MetricSummary:
@@ -175,8 +197,12 @@ def build_report(
     seeds: Sequence[int] | None = None,
     users: Sequence[str] | None = None,
     meteor_note: str = "",
+    wordnet: Any = None,
 ) -> EvalReport:
-    """Aggregate a run's stored rows over the users that have every (method, seed)."""
+    """Aggregate a run's stored rows over the users that have every (method, seed).
+
+    ``wordnet`` (``metrics.load_wordnet()``) lets the second table score METEOR; without
+    it that column is n/a."""
     methods = tuple(methods or [m for m in METHODS if any(r.method == m for r in results)])
     seeds = tuple(seeds or sorted({r.seed for r in results}))
     cell = {(r.method, r.seed, r.user_id): r for r in results}
@@ -202,9 +228,12 @@ def build_report(
             per_seed["meteor"].append(
                 None if any(v is None for v in meteors) else statistics.fmean(meteors)  # type: ignore[arg-type]
             )
-            per_seed["bleu"].append(
-                metrics.corpus_bleu([p.text for p in pairs], [p.reference for p in pairs])
-            )
+            texts, references = [p.text for p in pairs], [p.reference for p in pairs]
+            paper = metrics.paper_scores(texts, references, wordnet=wordnet)
+            per_seed["bleu"].append(paper.bleu)
+            per_seed["paper_rouge1"].append(paper.rouge1)
+            per_seed["paper_rougeL"].append(paper.rougeL)
+            per_seed["paper_meteor"].append(paper.meteor)
             judged_pairs = [p for p in pairs if p.judge_raw is not None]
             scores = [p.judge for p in judged_pairs if p.judge is not None]
             judged += len(judged_pairs)
@@ -246,6 +275,8 @@ def build_report(
         meteor_note=meteor_note,
         judge_model=judge_model,
         paired=paired_diffs(cell, methods, seeds, complete),
+        selection=config.get("selection"),
+        paper_note=metrics.word_tokens().note if wordnet is not None else "",
     )
 
 
@@ -253,7 +284,13 @@ def stored_report(store: UserStore, run_id: int) -> EvalReport:
     """A stored run's table, over every method, seed and user it holds."""
     evals = EvalStore(store)
     run = evals.run(run_id)
-    return build_report(run, evals.results(run_id), meteor_note=metrics.wordnet_status().message)
+    status = metrics.wordnet_status()
+    return build_report(
+        run,
+        evals.results(run_id),
+        meteor_note=status.message,
+        wordnet=metrics.load_wordnet(status),
+    )
 
 
 # -- writers --------------------------------------------------------------------------------
@@ -268,11 +305,28 @@ def format_value(metric: str, summary: MetricSummary) -> str:
 
 
 def shown_metrics(report: EvalReport) -> list[str]:
-    return [m for m in METRICS if m != "judge" or any(r.judged for r in report.rows)]
+    """The first table's columns."""
+    main = [m for m in METRICS if not m.startswith("paper_")]
+    return [m for m in main if m != "judge" or any(r.judged for r in report.rows)]
+
+
+PAPER_CAPTION = (
+    "Scored as the published evaluation scores (the scores to set beside the paper's): "
+    "ROUGE without stemming, as rouge-score's bootstrap median of the F1 scores; METEOR on "
+    "nltk word tokens; the same corpus BLEU."
+)
+
+
+def paper_table(report: EvalReport) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the second table: each method scored the published way."""
+    header = ["Method"] + [METRIC_LABELS[m] for m in PAPER_METRICS]
+    rows = [
+        [r.method] + [format_value(m, r.metrics[m]) for m in PAPER_METRICS] for r in report.rows
+    ]
+    return header, rows
 
 
 def header_lines(report: EvalReport) -> list[str]:
-    from .presets import preset
     from .split import params_from_dict
 
     lines = [
@@ -280,8 +334,7 @@ def header_lines(report: EvalReport) -> list[str]:
         f"{report.split} targets, seeds {', '.join(map(str, report.seeds))}",
         f"Model: {report.model_id}; embedder: {report.embedder_id}",
         f"Split {report.split_id}: {params_from_dict(report.split_params).describe()}",
-        # Runs stored before presets existed ran dpl's choices.
-        f"Preset {preset(report.engine.get('preset', 'dpl')).describe()}",
+        preset_line(report),
         f"Engine: k={report.engine['k']}, m={report.engine['m']}, n={report.engine['n']}, "
         f"max_tokens={report.engine['generation']['max_tokens']} (generation) / "
         f"{report.engine['analysis']['max_tokens']} (analysis), "
@@ -310,8 +363,11 @@ def header_lines(report: EvalReport) -> list[str]:
             f"{report.incomplete_users} selected users lack some results and are left out "
             "(re-run the same command to finish them)."
         )
-    if any(r.metrics["meteor"].mean is None for r in report.rows) and report.meteor_note:
+    meteors = [r.metrics[m].mean for r in report.rows for m in ("meteor", "paper_meteor")]
+    if any(v is None for v in meteors) and report.meteor_note:
         lines.append(report.meteor_note)
+    if report.paper_note:
+        lines.append(report.paper_note)
     for r in report.rows:
         if r.differences:
             lines.append(uninformative_line(r))
@@ -322,6 +378,19 @@ def header_lines(report: EvalReport) -> list[str]:
                 f"{r.judge_failures} unparsable (left out of the mean)."
             )
     return lines
+
+
+def preset_line(report: EvalReport) -> str:
+    from .presets import preset
+
+    # Runs stored before presets existed ran dpl's choices.
+    chosen = preset(report.engine.get("preset", "dpl"))
+    if chosen.selection == "paper" and report.selection is None:
+        return (
+            f"Preset {chosen.name}, as run before its representative users followed the "
+            "published row order (reviewers oldest first, float64 vectors)"
+        )
+    return f"Preset {chosen.describe()}"
 
 
 def uninformative_line(row: MethodRow) -> str:
@@ -348,6 +417,12 @@ def to_markdown(report: EvalReport) -> str:
             + " | ".join(cells)
             + f" | {row.llm_calls:.1f} | {row.comparison_items:.1f} | {row.seconds:.1f} |\n"
         )
+    header, rows = paper_table(report)
+    out.write(f"\n{PAPER_CAPTION}\n\n")
+    out.write("| " + " | ".join(header) + " |\n")
+    out.write("|---|" + "---:|" * (len(header) - 1) + "\n")
+    for cells in rows:
+        out.write("| " + " | ".join(cells) + " |\n")
     paired = paired_table(report)
     if paired:
         header, rows = paired

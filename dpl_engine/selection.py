@@ -5,6 +5,15 @@ user's review and every other review of the item are embedded and clustered
 into n + 1 groups; the group that holds the user's review is dropped (those
 reviewers write like the user), and from each other group the review nearest
 its centre stands for that way of reviewing the item.
+
+Two rules do this. dpl's (``representatives``) takes the reviews oldest first,
+clusters in float64 with 10 restarts and never asks for more clusters than
+there are distinct points. The published code's (``paper_representatives``)
+takes the other reviewers sorted by user id, clusters the float32 vectors with
+scikit-learn's default restarts and always asks for n + 1 clusters. With
+k-means++ seeding a single start depends on the order of the rows, so only the
+second rule gives the published choices; dpl's restarts make its own rule far
+less sensitive to order.
 """
 
 from __future__ import annotations
@@ -20,6 +29,10 @@ from .types import ComparisonUser
 
 N_INIT = 10
 """KMeans restarts under the ``dpl`` preset; fixed so that a seed alone decides the clustering."""
+
+PAPER_RULE = "paper-v2"
+"""Names ``paper_representatives``'s rule in cache keys; sets chosen by an earlier paper
+preset (dpl's rule with the paper's restarts) are then never read back as this rule's."""
 
 
 def review_key(review: Review) -> tuple[str, str]:
@@ -92,6 +105,64 @@ def representatives(
                 user_id=review.user_id,
                 cluster=cluster,
                 distance=dists[best],
+                similarity=_cosine(points[best], points[0]),
+                rating=float(review.rating),
+                review=review,
+            )
+        )
+    return tuple(chosen[:n])
+
+
+def paper_representatives(
+    user_review: Review,
+    others: Sequence[Review],
+    vectors: dict[tuple[str, str], np.ndarray],
+    *,
+    n: int,
+    random_state: int,
+) -> tuple[ComparisonUser, ...]:
+    """Up to ``n`` representative reviews among ``others``, chosen as the published code does.
+
+    The rows are the user's review and then the others sorted by user id, as float32;
+    KMeans asks for n + 1 clusters (fewer only when there are fewer rows, which the paper's
+    m = n = 4 never allows) with scikit-learn's default restarts. The
+    user's cluster is dropped, and each other non-empty cluster, in cluster-number order,
+    gives its member nearest the centre (float32 Euclidean distance; on a tie the first
+    in row order, so the lower user id)."""
+    if not others or n <= 0:
+        return ()
+    import warnings
+
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    ordered = sorted(others, key=lambda r: r.user_id)
+    points = np.vstack(
+        [vectors[review_key(user_review)]] + [vectors[review_key(r)] for r in ordered]
+    ).astype(np.float32, copy=False)
+    k = min(n + 1, len(points))
+    if k < 2:
+        return ()
+    with warnings.catch_warnings():
+        # Identical reviews leave fewer distinct points than clusters; the empty clusters
+        # are skipped below, as the published code skips them.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = KMeans(n_clusters=k, random_state=random_state).fit(points)
+    labels, centres = model.labels_, model.cluster_centers_
+    own = int(labels[0])
+    chosen: list[ComparisonUser] = []
+    for cluster in range(k):
+        members = [i for i in range(1, len(points)) if int(labels[i]) == cluster]
+        if cluster == own or not members:
+            continue
+        dists = [np.linalg.norm(points[i] - centres[cluster]) for i in members]
+        best = members[int(np.argmin(dists))]
+        review = ordered[best - 1]
+        chosen.append(
+            ComparisonUser(
+                user_id=review.user_id,
+                cluster=cluster,
+                distance=float(min(dists)),
                 similarity=_cosine(points[best], points[0]),
                 rating=float(review.rating),
                 review=review,

@@ -342,6 +342,19 @@ def _report_table(report) -> Table:  # report: EvalReport
     return table
 
 
+def _paper_table(report) -> Table:  # report: EvalReport
+    from dpl_engine.report import PAPER_CAPTION, paper_table
+
+    header, rows = paper_table(report)
+    table = Table(caption=PAPER_CAPTION, caption_justify="left")
+    table.add_column(header[0])
+    for label in header[1:]:
+        table.add_column(label, justify="right")
+    for cells in rows:
+        table.add_row(cells[0], *[c.replace(" ± ", "\n±") for c in cells[1:]])
+    return table
+
+
 def _paired_table(report) -> Table | None:  # report: EvalReport
     from dpl_engine.report import paired_caption, paired_table
 
@@ -366,6 +379,7 @@ def _print_report(report, out: Path | None, as_json: bool) -> None:
         typer.echo(to_json(report))
     else:
         console.print(_report_table(report))
+        console.print(_paper_table(report))
         paired = _paired_table(report)
         if paired is not None:
             console.print(paired)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from dpl_engine import CancelToken, Engine, EngineConfig, ProgressEvent, ResultEvent, TokenEvent
+from dpl_engine.cache import digest, to_json
 from dpl_engine.errors import EngineError, NotEnoughHistoryError
+from dpl_engine.types import ComparisonSet
 from models import SamplingParams
-from user_store import Item
+from user_store import ArtifactKey, Item
 
 from .fakes import FakeEmbedder, FakeGenerator, MemoryStore, prompt_text, review
 
@@ -299,3 +303,39 @@ def test_models_given_as_factories_load_on_first_use():
     assert loaded == []
     e.generate(t, "none")
     assert loaded == ["gen"]
+
+
+def _comparison_key(e: Engine, c: ComparisonSet, **params: object) -> ArtifactKey:
+    """A comparison set's cache key, written out as the engine builds it."""
+    reviews = [c.user_review, *e._others(c.user_review)]
+    inputs = digest([(r.user_id, r.rating, r.title, r.text) for r in reviews])
+    return ArtifactKey(
+        user_id=c.user_review.user_id,
+        item_key=c.item.id,
+        model_id=e.embedder_id,
+        prompt_version="",
+        params={"n": e.config.n, "inputs": inputs, **params},
+    )
+
+
+def test_default_comparison_keys_are_unchanged_by_the_paper_rule():
+    store = world()
+    e = engine(store)
+    sets = e.comparisons(e.held_out_target("u1"))
+    for c in sets:
+        key = _comparison_key(e, c, seed=e.config.seed, n_init=10)
+        assert store.get_artifact("comparison", key) is not None
+
+
+def test_paper_sets_cached_before_the_paper_rule_are_not_reused():
+    e = engine(preset="paper")
+    target = e.held_out_target("u1")
+    fresh = e.comparisons(target)
+    # A store holding, under the keys the paper preset used before it had a rule of its
+    # own, sets that no longer hold: an empty choice for every item.
+    store = world()
+    for c in fresh:
+        old_key = _comparison_key(e, c, seed=42, n_init=None)
+        store.put_artifact("comparison", old_key, to_json(replace(c, users=())))
+    again = engine(store, preset="paper").comparisons(target)
+    assert again == fresh and all(c.users for c in again)

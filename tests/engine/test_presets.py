@@ -1,6 +1,7 @@
 """The ``paper`` preset reproduces the published choices on the dev data: BM25 picks equal
 rank-bm25's BM25Okapi ``get_top_n`` on whitespace tokens, and the representative users equal
-a scikit-learn KMeans(n + 1, random_state=42) with its default restarts on the same vectors."""
+a scikit-learn KMeans(n + 1, random_state=42) with its default restarts on the same float32
+vectors, the other reviewers in user-id order as the published code lists them."""
 
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ def _top_n(docs: list[str], query: str, n: int) -> list[str]:
     if not docs:
         return []
     return BM25Okapi([d.split() for d in docs]).get_top_n(query.split(), docs, n=n)
+
+
+def _latest_hidden(store: UserStore) -> dict[str, str]:
+    """Every user's latest review (by time, then item id), as the paper's test split holds out."""
+    latest: dict[str, str] = {}
+    for u, i in store.conn.execute(
+        "SELECT user_id, item_id FROM reviews ORDER BY user_id, timestamp, item_id"
+    ):
+        latest[u] = i
+    return latest
 
 
 def test_bm25_picks_equal_rank_bm25_for_every_test_user(dev):
@@ -84,17 +95,12 @@ def test_the_issue_example_comparison_items(mi5_db: Path, tmp_path: Path):
     # With every user's latest review held out, the paper's rule picks these eight for
     # ADH0O8UVJOT10, worked out independently of dpl.
     with UserStore(copy_db(mi5_db, tmp_path / "mi5.db")) as store:
-        latest: dict[str, str] = {}
-        for u, i in store.conn.execute(
-            "SELECT user_id, item_id FROM reviews ORDER BY user_id, timestamp, item_id"
-        ):
-            latest[u] = i
         engine = Engine(
             store,
             FakeGenerator(),
             FakeEmbedder(),
             EngineConfig(preset="paper"),
-            exclude_reviews=latest.items(),
+            exclude_reviews=_latest_hidden(store).items(),
         )
         chosen, _ = engine.comparison_items(engine.held_out_target("ADH0O8UVJOT10"))
     assert [r.entry.item.id for r in chosen] == [
@@ -116,27 +122,58 @@ def test_representatives_equal_a_default_kmeans_with_random_state_42(dev, bundle
         real = store.review(user.user_id, user.test)
         target = engine.target(user.user_id, user.test, rating=real.rating, title=real.title)
         for c in engine.comparisons(target):
-            others = [
-                r
-                for r in store.reviews_of_item(c.item.id, exclude_user=user.user_id)
-                if (r.user_id, r.item_id) not in hidden and has_text(r)
-            ]
+            # The published code's rows: the user's review, then the other reviewers by id.
+            others = sorted(
+                (
+                    r
+                    for r in store.reviews_of_item(c.item.id, exclude_user=user.user_id)
+                    if (r.user_id, r.item_id) not in hidden and has_text(r)
+                ),
+                key=lambda r: r.user_id,
+            )
             keys = [review_key(c.user_review)] + [review_key(r) for r in others]
             vectors = store.get_embeddings(keys, bundled_embedder.model_id)
-            points = np.vstack([vectors[k] for k in keys]).astype(np.float64)
+            points = np.vstack([vectors[k] for k in keys])
+            assert points.dtype == np.float32  # as the embedder returns them
             model = KMeans(n_clusters=cfg.n + 1, random_state=42).fit(points)
-            own = model.labels_[0]
+            labels, centres = model.labels_, model.cluster_centers_
             expected = []
-            for cluster in sorted(set(model.labels_) - {own}):
-                members = [i for i in range(1, len(keys)) if model.labels_[i] == cluster]
-                dist = {
-                    i: np.linalg.norm(points[i] - model.cluster_centers_[cluster]) for i in members
-                }
-                best = min(dist.values())
-                # Members equally near the centre (two in a cluster) may stand for it.
-                expected.append({keys[i][0] for i in members if dist[i] - best < 1e-9})
-            chosen = [u.user_id for u in c.users]
-            assert len(chosen) == len(expected)
-            assert all(u in allowed for u, allowed in zip(chosen, expected, strict=True))
+            for cluster in range(cfg.n + 1):
+                members = [i for i in range(1, len(keys)) if labels[i] == cluster]
+                if cluster == labels[0] or not members:
+                    continue
+                dist = [np.linalg.norm(points[i] - centres[cluster]) for i in members]
+                expected.append(keys[members[int(np.argmin(dist))]][0])
+            assert [u.user_id for u in c.users] == expected, c.item.id
             sets += 1
     assert sets >= 8
+
+
+# Worked out with the published selection code on the dev data, every user's latest review
+# held out, all-MiniLM-L6-v2; each item's representatives in cluster order.
+ADH0O8UVJOT10_REPRESENTATIVES = {
+    "B0002F4VBM": ["A2F92AOWTIUIB", "A307Y5ACUY4RN6", "AR6CAR106LX2Y", "A3JEEPYPEM9V81"],
+    "B005M0MUQK": ["A12P4A1OC41KUO", "AAHV0LYDMZGY8", "AEG2MOBNK5KCA", "A26U7I13QO5E0C"],
+    "B000RNB720": ["ALB04NLERUCYC", "A1AUDW7X02EEPJ", "A3TJMZ2YFNECYN", "A16Z3HTUIYPDH8"],
+    "B0015RIN6U": ["A307Y5ACUY4RN6", "A3ITN3125FJETP", "A31B0LYT2C92SN", "AVP5CCREISHVX"],
+    "B005LYIW3W": ["A27L5L6I7OSV5B", "A2W03JTG0K5OKF", "A9AETC0WEPZAM", "AFLRU6952DEFX"],
+    "B0002D02RQ": ["A2O2UE0UTPOB0Q", "A20TFY5J3WNJU2", "A3ITN3125FJETP", "AONGA3BHTK0EG"],
+    "B004Z8VQ2O": ["A3J8U952XAL34Z", "AC2S76UKUPIL4", "A768OB1LNE356", "AG8FGAIPRBKIR"],
+    "B000LPSNRQ": ["A1B3CNORXB1USI", "A3IRXJOT9PY6SE", "AD4MJT7YYVHP7", "A178O10M2U0XDC"],
+}
+
+
+def test_the_issue_example_representatives(mi5_db: Path, tmp_path: Path, bundled_embedder):
+    with UserStore(copy_db(mi5_db, tmp_path / "mi5.db")) as store:
+        engine = Engine(
+            store,
+            FakeGenerator(),
+            bundled_embedder,
+            EngineConfig(preset="paper"),
+            exclude_reviews=_latest_hidden(store).items(),
+        )
+        sets = engine.comparisons(engine.held_out_target("ADH0O8UVJOT10"))
+    found = {c.item.id: {u.user_id for u in c.users} for c in sets}
+    expected = {item: set(users) for item, users in ADH0O8UVJOT10_REPRESENTATIVES.items()}
+    assert [c.item.id for c in sets] == list(ADH0O8UVJOT10_REPRESENTATIVES)
+    assert found == expected

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from dpl_engine.selection import representatives
+from dpl_engine.selection import paper_representatives, representatives
 
 from .fakes import review
 
@@ -57,3 +59,55 @@ def test_same_seed_same_choice():
     a = representatives(reviews["u0"], others, vectors, n=4, seed=7)
     b = representatives(reviews["u0"], others, vectors, n=4, seed=7)
     assert a == b and len(a) == 4
+
+
+# -- the published code's rule ----------------------------------------------------------
+def test_paper_rule_picks_each_clusters_nearest_and_skips_the_users_cluster():
+    reviews, vectors = vecs(
+        {
+            "me": [0, 0],
+            "twin": [0.1, 0],
+            "a1": [10, 0],
+            "a2": [10.2, 0],
+            "a3": [9.9, 0],  # centre 10.033: a1 (0.033) is nearest
+            "b1": [0, 10],
+            "b2": [0, 10.1],
+            "c1": [-10, 0],
+            "d1": [0, -10],
+        }
+    )
+    others = [reviews[u] for u in reviews if u != "me"]
+    chosen = paper_representatives(reviews["me"], others, vectors, n=4, random_state=42)
+    assert {c.user_id for c in chosen} == {"a1", "b1", "c1", "d1"}
+    assert [c.cluster for c in chosen] == sorted(c.cluster for c in chosen)
+
+
+def test_paper_rule_reads_the_reviewers_in_user_id_order():
+    # b1 and b2 sit exactly as far from their centre; the first row, the lower id, stands
+    # for the cluster whatever order the reviews arrive in.
+    reviews, vectors = vecs(
+        {"me": [0, 0], "b2": [0, 10.5], "b1": [0, 9.5], "a1": [10, 0], "a2": [10, 0.5]}
+    )
+    given = [reviews["b2"], reviews["a2"], reviews["b1"], reviews["a1"]]
+    forward = paper_representatives(reviews["me"], given, vectors, n=2, random_state=42)
+    backward = paper_representatives(reviews["me"], given[::-1], vectors, n=2, random_state=42)
+    assert forward == backward
+    assert {c.user_id for c in forward} == {"a1", "b1"}
+
+
+def test_paper_rule_with_fewer_reviews_than_clusters_takes_everyone_else():
+    reviews, vectors = vecs({"me": [1, 0], "x": [0, 1], "y": [-1, 0]})
+    chosen = paper_representatives(
+        reviews["me"], [reviews["y"], reviews["x"]], vectors, n=4, random_state=42
+    )
+    assert [c.user_id for c in chosen] == ["x", "y"] and all(c.distance == 0 for c in chosen)
+
+
+def test_paper_rule_leaves_empty_clusters_out_without_a_warning():
+    reviews, vectors = vecs({"me": [1, 0], "x": [1, 0], "y": [1, 0], "z": [0, 1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chosen = paper_representatives(
+            reviews["me"], [reviews[u] for u in "xyz"], vectors, n=4, random_state=42
+        )
+    assert [c.user_id for c in chosen] == ["z"]

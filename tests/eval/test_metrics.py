@@ -134,3 +134,80 @@ def test_scoring_leaves_the_root_logger_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+# -- as the published evaluation scores them ----------------------------------------------
+def test_paper_rouge_does_not_stem_and_takes_the_bootstrap_median():
+    # Unstemmed, "cats" is not "cat": 4 of 6 unigrams match each way (the, sat, on, mat), and
+    # the longest common subsequence is those four, so both F1 are 2/3 (stemmed: 5/6). With one
+    # pair every resample is that pair, so the median is its score.
+    assert metrics.paper_rouge(["the cat sat on the mat"], ["the cats sat on a mat"]) == (
+        pytest.approx(2 / 3),
+        pytest.approx(2 / 3),
+    )
+    # Identical (1) and disjoint (0): a resample's mean is 0, 1/2 or 1 with chances 1/4, 1/2,
+    # 1/4, so the median of 1,000 of them is 1/2.
+    assert metrics.paper_rouge([IDENTICAL, DISJOINT[0]], [IDENTICAL, DISJOINT[1]]) == (0.5, 0.5)
+    # Four pairs: F1 1, 0, 2/3 ("x y" against "x": P 1/2, R 1) and 1/4 ("a" against seven
+    # words: P 1, R 1/7); their resampled means centre on the mean, 23/48.
+    preds, refs = ["a b c", "x y", "x y", "a"], ["a b c", "p q", "x", "a b c d e f g"]
+    assert metrics.paper_rouge(preds, refs) == (pytest.approx(23 / 48), pytest.approx(23 / 48))
+    assert metrics.paper_rouge([], []) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        metrics.paper_rouge(preds, refs[:1])
+
+
+def test_paper_rouge_is_rouge_scores_aggregator_seeded_and_leaves_numpys_generator_alone():
+    import numpy as np
+    from rouge_score import rouge_scorer, scoring
+
+    preds = ["Great little tuner, clips on fast.", "Loud pedal.", "Strings went dead in a week"]
+    refs = ["A great tuner that clips on quickly.", "The pedal hums.", "Dead strings after a week"]
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    found = metrics.paper_rouge(preds, refs)
+    assert (np.random.get_state()[1] == before).all()
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"])
+    aggregator = scoring.BootstrapAggregator()
+    for p, r in zip(preds, refs, strict=True):
+        aggregator.add_scores(scorer.score(r, p))
+    np.random.seed(42)
+    direct = aggregator.aggregate()
+    assert found == (direct["rouge1"].mid.fmeasure, direct["rougeL"].mid.fmeasure)
+
+
+def test_paper_meteor_tokenizes_as_nltk_does(wordnet):
+    # nltk's word tokens: It, is, n't, loud, . (5); one chunk, so 1 - 0.5 * (1/5)^3.
+    text = "It isn't loud."
+    assert metrics.paper_meteor(text, text, wordnet=wordnet) == pytest.approx(1 - 0.5 / 125)
+    # dpl's own tokens split "isn't" into isn, ', t: 6 tokens, 1 - 0.5 * (1/6)^3.
+    assert metrics.meteor(text, text, wordnet=wordnet) == pytest.approx(1 - 0.5 / 216)
+    # All four words match but in three chunks (the car | is | fast): the penalty is
+    # 0.5 * (3/4)^3 on an F-mean of 1.
+    found = metrics.paper_meteor("the car is fast", "fast is the car", wordnet=wordnet)
+    assert found == pytest.approx(1 - 0.5 * 0.75**3)
+    assert metrics.paper_meteor(*DISJOINT, wordnet=wordnet) == 0.0
+
+
+def test_without_the_punkt_model_sentences_are_split_by_an_untrained_punkt():
+    tokens = metrics.WordTokens(punkt_model=False)
+    # A full stop inside the text ends a sentence and becomes a token of its own, as it does
+    # with nltk's model; prices and contractions are split as nltk's word tokenizer splits them.
+    assert tokens("Great tone. Works well, it isn't $5.99 cheap") == [
+        "Great", "tone", ".", "Works", "well", ",", "it", "is", "n't", "$", "5.99", "cheap",
+    ]  # fmt: skip
+    assert "not installed" in tokens.note
+    assert "English Punkt model" in metrics.WordTokens(punkt_model=True).note
+
+
+def test_paper_scores_put_the_three_together(wordnet):
+    preds = [IDENTICAL, "a fast car"]
+    refs = [IDENTICAL, "a quick car"]
+    s = metrics.paper_scores(preds, refs, wordnet=wordnet)
+    assert (s.rouge1, s.rougeL) == metrics.paper_rouge(preds, refs)
+    # IDENTICAL is 11 nltk tokens (ten words and the full stop); "fast" and "quick" share a
+    # WordNet synset, so the second pair matches all 3 words in one chunk.
+    assert s.meteor == pytest.approx(((1 - 0.5 / 11**3) + (1 - 0.5 / 27)) / 2)
+    assert s.bleu == metrics.corpus_bleu(preds, refs)
+    assert metrics.paper_scores(preds, refs).meteor is None  # no WordNet given

@@ -167,6 +167,26 @@ def test_no_target_text_appears_in_any_prompt_under_the_paper_preparation(
         assert any(words(t) in p for t in shown for p in prompts)
 
 
+def test_paper_runs_from_before_the_published_row_order_are_runs_of_their_own(dev):
+    store, split = dev
+    gen = FakeGenerator()
+
+    def runner(preset: str) -> ev.Evaluation:
+        cfg = config(methods=("none",), users=1, engine=EngineConfig(m=2, preset=preset))
+        return ev.Evaluation(store, split, gen, FakeEmbedder(), cfg)
+
+    assert "selection" not in runner("dpl").run_config()  # dpl's runs keep their identity
+    paper = runner("paper")
+    current = paper.run_config()
+    assert current["selection"] == "paper-v2"
+    earlier = {k: v for k, v in current.items() if k != "selection"}
+    evals = EvalStore(store)
+    old, _ = evals.find_or_create_run(split.split_id, earlier)
+    report = paper.execute()
+    assert report.run_id != old.id and "user-id order" in rp.preset_line(report)
+    assert "as run before" in rp.preset_line(rp.stored_report(store, old.id))
+
+
 def test_validation_targets_hide_the_test_reviews_too(dev):
     store, split = dev
     gen = FakeGenerator()
@@ -196,18 +216,24 @@ def test_ctrl_c_keeps_finished_work_and_the_rerun_does_only_the_rest(dev):
 
 def test_the_table_is_mean_and_std_over_seeds_of_per_seed_scores(dev):
     store, split = dev
+    wordnet = metrics.load_wordnet()
     seeds = (1, 2, 3)
     cfg = config(methods=("none", "rag"), seeds=seeds)
     report = ev.Evaluation(store, split, SeededGenerator(), FakeEmbedder(), cfg).execute()
     rows = EvalStore(store).results(report.run_id)
     for method_row in report.rows:
-        per_seed_r1, per_seed_bleu = [], []
+        per_seed_r1, per_seed_bleu, per_seed_paper = [], [], []
         for seed in seeds:
             mine = [r for r in rows if r.method == method_row.method and r.seed == seed]
             assert len(mine) == 3
             per_seed_r1.append(statistics.fmean(r.rouge1 for r in mine))
             per_seed_bleu.append(
                 metrics.corpus_bleu([r.text for r in mine], [r.reference for r in mine])
+            )
+            per_seed_paper.append(
+                metrics.paper_scores(
+                    [r.text for r in mine], [r.reference for r in mine], wordnet=wordnet
+                )
             )
         r1 = method_row.metrics["rouge1"]
         assert r1.per_seed == pytest.approx(per_seed_r1)
@@ -216,6 +242,10 @@ def test_the_table_is_mean_and_std_over_seeds_of_per_seed_scores(dev):
         assert method_row.metrics["bleu"].mean == pytest.approx(statistics.fmean(per_seed_bleu))
         assert method_row.metrics["meteor"].mean is not None  # WordNet is installed here
         assert method_row.metrics["judge"].mean is None  # no judge was asked
+        # The second table: each seed scored the published way, then mean over seeds.
+        for name in ("rouge1", "rougeL", "meteor"):
+            values = [getattr(p, name) for p in per_seed_paper]
+            assert method_row.metrics[f"paper_{name}"].per_seed == pytest.approx(values)
 
 
 def test_judge_added_later_scores_without_regenerating_and_counts_failures(dev):
@@ -244,10 +274,15 @@ def test_writers_give_the_same_table_as_markdown_csv_and_json(dev, tmp_path: Pat
     assert "| Method | ROUGE-1 | ROUGE-L | METEOR | BLEU |" in md
     assert "items with >= 3 reviewers" in md and "3 users" in md
     assert "| rag vs | ROUGE-1 | ROUGE-L | METEOR |" in md and "Wilcoxon" in md
+    assert rp.PAPER_CAPTION in md and "nltk word tokens" in md
     table = list(csv.DictReader(io.StringIO(paths[1].read_text())))
     assert len(table) == 2 * len(rp.METRICS)
     r1 = next(t for t in table if t["method"] == "rag" and t["metric"] == "rouge1")
     assert float(r1["mean"]) == pytest.approx(report.rows[1].metrics["rouge1"].mean, abs=1e-6)
+    paper = next(t for t in table if t["method"] == "rag" and t["metric"] == "paper_rouge1")
+    assert float(paper["mean"]) == pytest.approx(
+        report.rows[1].metrics["paper_rouge1"].mean, abs=1e-6
+    )
     data = json.loads(paths[2].read_text())
     assert data["run_id"] == report.run_id and len(data["users"]) == 3
     stored = rp.stored_report(store, report.run_id)
@@ -268,6 +303,8 @@ def test_report_prints_the_paired_comparison_under_the_table(dev):
     )
     assert result.exit_code == 0, result.output
     assert "rag vs" in result.output and "Wilcoxon" in result.output
+    # The second table, scored the published way (its caption may wrap).
+    assert "Scored as the published evaluation scores" in " ".join(result.output.split())
     for d in report.paired:  # each mean difference is printed
         assert f"{d.mean_diff:+.4f}" in result.output
 
