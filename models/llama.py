@@ -420,8 +420,11 @@ class LlamaGenerator(TextGenerator):
         """Feed the prompt to llama.cpp one batch at a time, asking ``stop`` before each;
         returns False when it said stop.
 
-        It keeps what the context already holds of the prompt and splits the rest into the
-        batches llama-cpp-python itself would use, so the computation is the same: the
+        It keeps what the context already holds of the prompt, cut back to a whole number
+        of batches, and reads the rest in batches: every prompt is then computed in the same
+        batches as when it was read from its first token, so the same seed gives the same
+        text (kept states from a batch of another shape differ in the last bits, and on long
+        prompts that was seen to change the text). At most one batch is read again. The
         completion call then finds the whole prompt read and samples at once. (Where its
         tokens differed from ``ids`` it would re-read from there; only time would be lost.)
 
@@ -439,6 +442,7 @@ class LlamaGenerator(TextGenerator):
             start += 1
         if start == len(ids):
             start -= 1  # as llama-cpp-python does: re-read the last token for fresh logits
+        start -= start % llm.n_batch  # whole batches only, as a first read makes them
         if start < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, start, -1):
             llm.reset()  # a cache that cannot be cut (recurrent models) is read from the start
             start = 0

@@ -92,6 +92,24 @@ def test_same_seed_same_text_other_seed_differs(bundled_generator: LlamaGenerato
     assert others - {a}, "three other seeds all gave the same text"
 
 
+@pytest.mark.slow
+def test_a_long_prompt_twice_with_one_seed_writes_the_same_text(
+    bundled_generator: LlamaGenerator,
+) -> None:
+    """Keeping a cached prefix that ends inside a batch once changed the text of a second call
+    on a prompt this long; the prefix is now kept in whole batches only."""
+    line = "The strings held their tune through a long evening of practice; the tone stayed warm. "
+    messages = [{"role": "user", "content": "Past reviews:\n" + line * 230 +
+                 "\nWrite a short review of a capo."}]
+    assert bundled_generator.count_tokens(messages) > 3500
+    params = SamplingParams(temperature=0.8, max_tokens=24, seed=7)
+    first, _ = bundled_generator.complete(messages, params)
+    second, _ = bundled_generator.complete(messages, params)
+    bundled_generator.llm.reset()  # read from the first token, as a new process would
+    fresh, _ = bundled_generator.complete(messages, params)
+    assert first == second == fresh
+
+
 def test_stop_after_three_tokens_then_generate_again(bundled_generator: LlamaGenerator) -> None:
     stream = bundled_generator.stream(MESSAGES, SamplingParams(max_tokens=24, seed=3))
     got = []

@@ -58,12 +58,20 @@ def test_without_settings_the_cpu_behaviour_applies():
 PROMPT = list(range(1, 11))
 
 
-def test_the_common_prefix_is_kept_and_the_rest_read_in_batches():
+def test_the_common_prefix_is_kept_in_whole_batches_and_the_rest_read_in_batches():
+    llm = FakeLlama(held=[1, 2, 3, 4, 5, 6, 99, 98])
+    assert generator(llm)._read_prompt(PROMPT, lambda: False)
+    # 6 tokens in common, but only the first whole batch (4) is kept: the rest is read in
+    # the batches a first read makes, so its numbers are the same as a first read's
+    assert llm.cuts == [4] and llm.resets == 0
+    assert llm.evals == [[5, 6, 7, 8], [9, 10]]
+    assert llm.input_ids[: llm.n_tokens].tolist() == PROMPT
+
+
+def test_a_common_prefix_shorter_than_a_batch_is_read_again():
     llm = FakeLlama(held=[1, 2, 3, 99, 98])
     assert generator(llm)._read_prompt(PROMPT, lambda: False)
-    assert llm.cuts == [3] and llm.resets == 0
-    assert llm.evals == [[4, 5, 6, 7], [8, 9, 10]]
-    assert llm.input_ids[: llm.n_tokens].tolist() == PROMPT
+    assert llm.cuts == [0] and llm.evals == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
 
 
 def test_a_cache_that_cannot_be_cut_is_read_again_from_the_start():
@@ -73,10 +81,10 @@ def test_a_cache_that_cannot_be_cut_is_read_again_from_the_start():
     assert llm.evals == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
 
 
-def test_a_prompt_already_read_rereads_only_its_last_token():
+def test_a_prompt_already_read_rereads_only_its_last_batch():
     llm = FakeLlama(held=PROMPT + [50, 51])  # the prompt and an earlier answer
     assert generator(llm)._read_prompt(PROMPT, lambda: False)
-    assert llm.cuts == [9] and llm.evals == [[10]]
+    assert llm.cuts == [8] and llm.evals == [[9, 10]]
 
 
 def test_stop_is_asked_before_every_batch():
