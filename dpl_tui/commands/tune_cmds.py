@@ -107,7 +107,6 @@ def tune(
     as_json: JsonOption = False,
 ) -> None:
     """Train a LoRA adapter on difference-aware prompts, export it for llama.cpp, register it."""
-    from dpl_engine import EngineError
     from dpl_engine.tune import TuneConfig, train_adapter
     from models.training import LoraOptions
     from user_store import locations
@@ -154,8 +153,6 @@ def tune(
                     "run the same command (or add --resume) to continue."
                 ))
                 raise typer.Exit(130) from None
-            if not result.path.exists():
-                raise EngineError(f"The adapter was not written to {str(result.path)!r}.")
         settings = Settings.load()
         settings.adapters[name] = str(result.path)
         settings.save()

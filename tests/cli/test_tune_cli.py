@@ -163,11 +163,11 @@ def test_ctrl_c_keeps_a_checkpoint_that_resume_continues(dev_db: Path, tmp_path:
 
 def one_line_error(result, *parts: str) -> None:
     assert result.exit_code != 0, result.output
-    text = " ".join(result.output.split())
     assert "Traceback" not in result.output
-    assert result.output.strip().count("\n") == 0 or "error:" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output  # the message is one line, printed once
     for part in parts:
-        assert part in text, text
+        assert part in errors[0], errors[0]
 
 
 def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
