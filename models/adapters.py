@@ -185,3 +185,62 @@ def write_adapter(
         writer.close()
     os.replace(tmp, path)
     return path
+
+
+def unpermute_rows(rows: np.ndarray, n_head: int) -> np.ndarray:
+    """The inverse of ``permute_rows``: llama.cpp's row order back to transformers'."""
+    out = rows.shape[0]
+    return (
+        rows.reshape(n_head, out // n_head // 2, 2, *rows.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(rows.shape)
+    )
+
+
+def read_adapter(
+    path: str | Path,
+    modules: list[str],
+    *,
+    architecture: str,
+    block_count: int,
+    n_head: int,
+    n_head_kv: int,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """An adapter file's LoRA pairs in PEFT's layout, keyed by transformers module path:
+    what ``write_adapter`` wrote, read back. ``modules`` are the base model's module paths
+    (``model.layers.0.self_attn.q_proj``, ...), which give llama.cpp's names their meaning.
+
+    Raises AdapterError when the file holds a tensor none of ``modules`` maps to."""
+    import gguf
+
+    path = Path(path).expanduser()
+    by_name: dict[str, str] = {}
+    for module in modules:
+        try:
+            by_name[gguf_tensor_name(module, architecture, block_count)] = module
+        except AdapterError:
+            continue
+    reader = gguf.GGUFReader(str(path))
+    parts: dict[str, dict[str, np.ndarray]] = {}
+    for tensor in reader.tensors:
+        name, _, kind = tensor.name.rpartition(".")
+        module = by_name.get(name)
+        if module is None or kind not in ("lora_a", "lora_b"):
+            raise AdapterError(
+                f"Adapter {str(path)!r} holds tensor {tensor.name!r}, which this base model "
+                "has no weight for. Pass the base the adapter was trained on."
+            )
+        parts.setdefault(module, {})[kind] = np.array(tensor.data, dtype=np.float32)
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for module, got in parts.items():
+        if set(got) != {"lora_a", "lora_b"}:
+            raise AdapterError(f"Adapter {str(path)!r} has half a LoRA pair for {module!r}.")
+        a, b = got["lora_a"], got["lora_b"]
+        name = gguf_tensor_name(module, architecture, block_count)
+        if architecture in ROPE_PERMUTED:
+            if name.endswith("attn_q.weight"):
+                b = unpermute_rows(b, n_head)
+            elif name.endswith("attn_k.weight"):
+                b = unpermute_rows(b, n_head_kv)
+        pairs[module] = (a, b)
+    return pairs

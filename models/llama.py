@@ -300,9 +300,9 @@ class LlamaGenerator(TextGenerator):
         self._formatter = formatter
         self._lock = threading.Lock()
         self._owner: int | None = None
-        self._adapter: _Adapter | None = None
-        """The LoRA this view applies to every call; None for the base model."""
-        self._applied: list[_Adapter | None] = [None]
+        self._adapters: tuple[_Adapter, ...] = ()
+        """The LoRAs this view applies to every call, in order; empty for the base model."""
+        self._applied: list[tuple[_Adapter, ...]] = [()]
         """What the shared context has applied now (one cell, shared by every view)."""
 
     # locking -------------------------------------------------------------
@@ -322,21 +322,27 @@ class LlamaGenerator(TextGenerator):
     # adapters ------------------------------------------------------------
     @property
     def adapter(self) -> AdapterInfo | None:
-        """The LoRA adapter this generator applies, if any."""
-        return self._adapter.info if self._adapter is not None else None
+        """The first LoRA adapter this generator applies (the task adapter), if any."""
+        return self._adapters[0].info if self._adapters else None
+
+    @property
+    def adapters(self) -> tuple[AdapterInfo, ...]:
+        """Every LoRA adapter this generator applies, in the order they were stacked."""
+        return tuple(a.info for a in self._adapters)
 
     @property
     def base(self) -> LlamaGenerator:
         """The same loaded model without an adapter (itself when it has none)."""
-        return self._base if self._adapter is not None else self
+        return self._base if self._adapters else self
 
     def with_adapter(self, path: str | Path, scale: float = 1.0) -> LlamaGenerator:
-        """A view of this model that applies the LoRA adapter at ``path`` to its calls.
+        """A view of this model that applies the LoRA adapter at ``path`` to its calls, on
+        top of the adapters this generator already applies (llama.cpp adds their updates).
 
         The view shares the loaded weights, the context and the lock with this generator,
         so both can be used in turn (the base model reads users, the view writes reviews).
         Switching between them clears the context's cached prompt, since its states were
-        computed under the other weights. The view's ``model_id`` names base and adapter.
+        computed under the other weights. The view's ``model_id`` names base and adapters.
 
         Raises AdapterError for a file that is not an adapter, one made for another base,
         or one llama.cpp refuses (the reason it logged is in the message)."""
@@ -355,26 +361,33 @@ class LlamaGenerator(TextGenerator):
             )
         view = copy.copy(self)
         view._base = self.base
-        view._adapter = _Adapter(info, handle, float(scale))
-        view.info = replace(self.base.info, model_id=f"{self.base.info.model_id}+{info.adapter_id}")
+        view._adapters = (*self._adapters, _Adapter(info, handle, float(scale)))
+        names = "+".join(a.info.adapter_id for a in view._adapters)
+        view.info = replace(self.base.info, model_id=f"{self.base.info.model_id}+{names}")
         return view
 
     def _apply_adapter(self) -> None:
-        """Put this view's adapter on the shared context (the lock is held)."""
-        if self._applied[0] is self._adapter:
+        """Put this view's adapters on the shared context (the lock is held)."""
+        applied = self._applied[0]
+        if len(applied) == len(self._adapters) and all(
+            a is b for a, b in zip(applied, self._adapters, strict=True)
+        ):
             return
         import llama_cpp
 
-        if self._adapter is None:
+        count = len(self._adapters)
+        if not count:
             failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
         else:
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapter.handle)
-            scales = (ctypes.c_float * 1)(self._adapter.scale)
-            failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, handles, 1, scales)
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * count)(
+                *(a.handle for a in self._adapters)
+            )
+            scales = (ctypes.c_float * count)(*(a.scale for a in self._adapters))
+            failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, handles, count, scales)
         if failed:
             raise ModelError(f"llama.cpp could not switch adapters on {self.info.model_id}.")
         self.llm.reset()  # cached states belong to the other weights: read prompts anew
-        self._applied[0] = self._adapter
+        self._applied[0] = self._adapters
 
     def next_token_logits(self, ids: Sequence[int]) -> list[float]:
         """The logits llama.cpp gives the token after ``ids`` (read from scratch), with this

@@ -199,6 +199,25 @@ def with_lora(model: Any, options: LoraOptions, *, random_b: bool = False) -> An
         return get_peft_model(model, config)
 
 
+def merge_pairs(model: Any, pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+                alpha: float) -> None:
+    """Add an adapter's update, alpha / rank x B @ A, to the base weights in place.
+
+    A second adapter trained over the result learns on top of the first; llama.cpp applies
+    both to the unmerged base and adds their updates, which is the same model."""
+    import torch
+
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, (a, b) in pairs.items():
+            module = modules.get(name)
+            if module is None or not hasattr(module, "weight"):
+                raise TrainingError(f"The base model has no weight {name!r} to merge into.")
+            weight = module.weight
+            delta = torch.from_numpy(b.astype(np.float32)) @ torch.from_numpy(a.astype(np.float32))
+            weight += (float(alpha) / a.shape[0]) * delta.to(weight.device, weight.dtype)
+
+
 def lora_pairs(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The PEFT model's LoRA weights by transformers module path, as float32 arrays."""
     a_parts: dict[str, np.ndarray] = {}

@@ -234,3 +234,57 @@ def test_batched_training_runs_and_learns(hf_base, bundled_generator):
     peft_model, _ = fresh_lora(hf_base, options)
     result = training.train(peft_model, examples_for(bundled_generator), options)
     assert result.steps == 4 and result.losses[-1] < result.losses[0]
+
+
+def test_an_adapter_file_reads_back_as_the_pairs_it_was_written_from(hf_base, tmp_path):
+    peft_model, shape = fresh_lora(hf_base, OPTIONS, random_b=True, seed=3)
+    pairs = training.lora_pairs(peft_model)
+    path = export(tmp_path / "r.gguf", peft_model, shape, OPTIONS, "base")
+    modules = [name for name, _ in hf_base[0].named_modules()]
+    back = adapters.read_adapter(path, modules, architecture=shape.architecture,
+                                 block_count=shape.block_count, n_head=shape.n_head,
+                                 n_head_kv=shape.n_head_kv)
+    assert sorted(back) == sorted(pairs)
+    for module, (a, b) in pairs.items():
+        assert np.array_equal(back[module][0], a) and np.array_equal(back[module][1], b), module
+    # a module the base does not have is named, not silently dropped
+    with pytest.raises(AdapterError, match="has no weight"):
+        adapters.read_adapter(path, modules[:5], architecture=shape.architecture,
+                              block_count=shape.block_count, n_head=shape.n_head,
+                              n_head_kv=shape.n_head_kv)
+
+
+def test_a_second_adapter_trained_over_a_merged_first_stacks_in_llama_cpp(
+    hf_base, bundled_generator, tmp_path
+):
+    """A per-user adapter is trained over the base with the task adapter merged in;
+    llama.cpp applies both to the unmerged base. The change both make together must agree
+    with transformers' merged-plus-second model, as a single adapter's does."""
+    model, shape = hf_base
+    task_model, _ = fresh_lora(hf_base, OPTIONS, random_b=True, seed=1)
+    task_path = export(tmp_path / "task.gguf", task_model, shape, OPTIONS,
+                       bundled_generator.model_id)
+    merged = copy.deepcopy(model)
+    training.merge_pairs(merged, training.lora_pairs(task_model), OPTIONS.alpha)
+    import torch
+
+    torch.manual_seed(2)
+    both = training.with_lora(merged, OPTIONS, random_b=True)
+    user_path = export(tmp_path / "user.gguf", both, shape, OPTIONS, bundled_generator.model_id)
+    stacked = bundled_generator.with_adapter(task_path).with_adapter(user_path)
+    assert stacked.model_id == f"{bundled_generator.model_id}+task@testtask+user@testuser"
+    assert [a.path for a in stacked.adapters] == [str(task_path), str(user_path)]
+    correlations = []
+    for text in PROMPTS:
+        ids = bundled_generator.text_token_ids(text)
+        h0 = training.next_token_logits(model, ids)  # the plain base, as llama.cpp's
+        h1 = training.next_token_logits(both, ids)
+        l0 = np.array(bundled_generator.next_token_logits(ids))
+        l1 = np.array(stacked.next_token_logits(ids))
+        correlations.append(float(np.corrcoef(h1 - h0, l1 - l0)[0, 1]))
+    assert min(correlations) >= MIN_CORRELATION, correlations
+    # and the task adapter alone is back once the stacked view is done
+    task_only = bundled_generator.with_adapter(task_path)
+    ids = bundled_generator.text_token_ids(PROMPTS[0])
+    alone = np.array(task_only.next_token_logits(ids))
+    assert not np.allclose(alone, np.array(stacked.next_token_logits(ids)))
