@@ -119,6 +119,7 @@ class Engine:
         exclude_reviews: Collection[tuple[str, str]] = (),
         embedder_id: str | None = None,
         analyst: TextGenerator | Callable[[], TextGenerator] | None = None,
+        personal: Callable[[str], TextGenerator | None] | None = None,
     ) -> None:
         """Models may be given as zero-argument factories: they load on first use.
 
@@ -126,6 +127,9 @@ class Engine:
         is not the one that writes the review: an adapter's teacher, or the base model of a
         generator that carries an adapter trained on prompts the base model's reading made.
         Default: ``generator`` does both.
+
+        ``personal``: given a user id, the writer to use for that user's reviews instead of
+        ``generator`` (the task adapter with the user's own adapter on top), or None.
 
         ``exclude_reviews``: (user_id, item_id) reviews the method must never see,
         neither in retrieval nor as comparison candidates (an evaluation split passes
@@ -148,6 +152,7 @@ class Engine:
         self._embedder_id = embedder_id
         self._analyst = analyst if isinstance(analyst, TextGenerator) else None
         self._analyst_factory = None if isinstance(analyst, TextGenerator) else analyst
+        self._personal = personal
         self._load_lock = threading.Lock()
 
     # -- models (loaded on first use) ---------------------------------------------
@@ -169,6 +174,14 @@ class Engine:
                 assert self._analyst_factory is not None
                 self._analyst = self._analyst_factory()
             return self._analyst
+
+    def writer(self, user_id: str) -> TextGenerator:
+        """The model that writes ``user_id``'s reviews: their own adapter's view, if any."""
+        if self._personal is not None:
+            found = self._personal(user_id)
+            if found is not None:
+                return found
+        return self.generator
 
     @property
     def has_analyst(self) -> bool:
@@ -697,7 +710,8 @@ class Engine:
                 target=target,
                 method=method,
                 text=text,
-                model_id=self._generator.model_id if self._generator is not None else "",
+                model_id=writer[0].model_id if writer else (
+                    self._generator.model_id if self._generator is not None else ""),
                 prompt_version=prompts.method_version(method, self.preset),
                 messages=tuple(messages),
                 stats=stats,
@@ -712,9 +726,11 @@ class Engine:
                 generation_id=generation_id,
             )
 
+        writer: list[TextGenerator] = []
         try:
             messages = yield from self._prompt(target, method, run, params, got)
-            generator = self.generator
+            generator = self.writer(target.user_id)
+            writer.append(generator)
             yield ProgressEvent("generate", 0, 1, detail=generator.model_id)
             run.check()
         except Cancelled:

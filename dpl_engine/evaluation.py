@@ -107,9 +107,11 @@ class Evaluation:
         embedder_id: str | None = None,
         judge: TextGenerator | Factory | None = None,
         analyst: TextGenerator | Factory | None = None,
+        personal: Callable[[str], TextGenerator | None] | None = None,
     ) -> None:
         """``analyst``: the model that reads users when it is not ``generator`` (see
-        ``Engine``); it joins the run's identity."""
+        ``Engine``); it joins the run's identity. ``personal``: each user's own writer, if
+        any (``Engine``); the per-user adapters of the selected users join it too."""
         config.check()
         if split.split_id is None:
             raise EngineError("Store the split first (split.prepare) so results can refer to it.")
@@ -127,6 +129,7 @@ class Evaluation:
         self._embedder_id = embedder_id
         self._judge = judge
         self._analyst = analyst
+        self._personal = personal
         self._preset = presets.preset(config.engine.preset)
         self._wordnet_status = metrics.wordnet_status()
         self._wordnet: Any = None
@@ -187,11 +190,21 @@ class Evaluation:
         }
         if self.analyst is not None:  # only when set, so earlier runs keep their identity
             config["analyst_id"] = self.analyst.model_id
+        personal = self.personal_writers()
+        if personal:  # the same: a run without per-user adapters keeps its identity
+            config["personal"] = personal
         if self._preset.selection == "paper":
             # Paper runs made before the published row order are another run, not one to
             # extend; dpl's runs keep their identity.
             config["selection"] = selection.PAPER_RULE
         return config
+
+    def personal_writers(self) -> dict[str, str]:
+        """The selected users that have a writer of their own, and its model id."""
+        if self._personal is None:
+            return {}
+        found = {user: self._personal(user) for user in self.selected_users()}
+        return {user: gen.model_id for user, gen in sorted(found.items()) if gen is not None}
 
     def plan(self) -> Plan:
         assert self.split.split_id is not None
@@ -212,6 +225,7 @@ class Evaluation:
             exclude_reviews=hidden,
             embedder_id=self.embedder_id,
             analyst=self.analyst,
+            personal=self._personal,
         )
 
     def execute(
