@@ -41,6 +41,14 @@ AdapterOption = Annotated[
         "review-writing call (default: $DPL_ADAPTER, else none).",
     ),
 ]
+PersonalOption = Annotated[
+    bool,
+    typer.Option(
+        "--personal/--no-personal",
+        help="With a task adapter, write each user's reviews with their own per-user adapter "
+        "on top where `dpl tune --user` kept one.",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PresetOption = Annotated[
     str | None,

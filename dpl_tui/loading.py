@@ -86,15 +86,19 @@ class ModelPair:
     when it names one, else the same loaded base model without the adapter."""
 
     def __init__(self, choice: str | None, adapter: str | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, *, personal: bool = True) -> None:
+        """``personal``: write each user's reviews with their own per-user adapter on top of
+        the task adapter where one was kept (``dpl tune --user``)."""
         from user_store.config import Settings
 
         self.settings = settings or Settings.load()
         self.choice = choice
         self.adapter_path = resolve_adapter(self.settings, adapter)
+        self.use_personal = personal
         self._lock = threading.Lock()
         self._writer: TextGenerator | None = None
         self._analyst: TextGenerator | None = None
+        self._personal: dict[str, TextGenerator | None] = {}
 
     def writer(self) -> TextGenerator:
         with self._lock:
@@ -117,6 +121,25 @@ class ModelPair:
                 else:
                     self._analyst = writer.base  # type: ignore[attr-defined]
             return self._analyst
+
+    def personal(self, user_id: str) -> TextGenerator | None:
+        """The writer with ``user_id``'s kept per-user adapter on top, or None."""
+        if self.adapter_path is None or not self.use_personal:
+            return None
+        writer = self.writer()
+        with self._lock:
+            if user_id not in self._personal:
+                from dpl_engine.personal import find_personal
+
+                task = getattr(writer, "adapter", None)
+                path = find_personal(self.adapter_path, task.adapter_id, user_id) if task else None
+                self._personal[user_id] = _with_adapter(writer, str(path)) if path else None
+            return self._personal[user_id]
+
+    @property
+    def personal_factory(self) -> Callable[[str], TextGenerator | None] | None:
+        """What ``Engine(personal=...)`` takes: None without a task adapter."""
+        return None if self.adapter_path is None or not self.use_personal else self.personal
 
     @property
     def analyst_factory(self) -> Callable[[], TextGenerator] | None:

@@ -21,6 +21,7 @@ from ..common import (
     DbOption,
     JsonOption,
     ModelOption,
+    PersonalOption,
     PresetOption,
     console,
     err_console,
@@ -116,6 +117,7 @@ def _engine(
     drop_uninformative: bool = False,
     max_description_chars: int | None = None,
     adapter: str | None = None,
+    personal: bool = True,
 ):
     from dpl_engine import Engine, EngineConfig
     from dpl_engine.presets import preset as check_preset
@@ -158,7 +160,7 @@ def _engine(
 
     from ..loading import ModelPair, embedder_factory, embedder_id
 
-    models = ModelPair(model, adapter, settings)
+    models = ModelPair(model, adapter, settings, personal=personal)
     return Engine(
         store,
         models.writer,
@@ -166,6 +168,7 @@ def _engine(
         config,
         embedder_id=embedder_id(settings, model),
         analyst=models.analyst_factory,
+        personal=models.personal_factory,
     )
 
 
@@ -582,6 +585,7 @@ def generate(
     ] = "dpl",
     model: ModelOption = None,
     adapter: AdapterOption = None,
+    personal: PersonalOption = True,
     db: DbOption = None,
     as_json: JsonOption = False,
     seed: SeedOption = 42,
@@ -620,6 +624,7 @@ def generate(
                 drop_uninformative=drop_uninformative,
                 max_description_chars=max_description_chars,
                 adapter=adapter,
+                personal=personal,
             )
             target = _target(engine, user_id, item, rating, title)
             stream_out = not as_json

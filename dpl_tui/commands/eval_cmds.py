@@ -21,6 +21,7 @@ from ..common import (
     DbOption,
     JsonOption,
     ModelOption,
+    PersonalOption,
     PresetOption,
     console,
     err_console,
@@ -431,6 +432,7 @@ def eval_(
     ] = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
+    personal: PersonalOption = True,
     which: Annotated[
         str, typer.Option("--split", help="Targets to generate: 'test' (latest review) or 'val'.")
     ] = "test",
@@ -573,7 +575,7 @@ def eval_(
             if concurrency < 1:
                 raise EngineError(f"--concurrency must be at least 1 (got {concurrency}).")
             judge = _generator_factory(str(judge_model)) if judge_model else None
-            runner = _runner(store, chosen, model, config, judge, adapter)
+            runner = _runner(store, chosen, model, config, judge, adapter, personal)
             plan = runner.plan()
             err_console.print(
                 Text(
@@ -614,14 +616,15 @@ def _chosen_split(store, thresholds):  # -> dpl_engine.split.Split
     return chosen
 
 
-def _runner(store, chosen, model, config, judge=None, adapter=None):  # -> Evaluation
+def _runner(store, chosen, model, config, judge=None, adapter=None,
+            personal=True):  # -> Evaluation
     from dpl_engine import evaluation as ev
     from user_store.config import Settings
 
     from ..loading import ModelPair, embedder_factory, embedder_id
 
     settings = Settings.load()
-    models = ModelPair(model, adapter, settings)
+    models = ModelPair(model, adapter, settings, personal=personal)
     return ev.Evaluation(
         store,
         chosen,
@@ -631,6 +634,7 @@ def _runner(store, chosen, model, config, judge=None, adapter=None):  # -> Evalu
         embedder_id=embedder_id(settings, model),
         judge=judge,
         analyst=models.analyst_factory,
+        personal=models.personal_factory,
     )
 
 

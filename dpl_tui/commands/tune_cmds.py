@@ -15,6 +15,7 @@ import typer
 from rich.text import Text
 
 from ..common import (
+    AdapterOption,
     DbOption,
     JsonOption,
     ModelOption,
@@ -66,8 +67,10 @@ def tune(
         ),
     ] = None,
     examples: Annotated[
-        int, typer.Option("--examples", help="At most this many training examples.")
-    ] = 120,
+        int | None,
+        typer.Option("--examples", help="At most this many training examples (default 120; "
+                     "12 with --user)."),
+    ] = None,
     per_user: Annotated[
         int, typer.Option("--per-user", help="Targets per training user (they share calls).")
     ] = 3,
@@ -78,18 +81,43 @@ def tune(
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", help="Prompt plus review tokens per example.")
     ] = 2048,
-    rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 16,
-    alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale alpha/rank).")] = 32.0,
+    rank: Annotated[
+        int | None, typer.Option("--rank", help="LoRA rank (default 16; 4 with --user).")
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option("--alpha", help="LoRA alpha, the scale is alpha/rank (default 2 x rank)."),
+    ] = None,
     targets: Annotated[
         str,
         typer.Option("--targets", help="Comma-separated projections to adapt."),
     ] = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the examples.")] = 1.0,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 3e-4,
+    epochs: Annotated[
+        float | None,
+        typer.Option("--epochs", help="Passes over the examples (default 1; 2 with --user)."),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Peak learning rate, AdamW (default 3e-4; 1e-3 with --user)."),
+    ] = None,
     batch: Annotated[
         int, typer.Option("--batch", help="Examples per step (0: 1 on the CPU, 8 on a GPU).")
     ] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for KMeans, sampling, order.")] = 42,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            help="Fit a per-user adapter for this user on top of the task adapter (--adapter); "
+            "it is kept only if it writes the user's validation review better.",
+        ),
+    ] = None,
+    adapter: AdapterOption = None,
+    review_tokens: Annotated[
+        int,
+        typer.Option("--review-tokens",
+                     help="With --user: longest validation review written, in tokens."),
+    ] = 128,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run (fails if none).")
     ] = False,
@@ -112,12 +140,26 @@ def tune(
     from user_store import locations
     from user_store.config import Settings
 
+    if user is not None:
+        _tune_user(
+            user, adapter=adapter, model=model, method=method, examples=examples, rank=rank,
+            alpha=alpha, targets=targets, epochs=epochs, lr=lr, batch=batch, seed=seed,
+            max_tokens=max_tokens, k=k, m=m, n=n, preset=preset,
+            analysis_max_tokens=analysis_max_tokens, max_review_chars=max_review_chars,
+            thresholds=(min_chars, min_user_reviews, max_user_reviews, min_item_reviewers),
+            db=db, as_json=as_json, review_tokens=review_tokens,
+        )
+        return
+    examples = 120 if examples is None else examples
+    rank = 16 if rank is None else rank
     with user_errors():
         settings = Settings.load()
         base_path = _base_path(settings, model)
         lora = LoraOptions(
-            rank=rank, alpha=alpha, targets=tuple(t.strip() for t in targets.split(",") if t),
-            epochs=epochs, learning_rate=lr, seed=seed, batch=batch,
+            rank=rank, alpha=2.0 * rank if alpha is None else alpha,
+            targets=tuple(t.strip() for t in targets.split(",") if t),
+            epochs=1.0 if epochs is None else epochs,
+            learning_rate=3e-4 if lr is None else lr, seed=seed, batch=batch,
         )
         with open_store(db) as store:
             thresholds = (min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
@@ -178,6 +220,103 @@ def tune(
         f"Use it: dpl generate USER --adapter {name}   |   "
         f"dpl eval --split val --users {config.holdout_users} --adapter {name}"
     ))
+
+
+def _tune_user(user_id: str, *, adapter, model, method, examples, rank, alpha, targets, epochs,
+               lr, batch, seed, max_tokens, k, m, n, preset, analysis_max_tokens,
+               max_review_chars, thresholds, db, as_json, review_tokens) -> None:
+    """``dpl tune --user``: a per-user adapter on top of the task adapter, kept only if the
+    user's validation review comes out better with it."""
+    from dpl_engine import Engine, EngineError
+    from dpl_engine.personal import PERSONAL_LORA, PersonalConfig, train_personal
+    from models.training import LoraOptions
+    from user_store.config import Settings
+
+    from ..loading import ModelPair, embedder_factory, embedder_id
+
+    with user_errors():
+        settings = Settings.load()
+        base_path = _base_path(settings, model)
+        pair = ModelPair(str(base_path), adapter, settings, personal=False)
+        if pair.adapter_path is None:
+            raise EngineError(
+                "A per-user adapter goes on top of a task adapter: pass --adapter NAME (train "
+                "one first with `dpl tune`)."
+            )
+        writer = pair.writer()
+        task = writer.adapter  # type: ignore[attr-defined]
+        recorded = task.meta.get("options", {})
+        rank = PERSONAL_LORA.rank if rank is None else rank
+        lora = LoraOptions(
+            rank=rank, alpha=2.0 * rank if alpha is None else alpha,
+            targets=tuple(t.strip() for t in targets.split(",") if t),
+            epochs=PERSONAL_LORA.epochs if epochs is None else epochs,
+            learning_rate=PERSONAL_LORA.learning_rate if lr is None else lr, seed=seed,
+            batch=batch,
+        )
+        method = task.meta.get("method") or method
+        with open_store(db) as store:
+            chosen = _chosen_split(store, thresholds)
+            evaluation = _eval_config(
+                method, None, [seed], "val",
+                k=recorded.get("k") if k is None else k,
+                m=recorded.get("m") if m is None else m,
+                n=recorded.get("n") if n is None else n, max_tokens=None,
+                analysis_max_tokens=analysis_max_tokens, max_review_chars=max_review_chars,
+                preset=preset or task.meta.get("preset"),
+            )
+            config = PersonalConfig(
+                user_id=user_id, method=method,
+                examples=12 if examples is None else examples, max_tokens=max_tokens,
+                engine=replace(evaluation.engine, seed=seed, generation=replace(
+                    evaluation.engine.generation, max_tokens=review_tokens)),
+                lora=lora,
+            )
+            config.check()
+            if review_tokens < 1:
+                raise EngineError(f"--review-tokens must be at least 1 (got {review_tokens}).")
+            chosen.user(user_id)  # not in the split: named before any work
+            engine = Engine(
+                store, writer, embedder_factory(settings, None), config.engine,
+                exclude_reviews=chosen.hidden_reviews("val"),
+                embedder_id=embedder_id(settings, None), analyst=pair.analyst_factory,
+            )
+            started = time.perf_counter()
+            try:
+                with stop_on_terminate(), _TuneProgress() as progress:
+                    verdict, trained = train_personal(
+                        engine, chosen, config, task_path=Path(pair.adapter_path),
+                        base_path=base_path, on_progress=progress.stage,
+                        on_step=progress.step,
+                    )
+            except KeyboardInterrupt:
+                err_console.print(Text(
+                    f"Stopped after {time.perf_counter() - started:.0f} s; run the same command "
+                    "to continue from the last checkpoint."
+                ))
+                raise typer.Exit(130) from None
+    if as_json:
+        import json
+        from dataclasses import asdict
+
+        typer.echo(json.dumps({**asdict(verdict), "trained": trained,
+                               "on": task.adapter_id}, indent=2))
+        return
+    how = "" if trained else " (already measured with these options; nothing trained)"
+    scores = (f"ROUGE-1 on the validation review {verdict.task_rouge1:.4f} with the task adapter "
+              f"alone, {verdict.personal_rouge1:.4f} with the user's own on top (seeds "
+              f"{', '.join(map(str, verdict.seeds))})")
+    if verdict.kept:
+        console.print(Text(
+            f"Per-user adapter for {user_id} kept{how}: {scores}. It is applied whenever "
+            f"{user_id}'s reviews are written with --adapter {adapter or task.meta.get('name')} "
+            f"(--no-personal leaves it out). {verdict.path}"
+        ))
+    else:
+        console.print(Text(
+            f"Per-user adapter for {user_id} not kept{how}: {scores}; the task adapter alone "
+            "stays in use for this user."
+        ))
 
 
 def _base_path(settings, model: str | None) -> Path:

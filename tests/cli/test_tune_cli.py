@@ -87,6 +87,45 @@ def test_tune_trains_once_registers_and_generate_applies_it(dev_db: Path, dpl_ho
     assert json.loads(plain.output)["model_id"] == made["base_model_id"]
 
 
+def test_a_per_user_adapter_is_kept_only_when_better_and_then_applied(
+    dev_db: Path, dpl_home: Path
+):
+    made = invoke("tune", "--method", "rag", "--name", "t1", *SMALL, *SPLIT, "--db",
+                  str(dev_db), "--json")
+    assert made.exit_code == 0, made.output
+    task = json.loads(made.output[made.output.index("{"):])
+    user = held_out_user(dev_db)
+    personal = ["tune", "--user", user, "--adapter", "t1", "--examples", "2", "--rank", "2",
+                "--max-tokens", "768", "--max-review-chars", "300", "--k", "2",
+                "--review-tokens", "24", *SPLIT, "--db", str(dev_db), "--json"]
+    first = invoke(*personal)
+    assert first.exit_code == 0, first.output
+    verdict = json.loads(first.output[first.output.index("{"):])
+    assert verdict["trained"] is True and verdict["examples"] == 2
+    assert verdict["seeds"] == [1, 2] and verdict["user_id"] == user
+    assert verdict["kept"] == (verdict["personal_rouge1"] > verdict["task_rouge1"])
+    folder = dpl_home / "adapters" / "t1.users"
+    assert Path(verdict["path"]).exists() == verdict["kept"]
+    assert json.loads((folder / "verdicts.json").read_text())[user]["kept"] == verdict["kept"]
+    again = invoke(*personal)
+    assert json.loads(again.output[again.output.index("{"):])["trained"] is False
+
+    task_id = f"{task['base_model_id']}+t1@{task['digest'][:12]}"
+    gen = ["generate", user, "--method", "rag", "--adapter", "t1", "--max-tokens", "8",
+           "--k", "2", "--db", str(dev_db), "--json"]
+    used = json.loads(invoke(*gen).output)["model_id"]
+    if verdict["kept"]:
+        assert used.startswith(task_id + f"+t1/{user}@")
+    else:
+        assert used == task_id
+    assert json.loads(invoke(*gen, "--no-personal").output)["model_id"] == task_id
+
+    one_line_error(invoke("tune", "--user", user, *SPLIT, "--db", str(dev_db)),
+                   "on top of a task adapter")
+    one_line_error(invoke("tune", "--user", "nobody", "--adapter", "t1", *SPLIT, "--db",
+                          str(dev_db)), "'nobody' is not in this split")
+
+
 def test_a_teacher_reads_the_users_in_training_and_in_use(dev_db: Path, tmp_path: Path):
     from models.registry import default_gguf_path, model_id_for
 
