@@ -317,7 +317,9 @@ class DplApp(App[None]):
                     preset=self.settings.preset,  # type: ignore[arg-type]
                     max_description_chars=self.settings.max_description_chars,
                 )
-                reader = {} if self._pair is None else {"analyst": self._pair.analyst}
+                reader = {} if self._pair is None else {
+                    "analyst": self._pair.analyst, "personal": self._pair.personal_factory,
+                }
                 self._engine = self._engine_factory(
                     self.store, self.models.generator, self.models.embedder, config, **reader
                 )

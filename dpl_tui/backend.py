@@ -56,11 +56,13 @@ def build_real_engine(
     embedder: Callable[[], Embedder],
     config: EngineConfig,
     analyst: Callable[[], TextGenerator] | None = None,
+    personal: Callable[[str], TextGenerator | None] | None = None,
 ) -> Engine:
-    """``analyst``: the model that reads users when an adapter writes the reviews."""
+    """``analyst``: the model that reads users when an adapter writes the reviews;
+    ``personal``: a user's own adapter on top of it, when one was kept."""
     from dpl_engine import Engine
 
-    return Engine(store, generator, embedder, config, analyst=analyst)
+    return Engine(store, generator, embedder, config, analyst=analyst, personal=personal)
 
 
 class ModelHolder:

@@ -154,6 +154,7 @@ def list_models(as_json: JsonOption = False) -> None:
 
 def _adapter_rows(settings) -> list[dict]:
     """One row per adapter registered by `dpl tune`, with what its file records."""
+    from dpl_engine.personal import read_verdicts, users_folder
     from models.adapters import inspect_adapter
     from models.errors import ModelError
 
@@ -166,12 +167,14 @@ def _adapter_rows(settings) -> list[dict]:
             rows.append({**row, "error": str(err)})
             continue
         meta = info.meta
+        verdicts = read_verdicts(users_folder(path)).values()
         rows.append({
             **row, "adapter_id": info.adapter_id, "size_bytes": info.size_bytes,
             "base_model_id": info.base_model_id, "method": meta.get("method", ""),
             "teacher_id": meta.get("teacher_id", ""), "examples": meta.get("examples"),
             "final_loss": meta.get("final_loss"), "split": meta.get("split", {}).get("id"),
             "rank": meta.get("options", {}).get("rank"),
+            "per_user": {"measured": len(verdicts), "kept": sum(v.kept for v in verdicts)},
         })
     return rows
 
@@ -181,15 +184,18 @@ def _adapter_table(adapters: list[dict]):  # -> Table
     from rich.text import Text
 
     table = Table(title="LoRA adapters (dpl tune)", title_justify="left")
-    for col in ("name", "base", "method", "teacher", "examples", "loss", "path"):
+    for col in ("name", "base", "method", "teacher", "examples", "loss", "per-user kept", "path"):
         table.add_column(col, overflow="fold")
     for row in adapters:
         if row["error"]:
-            table.add_row(Text(row["name"]), "", "", "", "", "", Text(row["error"], style="red"))
+            table.add_row(Text(row["name"]), "", "", "", "", "", "",
+                          Text(row["error"], style="red"))
             continue
+        users = row["per_user"]
+        per_user = f"{users['kept']} of {users['measured']}" if users["measured"] else ""
         teacher = row["teacher_id"] if row["teacher_id"] != row["base_model_id"] else "(base)"
         table.add_row(Text(row["name"]), Text(row["base_model_id"]), row["method"],
-                      Text(teacher), str(row["examples"]), f"{row['final_loss']}",
+                      Text(teacher), str(row["examples"]), f"{row['final_loss']}", per_user,
                       Text(row["path"]))
     return table
 

@@ -109,6 +109,8 @@ def test_a_per_user_adapter_is_kept_only_when_better_and_then_applied(
     assert json.loads((folder / "verdicts.json").read_text())[user]["kept"] == verdict["kept"]
     again = invoke(*personal)
     assert json.loads(again.output[again.output.index("{"):])["trained"] is False
+    listed = [r for r in json.loads(invoke("models", "--json").output) if r.get("adapter")]
+    assert listed[0]["per_user"] == {"measured": 1, "kept": int(verdict["kept"])}
 
     task_id = f"{task['base_model_id']}+t1@{task['digest'][:12]}"
     gen = ["generate", user, "--method", "rag", "--adapter", "t1", "--max-tokens", "8",

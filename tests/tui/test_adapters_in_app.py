@@ -13,7 +13,7 @@ from tests.tui.conftest import wait_until
 from user_store.config import Settings
 
 
-def real_adapter(path: Path) -> Path:
+def real_adapter(path: Path, **meta) -> Path:
     """A small LoRA for the bundled model (query and value projections of every block)."""
     from models.adapters import write_adapter
     from models.registry import default_gguf_path, inspect_gguf
@@ -30,7 +30,7 @@ def real_adapter(path: Path) -> Path:
     return write_adapter(path, pairs, alpha=8.0, architecture="llama",
                          block_count=base.block_count, n_head=9, n_head_kv=3,
                          meta={"base_model_id": base.model_id, "name": "voice",
-                               "digest": "0123456789abcdef"})
+                               "digest": "0123456789abcdef", **meta})
 
 
 async def test_the_dialog_saves_the_adapter_and_refuses_an_unknown_one(sample_db, tmp_path):
@@ -69,9 +69,13 @@ async def test_the_dialog_saves_the_adapter_and_refuses_an_unknown_one(sample_db
 async def test_the_real_model_writes_with_the_adapter_and_reads_users_without_it(
     sample_db, tmp_path
 ):
+    from dpl_engine.personal import personal_path
     from dpl_tui.app import DplApp
 
     path = real_adapter(tmp_path / "voice.gguf")
+    own = "A1USER"  # a user with a kept per-user adapter on top of "voice"
+    real_adapter(personal_path(path, own), name=f"voice/{own}", digest="fedcba9876543210",
+                 on="voice@0123456789ab")
     settings = Settings.load()
     settings.adapters["voice"] = str(path)
     settings.adapter = "voice"
@@ -89,3 +93,6 @@ async def test_the_real_model_writes_with_the_adapter_and_reads_users_without_it
         messages = [{"role": "user", "content": "Review this guitar strap."}]
         params = SamplingParams(temperature=0.0, max_tokens=16, seed=1)
         assert writer.complete(messages, params)[0] != reader.complete(messages, params)[0]
+        stacked = engine.writer(own)
+        assert stacked.model_id == f"{writer.model_id}+voice/{own}@fedcba987654"
+        assert engine.writer("ANOTHER") is writer
