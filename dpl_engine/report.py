@@ -189,6 +189,92 @@ def paired_diffs(
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class RunComparison:
+    """Every method of one run against every method of another over the same targets: what
+    an adapter, another model or other settings changed, user by user."""
+
+    run_id: int
+    against: int
+    seeds: tuple[int, ...]
+    """The seeds both runs hold; each user's score is their mean over these."""
+    paired: tuple[PairedDiff, ...]
+
+
+def compare_runs(
+    mine: Sequence[ResultRow], theirs: Sequence[ResultRow], run_id: int, against: int
+) -> RunComparison:
+    """``run_id``'s methods minus ``against``'s, paired by user.
+
+    Only users whose target is the same item in both runs count; raises EngineError when the
+    runs share no seed or no such user (another split or target kind)."""
+    seeds = tuple(sorted({r.seed for r in mine} & {r.seed for r in theirs}))
+    if not seeds:
+        raise EngineError(
+            f"Runs {run_id} and {against} share no seed: compare runs made with the same --seed."
+        )
+    a = {(r.method, r.seed, r.user_id): r for r in mine}
+    b = {(r.method, r.seed, r.user_id): r for r in theirs}
+    target_a = {r.user_id: r.item_id for r in mine}
+    target_b = {r.user_id: r.item_id for r in theirs}
+    shared = sorted(u for u in target_a if target_b.get(u) == target_a[u])
+    if not shared:
+        raise EngineError(
+            f"Runs {run_id} and {against} have no user with the same target: they were made "
+            "on different splits or target kinds (--split), so they cannot be paired."
+        )
+    out: list[PairedDiff] = []
+    for method in [m for m in METHODS if any(k[0] == m for k in a)]:
+        for baseline in [m for m in METHODS if any(k[0] == m for k in b)]:
+            users = [u for u in shared
+                     if all((method, s, u) in a and (baseline, s, u) in b for s in seeds)]
+            for metric in PAIRED_METRICS:
+                diffs = []
+                for user in users:
+                    x = [getattr(a[(method, s, user)], metric) for s in seeds]
+                    y = [getattr(b[(baseline, s, user)], metric) for s in seeds]
+                    if any(v is None for v in x + y):
+                        continue
+                    diffs.append(statistics.fmean(x) - statistics.fmean(y))
+                if diffs:
+                    out.append(PairedDiff(
+                        method=method, baseline=baseline, metric=metric, users=len(diffs),
+                        mean_diff=statistics.fmean(diffs), better=sum(d > 0 for d in diffs),
+                        worse=sum(d < 0 for d in diffs), p_value=_wilcoxon_p(diffs),
+                    ))
+    return RunComparison(run_id=run_id, against=against, seeds=seeds, paired=tuple(out))
+
+
+def stored_comparison(store: UserStore, run_id: int, against: int) -> RunComparison:
+    evals = EvalStore(store)
+    evals.run(against)  # an unknown run is named before any work
+    return compare_runs(evals.results(run_id), evals.results(against), run_id, against)
+
+
+def comparison_caption(comparison: RunComparison) -> str:
+    seeds = ", ".join(map(str, comparison.seeds))
+    return (
+        f"Run {comparison.run_id} against run {comparison.against}, paired by user over the "
+        f"same targets (each user's mean over seeds {seeds}): mean difference, two-sided "
+        "Wilcoxon signed-rank p, users better ↑ and worse ↓."
+    )
+
+
+def comparison_table(comparison: RunComparison) -> tuple[list[str], list[list[str]]] | None:
+    """Header and rows (one per pair of methods), or None when no pair has users."""
+    if not comparison.paired:
+        return None
+    shown = [m for m in PAIRED_METRICS if any(d.metric == m for d in comparison.paired)]
+    header = [f"run {comparison.run_id} vs run {comparison.against}"]
+    header += [METRIC_LABELS[m] for m in shown]
+    rows = []
+    for pair in dict.fromkeys((d.method, d.baseline) for d in comparison.paired):
+        by_metric = {d.metric: d for d in comparison.paired if (d.method, d.baseline) == pair}
+        rows.append([f"{pair[0]} vs {pair[1]}"]
+                    + [format_paired(by_metric[m]) if m in by_metric else "n/a" for m in shown])
+    return header, rows
+
+
 def build_report(
     run: StoredRun,
     results: Sequence[ResultRow],

@@ -391,6 +391,36 @@ def _print_report(report, out: Path | None, as_json: bool) -> None:
             err_console.print(Text(f"wrote {path}"))
 
 
+def _print_comparison(report, comparison, as_json: bool) -> None:
+    """``--report N --against M``: run N's table, then each of its methods against M's."""
+    from dataclasses import asdict
+
+    from dpl_engine.report import comparison_caption, comparison_table, header_lines, to_json
+
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({**json.loads(to_json(report)), "against": asdict(comparison)},
+                              indent=2, ensure_ascii=False))
+        return
+    console.print(_report_table(report))
+    for line in header_lines(report):
+        console.print(Text(line))
+    made = comparison_table(comparison)
+    if made is None:
+        console.print(Text(f"Runs {comparison.run_id} and {comparison.against} have no method "
+                           "with results for the same users and seeds."))
+        return
+    header, rows = made
+    table = Table(caption=comparison_caption(comparison), caption_justify="left")
+    table.add_column(header[0])
+    for label in header[1:]:
+        table.add_column(label, justify="right")
+    for cells in rows:
+        table.add_row(cells[0], *[c.replace(" (", "\n(") for c in cells[1:]])
+    console.print(table)
+
+
 class _EvalProgress:
     """One bar per method with its own ETA, on stderr."""
 
@@ -452,6 +482,11 @@ def eval_(
     ] = None,
     report: Annotated[
         int | None, typer.Option("--report", help="Print a stored run again (no generation).")
+    ] = None,
+    against: Annotated[
+        int | None,
+        typer.Option("--against", help="With --report N: pair run N with this run user by "
+                     "user (e.g. with an adapter against without)."),
     ] = None,
     list_runs: Annotated[bool, typer.Option("--list", help="List stored evaluation runs.")] = False,
     export: Annotated[
@@ -544,7 +579,15 @@ def eval_(
                 )
                 _print_report(stored_report(store, imported.run.id), out, as_json)
                 return
+            if against is not None and report is None:
+                raise EngineError("--against needs --report N: the run to compare with it.")
             if report is not None:
+                if against is not None:
+                    from dpl_engine.report import stored_comparison
+
+                    _print_comparison(stored_report(store, report),
+                                      stored_comparison(store, report, against), as_json)
+                    return
                 _print_report(stored_report(store, report), out, as_json)
                 if export is not None:
                     from dpl_engine.run_file import export_run

@@ -56,3 +56,30 @@ def test_identical_scores_have_no_p_value_and_the_table_says_so():
     assert (r1.mean_diff, r1.better, r1.worse, r1.p_value) == (0.0, 0, 0, None)
     assert rp.format_paired(r1) == "+0.0000 (p n/a; 0↑ 0↓)"
     assert rp.paired_diffs(same, ("dpl",), (1, 2), sorted(RAG)) == ()
+
+
+def test_two_runs_are_paired_user_by_user_over_the_same_targets_and_seeds():
+    from dataclasses import replace
+
+    from dpl_engine import EngineError
+
+    base = [r for (m, _s, _u), r in cells().items() if m == "rag"]
+    # Run 2: rag with an adapter, the dpl gains of the cells above; seed 3 only in run 2,
+    # and u6's target is another item there (another split), so u6 cannot be paired.
+    adapted = [replace(r, run_id=2, rouge1=r.rouge1 + DPL_GAIN[r.user_id],
+                       item_id="j" if r.user_id == "u6" else r.item_id) for r in base]
+    adapted.append(replace(base[0], run_id=2, seed=3))
+    made = rp.compare_runs(adapted, base, 2, 1)
+    assert made.seeds == (1, 2)
+    (r1,) = [d for d in made.paired if d.metric == "rouge1"]
+    gains = [DPL_GAIN[u] for u in sorted(RAG) if u != "u6"]
+    assert (r1.method, r1.baseline, r1.users, r1.better, r1.worse) == ("rag", "rag", 5, 5, 0)
+    assert r1.mean_diff == pytest.approx(sum(gains) / 5)
+    assert r1.p_value == pytest.approx(wilcoxon(gains).pvalue)
+    header, rows = rp.comparison_table(made)
+    assert header[0] == "run 2 vs run 1" and rows[0][0] == "rag vs rag"
+
+    with pytest.raises(EngineError, match="share no seed"):
+        rp.compare_runs([replace(r, seed=9) for r in adapted], base, 2, 1)
+    with pytest.raises(EngineError, match="different splits"):
+        rp.compare_runs([replace(r, item_id="k") for r in adapted], base, 2, 1)
