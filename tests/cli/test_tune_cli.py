@@ -163,6 +163,31 @@ def test_a_teacher_reads_the_users_in_training_and_in_use(dev_db: Path, tmp_path
     assert "+t2@" in generation.model_id
 
 
+def test_a_teacher_behind_a_real_server_reads_the_users(dev_db: Path, tmp_path: Path):
+    """The distillation road people take: a bigger model behind an LLM server is the teacher
+    (here llama-cpp-python's server with the bundled model, on loopback)."""
+    from tests.models.llama_server import SERVED, llama_server
+    from user_store import UserStore
+
+    with llama_server(tmp_path) as url:
+        added = invoke("models", "add", "big", "--url", url, "--model", SERVED)
+        assert added.exit_code == 0, added.output
+        tuned = invoke("tune", "--method", "profile", "--name", "t4", "--teacher", "big",
+                       *SMALL[:-2], "--examples", "2", "--analysis-max-tokens", "48", *SPLIT,
+                       "--db", str(dev_db), "--json")
+    assert tuned.exit_code == 0, tuned.output
+    made = json.loads(tuned.output[tuned.output.index("{"):])
+    assert SERVED in made["teacher_id"] and made["teacher_id"] != made["base_model_id"]
+    assert made["llm_calls"] >= 2 and made["examples"] == 2
+    store = UserStore(dev_db)
+    try:
+        made_by = {row["model_id"] for row in store.db["artifacts"].rows_where(
+            "kind = 'profile'")}
+    finally:
+        store.close()
+    assert made_by == {made["teacher_id"]}  # every profile came from the server
+
+
 def test_ctrl_c_keeps_a_checkpoint_that_resume_continues(dev_db: Path, tmp_path: Path):
     from dpl_engine import CancelToken, Engine, EngineConfig, tune
     from dpl_engine import split as sp
