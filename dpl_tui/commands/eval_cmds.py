@@ -360,10 +360,12 @@ def _paired_table(report) -> Table | None:  # report: EvalReport
     from dpl_engine.report import paired_caption, paired_table
 
     paired = paired_table(report)
-    if paired is None:
-        return None
-    header, rows = paired
-    table = Table(caption=paired_caption(report), caption_justify="left")
+    return None if paired is None else _pairs(*paired, paired_caption(report))
+
+
+def _pairs(header: list[str], rows: list[list[str]], caption: str) -> Table:
+    """A paired-difference table: one row per pair, one column per metric."""
+    table = Table(caption=caption, caption_justify="left")
     table.add_column(header[0])
     for label in header[1:]:
         table.add_column(label, justify="right")
@@ -411,14 +413,7 @@ def _print_comparison(report, comparison, as_json: bool) -> None:
         console.print(Text(f"Runs {comparison.run_id} and {comparison.against} have no method "
                            "with results for the same users and seeds."))
         return
-    header, rows = made
-    table = Table(caption=comparison_caption(comparison), caption_justify="left")
-    table.add_column(header[0])
-    for label in header[1:]:
-        table.add_column(label, justify="right")
-    for cells in rows:
-        table.add_row(cells[0], *[c.replace(" (", "\n(") for c in cells[1:]])
-    console.print(table)
+    console.print(_pairs(*made, comparison_caption(comparison)))
 
 
 class _EvalProgress:
