@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -267,12 +266,7 @@ def train_personal(
         "split": ident["split"],
         "options": {**asdict(config.lora), "examples": config.examples},
         "examples": len(examples),
-        "steps": result.steps,
-        "first_loss": round(result.first_loss, 4),
-        "final_loss": round(result.final_loss, 4),
-        "device": result.device,
-        "seconds": round(result.seconds, 1),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **result.record(),
     }
     report("export", 0, 1, str(out))
     candidate = out.with_name(out.stem + ".candidate.gguf")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -321,13 +320,7 @@ def train_adapter(
                     "m": config.engine.m, "n": config.engine.n, "seed": config.engine.seed},
         "examples": len(found.examples),
         "users": found.users,
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "first_loss": round(result.first_loss, 4),
-        "final_loss": round(result.final_loss, 4),
-        "device": result.device,
-        "seconds": round(result.seconds, 1),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **result.record(),
     }
     report("export", 0, 1, str(out))
     write_adapter(out, result.pairs, alpha=config.lora.alpha, architecture=shape.architecture,

@@ -107,6 +107,18 @@ class TrainResult:
     """The step a checkpoint let the run start from (0: from the beginning)."""
     peak_memory_bytes: int = 0
 
+    def record(self) -> dict[str, Any]:
+        """What an adapter file keeps of the run that made it."""
+        return {
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "first_loss": round(self.first_loss, 4),
+            "final_loss": round(self.final_loss, 4),
+            "device": self.device,
+            "seconds": round(self.seconds, 1),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
 
 @dataclass(frozen=True)
 class BaseShape:

@@ -12,22 +12,10 @@ import numpy as np
 import pytest
 
 from dpl_engine import Engine, EngineConfig, EngineError, personal
-from dpl_engine import split as sp
 from models.adapters import AdapterError, write_adapter
 from models.base import SamplingParams
 from models.training import LoraOptions
-from tests.engine.fakes import FakeEmbedder, copy_db
-from user_store import UserStore
-
-DEV_PARAMS = sp.SplitParams(min_chars=200, min_user_reviews=6, min_item_reviewers=3)
-
-
-@pytest.fixture
-def dev(mi5_db: Path, tmp_path: Path):
-    store = UserStore(copy_db(mi5_db, tmp_path / "mi5.db"))
-    split = sp.prepare(store, DEV_PARAMS)
-    yield store, split
-    store.close()
+from tests.engine.fakes import FakeEmbedder
 
 
 def test_a_user_learns_from_their_own_profile_reviews_latest_first(dev):

@@ -8,25 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from dpl_engine import Engine, EngineConfig
-from dpl_engine import split as sp
 from dpl_engine.measures import has_text
 from dpl_engine.selection import review_key
 from user_store import UserStore
 from user_store.text import collapse_whitespace
 
 from .fakes import FakeEmbedder, FakeGenerator, copy_db
-
-DEV_PARAMS = sp.SplitParams(min_chars=200, min_user_reviews=6, min_item_reviewers=3)
-
-
-@pytest.fixture
-def dev(mi5_db: Path, tmp_path: Path):
-    store = UserStore(copy_db(mi5_db, tmp_path / "mi5.db"))
-    yield store, sp.prepare(store, DEV_PARAMS)
-    store.close()
 
 
 def _doc(title: str, description: str) -> str:

@@ -5,17 +5,12 @@ tests/cli/test_tune_cli.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
 from dpl_engine import Engine, EngineConfig, EngineError, tune
-from dpl_engine import split as sp
 from models import ChatMessage
-from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
-from user_store import UserStore
-
-DEV_PARAMS = sp.SplitParams(min_chars=200, min_user_reviews=6, min_item_reviewers=3)
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
 
 
 class FakeStudent(FakeGenerator):
@@ -28,14 +23,6 @@ class FakeStudent(FakeGenerator):
 
     def text_token_ids(self, text: str) -> list[int]:
         return [len(w) + 100 for w in text.split()]
-
-
-@pytest.fixture
-def dev(mi5_db: Path, tmp_path: Path):
-    store = UserStore(copy_db(mi5_db, tmp_path / "mi5.db"))
-    split = sp.prepare(store, DEV_PARAMS)
-    yield store, split
-    store.close()
 
 
 def words(text: str, n: int = 8) -> str:

@@ -16,11 +16,11 @@ from dpl_engine import report as rp
 from dpl_engine import split as sp
 from dpl_engine.run_file import export_run, import_run
 from dpl_tui.cli import app
+from tests.dev_split import DEV_PARAMS
 from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
 from user_store import UserStore
 from user_store.eval_store import EvalStore
 
-DEV_PARAMS = sp.SplitParams(min_chars=200, min_user_reviews=6, min_item_reviewers=3)
 CONFIG = dict(methods=("none", "rag", "dpl"), seeds=(1, 2), engine=EngineConfig(m=2))
 
 

@@ -21,7 +21,6 @@ from tests.engine.fakes import FakeEmbedder, FakeGenerator, ListStream, copy_db,
 from user_store import UserStore
 from user_store.eval_store import EvalStore
 
-DEV_PARAMS = sp.SplitParams(min_chars=200, min_user_reviews=6, min_item_reviewers=3)
 ENGINE = EngineConfig(m=2)
 
 
@@ -59,14 +58,6 @@ class ScriptedJudge(FakeGenerator):
         self.replies += 1
         text = "Score: 8" if self.replies % 2 else "I cannot say."
         return ListStream([text], 10)
-
-
-@pytest.fixture
-def dev(mi5_db: Path, tmp_path: Path):
-    store = UserStore(copy_db(mi5_db, tmp_path / "mi5.db"))
-    split = sp.prepare(store, DEV_PARAMS)
-    yield store, split
-    store.close()
 
 
 def config(**kw) -> ev.EvalConfig:

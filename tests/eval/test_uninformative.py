@@ -4,16 +4,11 @@ profile's options with the run (dev data, scripted models)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-
-import pytest
 
 from dpl_engine import evaluation as ev
 from dpl_engine import report as rp
-from dpl_engine import split as sp
-from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
-from tests.eval.test_runner import DEV_PARAMS, ENGINE, config
-from user_store import UserStore
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
+from tests.eval.test_runner import ENGINE, config
 from user_store.eval_store import EvalStore
 
 ECHOES = {
@@ -21,13 +16,6 @@ ECHOES = {
     "emotional": "emotional style: sentiment and tone",
     "semantic": "Rating: 5 out of 5",
 }
-
-
-@pytest.fixture
-def dev(mi5_db: Path, tmp_path: Path):
-    store = UserStore(copy_db(mi5_db, tmp_path / "mi5.db"))
-    yield store, sp.prepare(store, DEV_PARAMS)
-    store.close()
 
 
 def test_the_share_of_uninformative_differences_is_stored_and_reported(dev):
