@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from dpl_engine.metrics import rouge
 from dpl_tui.screens.comparison import ComparisonScreen
 from dpl_tui.screens.differences import DifferencesScreen
 from dpl_tui.screens.generate import GenerateScreen
@@ -114,7 +115,9 @@ async def test_main_flow_with_bundled_models(sample_db, bundled_generator, bundl
         assert held.held_out.text not in "".join(m["content"] for m in result.messages)
         stats = screen.query_one("#gen-stats")
         await wait_until(pilot, lambda: "ROUGE-L" in str(stats.content), SLOW)
-        assert app.session.scores[0]["rouge1"] >= 0
+        expected = rouge(result.text, held.held_out.text)
+        assert app.session.scores[0]["rouge1"] == pytest.approx(expected[0])
+        assert app.session.scores[0]["rougeL"] == pytest.approx(expected[1])
         with_store = app.store.generations(USER, held.item.id)
         assert any(g.text == result.text for g in with_store)
 
