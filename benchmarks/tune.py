@@ -4,8 +4,9 @@ Training: LoRA steps of the bundled SmolLM2-135M (rank 16, all seven projections
 loss on the completion) at two sequence lengths, on whatever device torch sees; tokens/s and
 peak memory (the process's resident peak on the CPU, torch's allocator peak on a GPU).
 Generation: the same prompt, greedy, through the base model and through the same loaded
-model with an adapter applied (``with_adapter``), alternating, several repetitions; the
-ratio of decode rates is the adapter's cost (target >= 0.95x).
+model with adapters of several shapes applied (``with_adapter``), and the default shape
+merged into a model of its own (``dpl models merge``), interleaved, several
+repetitions; the ratio of decode rates is an adapter's cost (target >= 0.95x).
 
     python benchmarks/tune.py [--steps 6] [--reps 3] [--max-tokens 128]
     python benchmarks/tune.py --training-only --model X.gguf --out tune-gpu.md \
@@ -70,34 +71,70 @@ def training_speed(
     return rows, model, shape
 
 
-def generation_cost(model, shape, reps: int, max_tokens: int) -> dict:
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+VARIANTS: tuple[tuple[str, int, tuple[str, ...] | None], ...] = (
+    ("rank 16, all 7 projections (the default)", 16, None),
+    ("rank 4, all 7 projections", 4, None),
+    ("rank 16, attention only (q, k, v, o)", 16, ATTENTION),
+    ("rank 4, attention only (q, k, v, o)", 4, ATTENTION),
+    ("rank 8, q and v only", 8, ("q_proj", "v_proj")),
+)
+"""Adapter shapes whose decoding cost is measured: (label, rank, projections or all)."""
+MERGED = "the default merged into the weights (dpl models merge), its own model"
+
+
+def sliced(pairs: dict, rank: int, targets: tuple[str, ...] | None) -> dict:
+    """A rank-``rank`` adapter on ``targets`` cut from trained rank-16 pairs: what it costs
+    llama.cpp to apply depends on its shape only, not on what it learned."""
+    return {
+        path: (a[:rank], b[:, :rank])
+        for path, (a, b) in pairs.items()
+        if targets is None or path.rsplit(".", 1)[-1] in targets
+    }
+
+
+def generation_cost(model, shape, reps: int, max_tokens: int) -> list[dict]:
+    """Decode tokens/s of the base model and of each adapter shape in VARIANTS on the same
+    loaded model, greedy, the variants interleaved within every repetition so that a busy
+    moment of the machine falls on all of them alike."""
     from models import training
-    from models.adapters import write_adapter
+    from models.adapters import merge_adapter, write_adapter
     from models.base import SamplingParams
     from models.llama import load_generator
+    from models.registry import default_gguf_path
 
     gen = load_generator()
+    trained = training.lora_pairs(model)
+    messages = [{"role": "system", "content": "You write product reviews."},
+                {"role": "user", "content": "Write a long, detailed review of a guitar "
+                 "tuner that clips onto the headstock, rated 4 of 5."}]
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_adapter(
-            Path(tmp) / "bench.gguf", training.lora_pairs(model), alpha=32.0,
-            architecture=shape.architecture, block_count=shape.block_count,
-            n_head=shape.n_head, n_head_kv=shape.n_head_kv,
-            meta={"base_model_id": gen.model_id, "name": "bench"},
-        )
-        adapted = gen.with_adapter(path)
-        messages = [{"role": "system", "content": "You write product reviews."},
-                    {"role": "user", "content": "Write a long, detailed review of a guitar "
-                     "tuner that clips onto the headstock, rated 4 of 5."}]
-        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=1)
-        rates: dict[str, list[float]] = {"base": [], "adapter": []}
+        runs = [("base model", 0, None, gen)]
+        for i, (label, rank, targets) in enumerate(VARIANTS):
+            path = write_adapter(
+                Path(tmp) / f"bench{i}.gguf", sliced(trained, rank, targets),
+                alpha=2.0 * rank, architecture=shape.architecture,
+                block_count=shape.block_count, n_head=shape.n_head,
+                n_head_kv=shape.n_head_kv, meta={"base_model_id": gen.model_id, "name": "bench"},
+            )
+            runs.append((label, rank, targets, gen.with_adapter(path)))
+            if i == 0:  # the default shape folded into the weights (dpl models merge)
+                merged = merge_adapter(default_gguf_path(), path, Path(tmp) / "merged.gguf")
+                merged_run = (MERGED, rank, targets, load_generator(merged))
+        runs.append(merged_run)
+        rates: dict[str, list[float]] = {label: [] for label, *_ in runs}
         for _ in range(reps):
-            for name, g in (("base", gen), ("adapter", adapted)):
+            for label, _, _, g in runs:
                 _, stats = g.complete(messages, params)
-                rates[name].append(stats.tokens_per_s)
-    base = statistics.median(rates["base"])
-    with_adapter = statistics.median(rates["adapter"])
-    return {"base": base, "adapter": with_adapter, "ratio": with_adapter / base,
-            "reps": reps, "max_tokens": max_tokens, "all": rates}
+                rates[label].append(stats.tokens_per_s)
+    base = statistics.median(rates["base model"])
+    return [{"label": label, "rank": rank,
+             "projections": len(targets) if targets else (7 if rank else 0),
+             "tokens_per_s": statistics.median(rates[label]),
+             "ratio": statistics.median(rates[label]) / base, "all": rates[label],
+             "reps": reps, "max_tokens": max_tokens}
+            for label, rank, targets, _ in runs]
 
 
 def export_check(model_path: Path, ids_file: Path, out: Path) -> None:
@@ -185,16 +222,16 @@ def main() -> None:
         "",
         "## Generation with an adapter against without (same loaded model, greedy)",
         "",
-        "| | decode tokens/s (median) |",
-        "|---|---:|",
-        f"| base model | {gen['base']:.1f} |",
-        f"| with the adapter | {gen['adapter']:.1f} |",
-        f"| ratio | {gen['ratio']:.2f}x |",
+        f"{gen[0]['max_tokens']} new tokens per run, {gen[0]['reps']} repetitions; each "
+        "repetition runs the base model and every adapter shape in turn. Medians.",
         "",
-        f"Every run (tokens/s): base {[round(x, 1) for x in gen['all']['base']]}, adapter "
-        f"{[round(x, 1) for x in gen['all']['adapter']]}.",
-        "",
+        "| adapter | decode tokens/s | against the base model |",
+        "|---|---:|---:|",
     ]
+    for r in gen:
+        lines.append(f"| {r['label']} | {r['tokens_per_s']:.1f} | {r['ratio']:.2f}x |")
+    lines += ["", "Every run (tokens/s): " + "; ".join(
+        f"{r['label']} {[round(x, 1) for x in r['all']]}" for r in gen) + ".", ""]
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

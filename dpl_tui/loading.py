@@ -110,9 +110,23 @@ class ModelPair:
                     self._writer = _with_adapter(base, self.adapter_path)
             return self._writer
 
+    def merged(self) -> dict | None:
+        """The record of a merged model (``dpl models merge``) when that is the choice."""
+        if not hasattr(self, "_merged"):
+            resolved = self.settings.resolve_model(self.choice)
+            self._merged: dict | None = None
+            if self.adapter_path is None and resolved and self.settings.server(resolved) is None:
+                from models.adapters import merged_record
+
+                self._merged = merged_record(resolved)
+        return self._merged
+
     def analyst(self) -> TextGenerator:
         writer = self.writer()
+        merged = self.merged()
         with self._lock:
+            if self._analyst is None and merged is not None:
+                self._analyst = self._merged_reader(merged)
             if self._analyst is None:
                 adapter = getattr(writer, "adapter", None)
                 teacher = adapter.meta.get("teacher") if adapter is not None else None
@@ -136,6 +150,24 @@ class ModelPair:
                 self._personal[user_id] = _with_adapter(writer, str(path)) if path else None
             return self._personal[user_id]
 
+    def _merged_reader(self, merged: dict) -> TextGenerator:
+        """What reads users for a merged model: the adapter's teacher, else its base."""
+        from models.adapters import AdapterError
+        from models.registry import model_id_for
+
+        meta = merged.get("adapter") or {}
+        teacher = meta.get("teacher")
+        if teacher and meta.get("teacher_id") != meta.get("base_model_id"):
+            return load_generator(teacher, self.settings)
+        base = Path(str(merged.get("base_path", "")))
+        if not base.is_file() or model_id_for(base) != merged.get("base_model_id"):
+            raise AdapterError(
+                f"The merged model {self.choice!r} reads users with its base "
+                f"{merged.get('base_model_id')!r}, which is no longer at {str(base)!r}. Put "
+                "it back, or merge the adapter again (dpl models merge)."
+            )
+        return load_resolved(str(base), self.settings)
+
     @property
     def personal_factory(self) -> Callable[[str], TextGenerator | None] | None:
         """What ``Engine(personal=...)`` takes: None without a task adapter."""
@@ -144,7 +176,9 @@ class ModelPair:
     @property
     def analyst_factory(self) -> Callable[[], TextGenerator] | None:
         """What ``Engine(analyst=...)`` takes: None when the writer reads users itself."""
-        return None if self.adapter_path is None else self.analyst
+        if self.adapter_path is None and self.merged() is None:
+            return None
+        return self.analyst
 
 
 def _with_adapter(base: TextGenerator, path: str) -> TextGenerator:

@@ -244,3 +244,103 @@ def read_adapter(
                 b = unpermute_rows(b, n_head_kv)
         pairs[module] = (a, b)
     return pairs
+
+
+MERGED_KEY = "dpl.merged"
+"""In a merged model: JSON with the adapter's id and record, the base's id and path."""
+
+def merged_record(path: str | Path) -> dict[str, Any] | None:
+    """What a merged model records of its adapter and base; None for any other GGUF (or a
+    file that cannot be read: loading it reports why)."""
+    try:
+        text = inspect_gguf(path).metadata.get(MERGED_KEY)
+        record = json.loads(text) if isinstance(text, str) else None
+    except (ModelError, OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
+
+
+def merged_type(kind: Any) -> Any:
+    """The type an adapted weight is stored in once merged: its own when it is a float type,
+    else Q8_0. A LoRA's update is far smaller than a 4- or 5-bit type's step, so rounding
+    the merged weight back to such a type loses most of it (measured on the bundled Q4_1
+    model: the merged model's logit change correlates 0.14-0.23 with the adapter's at run
+    time; 0.87-0.97 with Q8_0, 0.93-0.97 with F32)."""
+    import gguf
+
+    return kind if kind.name in FLOAT_TYPES else gguf.GGMLQuantizationType.Q8_0
+
+
+def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_path: str | Path,
+                  *, scale: float = 1.0) -> Path:
+    """Write a full model: the base GGUF with the adapter folded into its weights.
+
+    Each adapted weight is dequantized, given the adapter's update (``scale * alpha / rank
+    * B @ A``, as llama.cpp applies it at run time) and stored as ``merged_type`` chooses;
+    every other tensor and every metadata key is copied as it is. The merged model decodes
+    at the base's rate (an adapter applied at run time costs a share of it), at the price
+    of a model file of its own. Written beside ``out_path`` and moved into place when
+    complete.
+
+    Raises AdapterError for an adapter made for another base, or a weight type the ``gguf``
+    package cannot quantize."""
+    import gguf
+    from gguf import quants
+
+    base_path, out_path = Path(base_path).expanduser(), Path(out_path).expanduser()
+    info = inspect_adapter(adapter_path)
+    base = inspect_gguf(base_path)
+    check_base(info, base)
+    lora: dict[str, dict[str, np.ndarray]] = {}
+    for tensor in gguf.GGUFReader(info.path).tensors:
+        name, _, kind = tensor.name.rpartition(".")
+        lora.setdefault(name, {})[kind] = np.array(tensor.data, dtype=np.float32)
+    reader = gguf.GGUFReader(str(base_path))
+    missing = set(lora) - {t.name for t in reader.tensors}
+    if missing:
+        raise AdapterError(
+            f"Adapter {info.path!r} adapts {sorted(missing)[0]!r}, which {base.model_id!r} "
+            "does not have. Pass the base it was trained on."
+        )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".partial")
+    writer = gguf.GGUFWriter(str(tmp), base.architecture)
+    try:
+        for f in reader.fields.values():
+            if f.name.startswith("GGUF.") or f.name in (gguf.Keys.General.ARCHITECTURE,
+                                                        MERGED_KEY):
+                continue
+            sub_type = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(f.name, f.contents(), f.types[0], sub_type=sub_type)
+        writer.add_string(MERGED_KEY, json.dumps({
+            "adapter_id": info.adapter_id, "adapter": info.meta, "scale": scale,
+            "base_model_id": base.model_id, "base_path": str(base_path.resolve()),
+        }, sort_keys=True))
+        for tensor in reader.tensors:
+            pair = lora.get(tensor.name)
+            if pair is None:
+                writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
+                continue
+            a, b = pair["lora_a"], pair["lora_b"]
+            kind = merged_type(tensor.tensor_type)
+            weight = quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+            weight += (scale * info.alpha / a.shape[0]) * (b @ a)
+            try:
+                data = quants.quantize(weight, kind)
+            except NotImplementedError as err:
+                raise AdapterError(
+                    f"Cannot merge into {base.model_id!r}: its weight {tensor.name!r} is "
+                    f"{kind.name}, which the gguf package cannot quantize. Use the adapter "
+                    "at run time (--adapter) instead."
+                ) from err
+            writer.add_tensor(tensor.name, data, raw_dtype=kind)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    os.replace(tmp, out_path)
+    return out_path

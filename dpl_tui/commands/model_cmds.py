@@ -334,6 +334,58 @@ def _add_server(name, url, served, api_key_env, concurrency, context_length, kin
     )
 
 
+@models_app.command("merge")
+def merge(
+    adapter: Annotated[str, typer.Argument(help="A registered adapter name or an adapter .gguf.")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Name to register the merged model under "
+                     "(default: ADAPTER-merged)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="The base GGUF the adapter was trained on (default: the "
+                     "chosen model)."),
+    ] = None,
+) -> None:
+    """Fold an adapter into its base model's weights: a model of its own that writes at the
+    base's speed (an adapter applied at run time costs about a fifth of it)."""
+    from models.adapters import AdapterError, inspect_adapter, merge_adapter
+    from models.registry import default_gguf_path
+    from user_store import locations
+    from user_store.config import Settings
+
+    from ..loading import resolve_adapter
+
+    with user_errors():
+        settings = Settings.load()
+        path = resolve_adapter(settings, adapter)
+        if path is None:
+            raise AdapterError("Name the adapter to merge: dpl models merge NAME.")
+        info = inspect_adapter(path)
+        name = (name or f"{info.meta.get('name') or Path(path).stem}-merged").strip()
+        if not name or "/" in name or "\\" in name or name == DEFAULT_NAME:
+            raise fail(f"Model name {name!r} cannot be used: pick a short name without "
+                       f"slashes (and not {DEFAULT_NAME!r}).")
+        resolved = settings.resolve_model(model)
+        if resolved is not None and settings.server(resolved) is not None:
+            raise AdapterError(
+                f"{resolved!r} is an LLM server: merging writes a GGUF here. Pass the base "
+                "GGUF with --model."
+            )
+        base = Path(resolved).expanduser() if resolved else default_gguf_path()
+        out = merge_adapter(base, path, locations.adapters_dir() / f"{name}.gguf")
+        settings.models[name] = str(out.resolve())
+        saved = settings.save()
+    console.print(
+        f"Merged adapter {info.adapter_id!r} into {base.name!r}: model {name!r} "
+        f"({_size(out.stat().st_size)}, {str(out)!r}), registered in {str(saved)!r}. Use it "
+        f"with --model {name}; users are still read by the base model (or the adapter's "
+        "teacher). Per-user adapters apply only with --adapter.",
+        highlight=False,
+    )
+
+
 @models_app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="A registered model name.")]) -> None:
     """Forget a registered model or server (the file itself is left alone)."""

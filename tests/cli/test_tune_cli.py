@@ -274,3 +274,58 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
 
     assert settings().adapters == {}
     assert not list((dpl_home / "adapters").glob("*.gguf"))
+
+
+def test_a_merged_adapter_is_a_model_that_writes_while_its_base_reads(
+    dev_db: Path, tmp_path: Path, dpl_home: Path
+):
+    import numpy as np
+
+    from models.adapters import write_adapter
+    from models.registry import default_gguf_path, model_id_for
+    from user_store import UserStore
+
+    base_id = model_id_for(default_gguf_path())
+    rng = np.random.default_rng(0)
+    pairs = {f"model.layers.{i}.self_attn.v_proj": (
+        rng.normal(0, 0.05, (4, 576)).astype(np.float32),
+        rng.normal(0, 0.05, (192, 4)).astype(np.float32)) for i in range(30)}
+    adapter = write_adapter(tmp_path / "tiny.gguf", pairs, alpha=8.0, architecture="llama",
+                            block_count=30, n_head=9, n_head_kv=3,
+                            meta={"base_model_id": base_id, "name": "tiny", "digest": "ab" * 8})
+    merged = invoke("models", "merge", str(adapter))
+    assert merged.exit_code == 0, merged.output
+    out = dpl_home / "adapters" / "tiny-merged.gguf"
+    assert out.is_file() and settings().models == {"tiny-merged": str(out.resolve())}
+    assert "--model tiny-merged" in " ".join(merged.output.split())
+
+    assert invoke("split", *SPLIT, "--db", str(dev_db)).exit_code == 0
+    user = held_out_user(dev_db)
+    gen = invoke("generate", user, "--method", "profile", "--model", "tiny-merged", "--k", "2",
+                 "--max-tokens", "16", "--db", str(dev_db),
+                 "--json")
+    assert gen.exit_code == 0, gen.output
+    assert json.loads(gen.output)["model_id"] == model_id_for(out)
+    with UserStore(dev_db) as store:
+        generation = store.generations(user)[-1]
+        made_by = {row["model_id"] for row in store.db["artifacts"].rows_where(
+            "kind = 'profile'")}
+    assert generation.model_id == model_id_for(out)
+    assert generation.params["analyst"] == base_id and made_by == {base_id}
+
+    # a merged model whose base file has gone: named, with the remedy, before any writing
+    gone = tmp_path / "gone" / default_gguf_path().name
+    gone.parent.mkdir()
+    shutil.copyfile(default_gguf_path(), gone)
+    made = invoke("models", "merge", str(adapter), "--name", "orphan", "--model", str(gone))
+    assert made.exit_code == 0, made.output
+    gone.unlink()
+    one_line_error(invoke("generate", user, "--method", "profile", "--model", "orphan", "--k",
+                          "2", "--max-tokens", "8", "--db", str(dev_db)),
+                   "no longer at", "dpl models merge")
+
+    one_line_error(invoke("models", "merge", str(adapter), "--model",
+                          str(tmp_path / "nope.gguf")), "nope.gguf")
+    one_line_error(invoke("models", "merge", str(default_gguf_path())), "not a LoRA adapter")
+    one_line_error(invoke("models", "merge", "nothing-here"), "No adapter named")
+    assert set(settings().models) == {"tiny-merged", "orphan"}
