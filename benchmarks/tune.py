@@ -111,18 +111,18 @@ def generation_cost(model, shape, reps: int, max_tokens: int) -> list[dict]:
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         runs = [("base model", 0, None, gen)]
+        paths = []
         for i, (label, rank, targets) in enumerate(VARIANTS):
-            path = write_adapter(
+            paths.append(write_adapter(
                 Path(tmp) / f"bench{i}.gguf", sliced(trained, rank, targets),
                 alpha=2.0 * rank, architecture=shape.architecture,
                 block_count=shape.block_count, n_head=shape.n_head,
                 n_head_kv=shape.n_head_kv, meta={"base_model_id": gen.model_id, "name": "bench"},
-            )
-            runs.append((label, rank, targets, gen.with_adapter(path)))
-            if i == 0:  # the default shape folded into the weights (dpl models merge)
-                merged = merge_adapter(default_gguf_path(), path, Path(tmp) / "merged.gguf")
-                merged_run = (MERGED, rank, targets, load_generator(merged))
-        runs.append(merged_run)
+            ))
+            runs.append((label, rank, targets, gen.with_adapter(paths[-1])))
+        # the default shape (the first) folded into the weights, as `dpl models merge` does
+        merged = merge_adapter(default_gguf_path(), paths[0], Path(tmp) / "merged.gguf")
+        runs.append((MERGED, VARIANTS[0][1], VARIANTS[0][2], load_generator(merged)))
         rates: dict[str, list[float]] = {label: [] for label, *_ in runs}
         for _ in range(reps):
             for label, _, _, g in runs:

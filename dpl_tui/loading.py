@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,20 @@ def load_resolved(value: str | None, settings: Settings | None = None) -> TextGe
     from models.llama import load_generator as load_gguf
 
     return load_gguf(value)
+
+
+def local_gguf(settings: Settings, choice: str | None, why: str) -> Path:
+    """The GGUF file ``choice`` names (else the bundled default), checked before any work;
+    a registered server is refused, ``why`` saying what needs a file on this machine."""
+    from models.adapters import AdapterError
+    from models.registry import default_gguf_path, inspect_gguf
+
+    resolved = settings.resolve_model(choice)
+    if resolved is not None and settings.server(resolved) is not None:
+        raise AdapterError(f"{resolved!r} is an LLM server: {why}")
+    path = Path(resolved).expanduser() if resolved else default_gguf_path()
+    inspect_gguf(path)  # a missing, foreign or truncated file is named here
+    return path
 
 
 ADAPTER_ENV = "DPL_ADAPTER"
@@ -110,20 +125,19 @@ class ModelPair:
                     self._writer = _with_adapter(base, self.adapter_path)
             return self._writer
 
+    @cached_property
     def merged(self) -> dict | None:
         """The record of a merged model (``dpl models merge``) when that is the choice."""
-        if not hasattr(self, "_merged"):
-            resolved = self.settings.resolve_model(self.choice)
-            self._merged: dict | None = None
-            if self.adapter_path is None and resolved and self.settings.server(resolved) is None:
-                from models.adapters import merged_record
+        resolved = self.settings.resolve_model(self.choice)
+        if self.adapter_path is not None or not resolved or self.settings.server(resolved):
+            return None
+        from models.adapters import merged_record
 
-                self._merged = merged_record(resolved)
-        return self._merged
+        return merged_record(resolved)
 
     def analyst(self) -> TextGenerator:
         writer = self.writer()
-        merged = self.merged()
+        merged = self.merged
         with self._lock:
             if self._analyst is None and merged is not None:
                 self._analyst = self._merged_reader(merged)
@@ -176,7 +190,7 @@ class ModelPair:
     @property
     def analyst_factory(self) -> Callable[[], TextGenerator] | None:
         """What ``Engine(analyst=...)`` takes: None when the writer reads users itself."""
-        if self.adapter_path is None and self.merged() is None:
+        if self.adapter_path is None and self.merged is None:
             return None
         return self.analyst
 

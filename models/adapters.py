@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,30 @@ def gguf_tensor_name(hf_module: str, architecture: str, block_count: int) -> str
     return mapped
 
 
+@contextmanager
+def gguf_file(path: str | Path, architecture: str) -> Iterator[Any]:
+    """A ``gguf.GGUFWriter`` to fill with keys and tensors; the file is written beside
+    ``path`` and moved into place only when complete, so a failure never leaves half a
+    file where a model or adapter is expected."""
+    import gguf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    writer = gguf.GGUFWriter(str(tmp), architecture)
+    try:
+        yield writer
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.close()
+    os.replace(tmp, path)
+
+
 def write_adapter(
     path: str | Path,
     pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -160,11 +185,7 @@ def write_adapter(
     place when complete, so an interrupted export never leaves half a file."""
     import gguf
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    writer = gguf.GGUFWriter(str(tmp), architecture)
-    try:
+    with gguf_file(path, architecture) as writer:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
@@ -178,13 +199,7 @@ def write_adapter(
                     b = permute_rows(b, n_head_kv)
             writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
             writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    finally:
-        writer.close()
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def unpermute_rows(rows: np.ndarray, n_head: int) -> np.ndarray:
@@ -249,6 +264,7 @@ def read_adapter(
 MERGED_KEY = "dpl.merged"
 """In a merged model: JSON with the adapter's id and record, the base's id and path."""
 
+
 def merged_record(path: str | Path) -> dict[str, Any] | None:
     """What a merged model records of its adapter and base; None for any other GGUF (or a
     file that cannot be read: loading it reports why)."""
@@ -285,8 +301,8 @@ def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_path: str
     of a model file of its own. Written beside ``out_path`` and moved into place when
     complete.
 
-    Raises AdapterError for an adapter made for another base, or a weight type the ``gguf``
-    package cannot quantize."""
+    Raises AdapterError for an adapter made for another base or with a weight the base
+    does not have."""
     import gguf
     from gguf import quants
 
@@ -305,10 +321,7 @@ def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_path: str
             f"Adapter {info.path!r} adapts {sorted(missing)[0]!r}, which {base.model_id!r} "
             "does not have. Pass the base it was trained on."
         )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".partial")
-    writer = gguf.GGUFWriter(str(tmp), base.architecture)
-    try:
+    with gguf_file(out_path, base.architecture) as writer:
         for f in reader.fields.values():
             if f.name.startswith("GGUF.") or f.name in (gguf.Keys.General.ARCHITECTURE,
                                                         MERGED_KEY):
@@ -325,22 +338,8 @@ def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_path: str
                 writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
                 continue
             a, b = pair["lora_a"], pair["lora_b"]
-            kind = merged_type(tensor.tensor_type)
             weight = quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
             weight += (scale * info.alpha / a.shape[0]) * (b @ a)
-            try:
-                data = quants.quantize(weight, kind)
-            except NotImplementedError as err:
-                raise AdapterError(
-                    f"Cannot merge into {base.model_id!r}: its weight {tensor.name!r} is "
-                    f"{kind.name}, which the gguf package cannot quantize. Use the adapter "
-                    "at run time (--adapter) instead."
-                ) from err
-            writer.add_tensor(tensor.name, data, raw_dtype=kind)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    finally:
-        writer.close()
-    os.replace(tmp, out_path)
+            kind = merged_type(tensor.tensor_type)
+            writer.add_tensor(tensor.name, quants.quantize(weight, kind), raw_dtype=kind)
     return out_path

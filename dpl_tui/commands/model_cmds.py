@@ -22,6 +22,15 @@ models_app = typer.Typer(
 DEFAULT_NAME = "default"
 
 
+def _checked_name(name: str) -> str:
+    """A name to register a model under, or a one-line error."""
+    name = name.strip()
+    if not name or "/" in name or "\\" in name or name == DEFAULT_NAME:
+        raise fail(f"Model name {name!r} cannot be used: pick a short name without slashes "
+                   f"(and not {DEFAULT_NAME!r}).")
+    return name
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -274,10 +283,7 @@ def add(
     from models.registry import inspect_gguf
     from user_store.config import Settings
 
-    name = name.strip()
-    if not name or "/" in name or "\\" in name or name == DEFAULT_NAME:
-        raise fail(f"Model name {name!r} cannot be used: pick a short name without slashes "
-                   f"(and not {DEFAULT_NAME!r}).")
+    name = _checked_name(name)
     if url is not None:
         if path is not None:
             raise fail(f"Give either a GGUF file or --url for {name!r}, not both.")
@@ -351,11 +357,10 @@ def merge(
     """Fold an adapter into its base model's weights: a model of its own that writes at the
     base's speed (an adapter applied at run time costs about a fifth of it)."""
     from models.adapters import AdapterError, inspect_adapter, merge_adapter
-    from models.registry import default_gguf_path
     from user_store import locations
     from user_store.config import Settings
 
-    from ..loading import resolve_adapter
+    from ..loading import local_gguf, resolve_adapter
 
     with user_errors():
         settings = Settings.load()
@@ -363,17 +368,9 @@ def merge(
         if path is None:
             raise AdapterError("Name the adapter to merge: dpl models merge NAME.")
         info = inspect_adapter(path)
-        name = (name or f"{info.meta.get('name') or Path(path).stem}-merged").strip()
-        if not name or "/" in name or "\\" in name or name == DEFAULT_NAME:
-            raise fail(f"Model name {name!r} cannot be used: pick a short name without "
-                       f"slashes (and not {DEFAULT_NAME!r}).")
-        resolved = settings.resolve_model(model)
-        if resolved is not None and settings.server(resolved) is not None:
-            raise AdapterError(
-                f"{resolved!r} is an LLM server: merging writes a GGUF here. Pass the base "
-                "GGUF with --model."
-            )
-        base = Path(resolved).expanduser() if resolved else default_gguf_path()
+        name = _checked_name(name or f"{info.meta.get('name') or Path(path).stem}-merged")
+        base = local_gguf(settings, model, "merging writes a GGUF here. Pass the base GGUF "
+                          "with --model.")
         out = merge_adapter(base, path, locations.adapters_dir() / f"{name}.gguf")
         settings.models[name] = str(out.resolve())
         saved = settings.save()

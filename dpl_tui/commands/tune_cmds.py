@@ -321,18 +321,11 @@ def _tune_user(user_id: str, *, adapter, model, method, examples, rank, alpha, t
 
 def _base_path(settings, model: str | None) -> Path:
     """The GGUF file to train on: a server cannot be trained here."""
-    from models.adapters import AdapterError
-    from models.registry import default_gguf_path, inspect_gguf
+    from ..loading import local_gguf
 
-    resolved = settings.resolve_model(model)
-    if resolved is not None and settings.server(resolved) is not None:
-        raise AdapterError(
-            f"{resolved!r} is an LLM server: dpl tune trains a GGUF base model on this machine. "
-            "Pass the GGUF with --model, and the server as --teacher if it should read users."
-        )
-    path = Path(resolved).expanduser() if resolved else default_gguf_path()
-    inspect_gguf(path)  # a missing, foreign or truncated file is named before any work
-    return path
+    return local_gguf(settings, model, "dpl tune trains a GGUF base model on this machine. "
+                      "Pass the GGUF with --model, and the server as --teacher if it should "
+                      "read users.")
 
 
 def _engine(store, chosen, config, base_path, teacher, settings):  # -> Engine
