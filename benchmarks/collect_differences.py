@@ -8,7 +8,7 @@ seed 42; answers already cached are reused); for each item the comparison set,
 the messages sent and the model's answer are written, after each user.
 ``tests/data/bundled_differences.json`` was made this way with the bundled model
 (``--user A2EZWZ8MBEDOLN --user ADH0O8UVJOT10 --max-items 5``), then each entry
-was labelled by hand.
+was judged informative or not by reading it against the reviews, without the checker.
 """
 
 from __future__ import annotations
