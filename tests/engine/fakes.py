@@ -156,6 +156,10 @@ class RecordingGenerator(TextGenerator):
         self.info = inner.info
         self.calls: Counter[str] = Counter()
         self.prompts: list[tuple[str, list[ChatMessage]]] = []
+        self.json_values: list[dict[str, Any]] = []
+        """What each JSON call returned, in order."""
+        self.json_fallbacks: list[str] = []
+        """The text of each JSON call that gave no valid JSON (the engine keeps it as free text)."""
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return self.inner.count_tokens(messages)
@@ -176,7 +180,15 @@ class RecordingGenerator(TextGenerator):
     ) -> tuple[dict[str, Any], GenerationStats]:
         self.calls["json"] += 1
         self.prompts.append(("json", list(messages)))
-        return self.inner.complete_json(messages, schema, params, retries=retries, stop=stop)
+        try:
+            value, stats = self.inner.complete_json(
+                messages, schema, params, retries=retries, stop=stop
+            )
+        except StructuredOutputError as err:
+            self.json_fallbacks.append(err.raw)
+            raise
+        self.json_values.append(value)
+        return value, stats
 
     @property
     def total_calls(self) -> int:
