@@ -35,6 +35,10 @@ PAPER_RULE = "paper-v2"
 preset (dpl's rule with the paper's restarts) are then never read back as this rule's."""
 
 
+TIE_TOLERANCE = 1e-6
+"""Distances to a centre closer than this count as equal (the vectors have unit length)."""
+
+
 def review_key(review: Review) -> tuple[str, str]:
     return (review.user_id, review.item_id)
 
@@ -127,8 +131,8 @@ def paper_representatives(
     KMeans asks for n + 1 clusters (fewer only when there are fewer rows, which the paper's
     m = n = 4 never allows) with scikit-learn's default restarts. The
     user's cluster is dropped, and each other non-empty cluster, in cluster-number order,
-    gives its member nearest the centre (float32 Euclidean distance; on a tie the first
-    in row order, so the lower user id)."""
+    gives its member nearest the centre (float32 Euclidean distance; on a tie, within
+    ``TIE_TOLERANCE``, the first in row order, so the lower user id)."""
     if not others or n <= 0:
         return ()
     import warnings
@@ -155,14 +159,18 @@ def paper_representatives(
         members = [i for i in range(1, len(points)) if int(labels[i]) == cluster]
         if cluster == own or not members:
             continue
-        dists = [np.linalg.norm(points[i] - centres[cluster]) for i in members]
-        best = members[int(np.argmin(dists))]
+        dists = [float(np.linalg.norm(points[i] - centres[cluster])) for i in members]
+        # The two members of a two-member cluster are equally far from its centre, but float32
+        # rounding (which differs between CPUs) separates them by ~1e-7: within TIE_TOLERANCE
+        # the first in row order wins, so every machine picks the same reviewer.
+        nearest = min(dists)
+        best = next(i for i, d in zip(members, dists, strict=True) if d <= nearest + TIE_TOLERANCE)
         review = ordered[best - 1]
         chosen.append(
             ComparisonUser(
                 user_id=review.user_id,
                 cluster=cluster,
-                distance=float(min(dists)),
+                distance=nearest,
                 similarity=_cosine(points[best], points[0]),
                 rating=float(review.rating),
                 review=review,

@@ -95,6 +95,32 @@ def test_paper_rule_reads_the_reviewers_in_user_id_order():
     assert {c.user_id for c in forward} == {"a1", "b1"}
 
 
+def _paper_pick_in_b(shift: float) -> set[str]:
+    """The paper rule's choices where b1 is ``shift`` farther left than b2's mirror image, so
+    b2 is nearer the b cluster's centre by about a third of ``shift``."""
+    reviews, vectors = vecs(
+        {
+            "me": [0, -5],
+            "a1": [10, 0],
+            "a2": [10, 0.5],
+            "b1": [-0.1 - shift, 1],
+            "b2": [0.1, 1],
+            "b3": [0, 1.3],
+        }
+    )
+    others = [reviews[u] for u in ("a1", "a2", "b1", "b2", "b3")]
+    chosen = paper_representatives(reviews["me"], others, vectors, n=2, random_state=42)
+    return {c.user_id for c in chosen}
+
+
+def test_paper_rule_breaks_a_rounding_tie_by_user_id():
+    # A gap of ~5e-7, the size of the float32 rounding that differs between CPUs, is a tie:
+    # the lower id stands for the cluster on every machine.
+    assert _paper_pick_in_b(2e-6) == {"a1", "b1"}
+    # A real gap still decides by distance.
+    assert _paper_pick_in_b(2e-2) == {"a1", "b2"}
+
+
 def test_paper_rule_with_fewer_reviews_than_clusters_takes_everyone_else():
     reviews, vectors = vecs({"me": [1, 0], "x": [0, 1], "y": [-1, 0]})
     chosen = paper_representatives(
