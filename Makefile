@@ -30,8 +30,11 @@ run: install
 	$(BIN)/dpl ingest --sample --quiet
 	$(BIN)/dpl-tui
 
+# The server tests run llama.cpp's own llama-server, built once per venv and version from
+# the same llama.cpp sources as llama-cpp-python (4 to 10 minutes on 2 cores), with CMAKE_ARGS.
 test: install
 	@scripts/ensure-wordnet.sh
+	@scripts/build-llama-server.sh $(BIN)/python
 	$(BIN)/python -m pytest -q
 
 lint: install
