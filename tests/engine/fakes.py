@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -154,10 +155,14 @@ class RecordingGenerator(TextGenerator):
     def __init__(self, inner: TextGenerator) -> None:
         self.inner = inner
         self.info = inner.info
+        self.concurrency = inner.concurrency
         self.calls: Counter[str] = Counter()
         self.prompts: list[tuple[str, list[ChatMessage]]] = []
         self.json_values: list[dict[str, Any]] = []
-        """What each JSON call returned, in order."""
+        """What each JSON call returned, in the order the answers arrived."""
+        self.json_answers: list[tuple[list[ChatMessage], dict[str, Any]]] = []
+        """Each JSON call's prompt with the value it returned."""
+        self._lock = threading.Lock()
         self.json_fallbacks: list[str] = []
         """The text of each JSON call that gave no valid JSON (the engine keeps it as free text)."""
 
@@ -165,8 +170,9 @@ class RecordingGenerator(TextGenerator):
         return self.inner.count_tokens(messages)
 
     def stream(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TextStream:
-        self.calls["stream"] += 1
-        self.prompts.append(("stream", list(messages)))
+        with self._lock:
+            self.calls["stream"] += 1
+            self.prompts.append(("stream", list(messages)))
         return self.inner.stream(messages, params)
 
     def complete_json(
@@ -178,16 +184,20 @@ class RecordingGenerator(TextGenerator):
         retries: int = 1,
         stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, Any], GenerationStats]:
-        self.calls["json"] += 1
-        self.prompts.append(("json", list(messages)))
+        with self._lock:  # the engine may call it from several threads
+            self.calls["json"] += 1
+            self.prompts.append(("json", list(messages)))
         try:
             value, stats = self.inner.complete_json(
                 messages, schema, params, retries=retries, stop=stop
             )
         except StructuredOutputError as err:
-            self.json_fallbacks.append(err.raw)
+            with self._lock:
+                self.json_fallbacks.append(err.raw)
             raise
-        self.json_values.append(value)
+        with self._lock:
+            self.json_values.append(value)
+            self.json_answers.append((list(messages), value))
         return value, stats
 
     @property
