@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from dpl_tui.cli import app
 from models import SamplingParams
 from models.server import ServerConfig, connect
+from tests.differences_check import assert_read
 from tests.engine.fakes import copy_db
 from user_store import UserStore
 from user_store.config import Settings
@@ -24,6 +25,7 @@ from .llama_server import SERVED, llama_server
 pytestmark = pytest.mark.slow
 
 USER = "A34O0KQV4QXWNQ"  # hand-checked in tests/engine/test_dev_data.py
+TARGET_ITEM = "B0002OOMU8"  # its held-out review's item
 MESSAGES = [{"role": "user", "content": "Describe a good guitar cable in one sentence."}]
 
 
@@ -63,27 +65,32 @@ def test_it_streams_and_counts_prompts_at_least_as_llama_cpp_does(server_url, bu
     assert stream.stats.completion_tokens >= 1
 
 
-SHORT_SCHEMA = {
-    "type": "object",
-    "properties": {"tone": {"type": "string", "maxLength": 40},
-                   "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
-    "required": ["tone", "stars"],
-}
-"""Short answers keep the constrained call quick; the differences schema runs in compare."""
+def differences_prompt(db: Path) -> list:
+    """The real differences prompt for the user's item TARGET_ITEM and three other reviews."""
+    from dpl_engine import prompts
+
+    with UserStore(db) as store:
+        item = store.item(TARGET_ITEM)
+        others = store.reviews_of_item(TARGET_ITEM, exclude_user=USER)[:3]
+        (mine,) = [r for r in store.reviews_of_item(TARGET_ITEM) if r.user_id == USER]
+    return prompts.differences_messages(item, mine, others, [600] * len(others), 600)
 
 
-def test_json_schema_output_is_constrained_and_validated(server_url):
+def test_the_differences_schema_constrains_a_real_answer(server_url, mi5_db):
+    """The real schema, sent in this server's form: the answer is JSON that the schema accepts
+    (greedy, with room for the bundled model to close it)."""
     import jsonschema
+
+    from dpl_engine.prompts import DIFFERENCES_SCHEMA
 
     gen = connect(config(server_url))
     value, stats = gen.complete_json(
-        [{"role": "user", "content": "Rate a guitar cable review: tone and stars."}],
-        SHORT_SCHEMA,
-        SamplingParams(max_tokens=64, seed=5),
-    )
-    jsonschema.validate(value, SHORT_SCHEMA)
-    assert set(value) == {"tone", "stars"}
-    assert stats.completion_tokens > 0
+        differences_prompt(mi5_db), DIFFERENCES_SCHEMA,
+        SamplingParams(max_tokens=256, temperature=0.0, seed=5), retries=0,
+    )  # fmt: skip
+    jsonschema.validate(value, DIFFERENCES_SCHEMA)
+    assert all(value[key].strip() for key in DIFFERENCES_SCHEMA["required"])
+    assert stats.finish_reason == "stop" and stats.completion_tokens > 0
 
 
 def test_cancel_mid_stream_closes_it_and_the_server_takes_the_next_request(server_url):
@@ -107,6 +114,8 @@ def test_compare_then_generate_through_the_server(registered, mi5_db, tmp_path):
     assert compared.exit_code == 0, compared.output
     found = json.loads(compared.stdout)
     assert found["comparisons"] and len(found["differences"]) == len(found["comparisons"])
+    # At the default analysis limit every answer must close its JSON: none falls back.
+    assert_read(found["differences"], max_fallback_share=0.0)
 
     generated = runner.invoke(
         app, ["generate", USER, "--model", registered, "--db", str(db), "--json",
