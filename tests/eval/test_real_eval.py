@@ -1,5 +1,6 @@
-"""A short real evaluation: dev data, the bundled GGUF model through llama.cpp, two methods;
-and ``dpl split`` / ``dpl eval`` end to end from the command line."""
+"""A short real evaluation: dev data, the bundled GGUF model through llama.cpp and the bundled
+embedder, all four methods on two users with k = 2; and ``dpl split`` / ``dpl eval`` end to end
+from the command line."""
 
 from __future__ import annotations
 
@@ -22,11 +23,8 @@ from user_store.eval_store import EvalStore
 pytestmark = pytest.mark.slow
 
 DEV_FLAGS = ["--min-user-reviews", "6", "--min-item-reviewers", "3"]
-SMALL = replace(EngineConfig(m=2), generation=SamplingParams(max_tokens=24))
-
-
-def no_embedder():
-    raise AssertionError("none and rag must not load the embedder")
+SMALL = replace(EngineConfig(k=2, m=2), generation=SamplingParams(max_tokens=24))
+METHODS = ("none", "rag", "profile", "dpl")
 
 
 def bundled_embedder_id() -> str:
@@ -37,50 +35,67 @@ def bundled_embedder_id() -> str:
 
 
 def test_short_real_eval_gives_a_complete_table_and_resumes_without_generating(
-    mi5_db: Path, tmp_path: Path, bundled_generator
+    mi5_db: Path, tmp_path: Path, bundled_generator, bundled_embedder
 ):
+    import jsonschema
+
+    from dpl_engine.prompts import DIFFERENCES_SCHEMA
+
     with UserStore(copy_db(mi5_db, tmp_path / "mi5.db")) as store:
         split = sp.prepare(store, sp.SplitParams(200, 6, 500, 3))
-        cfg = ev.EvalConfig(methods=("none", "rag"), seeds=(7,), users=2, engine=SMALL)
+        cfg = ev.EvalConfig(methods=METHODS, seeds=(7,), users=2, engine=SMALL)
         gen = RecordingGenerator(bundled_generator)
         runner = ev.Evaluation(
-            store, split, gen, no_embedder, cfg, embedder_id=bundled_embedder_id()
+            store, split, gen, bundled_embedder, cfg, embedder_id=bundled_embedder_id()
         )
         events: list[ev.CellEvent] = []
         report = runner.execute(on_event=events.append)
 
-        assert gen.calls["stream"] == 4
-        assert [e.kind for e in events].count("done") == 4
+        # Per user: a review for each method, a profile for profile and one for dpl; and one
+        # differences call per comparison item (k = 2 at most), shared by nothing else.
+        assert gen.calls["stream"] == 2 * 4 + 2 * 2
+        assert 1 <= gen.calls["json"] <= 2 * 2
+        assert [e.kind for e in events].count("done") == 8
         assert len(report.users) == 2 and report.status == "done"
         assert report.model_id == bundled_generator.model_id
+        assert [row.method for row in report.rows] == list(METHODS)
         for row in report.rows:
             for metric in ("rouge1", "rougeL", "meteor"):
                 value = row.metrics[metric].mean
                 assert value is not None and 0 <= value <= 1
             assert 0 <= row.metrics["bleu"].mean <= 100
-        # rag against none, user by user, on the three per-review metrics.
+        # dpl against each other method, user by user, on the three per-review metrics.
         assert [(d.method, d.baseline, d.metric, d.users) for d in report.paired] == [
-            ("rag", "none", m, 2) for m in ("rouge1", "rougeL", "meteor")
+            ("dpl", m, metric, 2) for m in METHODS[:3] for metric in ("rouge1", "rougeL", "meteor")
         ]
+        # The differences went through the real schema: each answer parsed and is valid, or
+        # (at most one of them, cut at the 320-token limit mid-JSON) was kept as free text.
+        for value in gen.json_values:
+            jsonschema.validate(value, DIFFERENCES_SCHEMA)
+        assert len(gen.json_values) + len(gen.json_fallbacks) == gen.calls["json"]
+        assert len(gen.json_fallbacks) <= 1, gen.json_fallbacks
         results = EvalStore(store).results(report.run_id)
-        assert len(results) == 4
+        assert len(results) == 8
         assert all(0 < r.completion_tokens <= 24 and r.text for r in results)
+        assert sum(r.llm_calls for r in results) == gen.total_calls
         for r in results:  # each generation is also in the engine's generations table
             assert any(g.id == r.generation_id for g in store.generations(r.user_id, r.item_id))
 
-        # The retrieved past reviews in rag prompts never include anyone's target.
+        # No prompt of any method (retrieved reviews, comparison items, the others' reviews,
+        # profiles) includes anyone's target.
         prompts = [" ".join(prompt_text(m).split()) for _, m in gen.prompts]
+        assert {kind for kind, _ in gen.prompts} == {"stream", "json"}
         targets = [store.review(u.user_id, u.test).text for u in split.users]
         assert not [t for t in targets if any(" ".join(t.split()[:8]) in p for p in prompts)]
 
         again = RecordingGenerator(bundled_generator)
         rerun = ev.Evaluation(
-            store, split, again, no_embedder, cfg, embedder_id=bundled_embedder_id()
+            store, split, again, bundled_embedder, cfg, embedder_id=bundled_embedder_id()
         ).execute()
         assert again.total_calls == 0
         assert rerun.run_id == report.run_id and rerun.rows == report.rows
         md = rp.to_markdown(rerun)
-        assert "| none |" in md and "| rag |" in md and "n/a" not in md
+        assert all(f"| {m} |" in md for m in METHODS) and "n/a" not in md
 
 
 def test_cli_split_suggests_thresholds_then_eval_runs_reports_and_lists(
