@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dpl_tui.cli import app
+from tests.differences_check import assert_read
 from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
 
 runner = CliRunner()
@@ -138,4 +139,5 @@ def test_prepare_with_the_bundled_models(
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["llm_calls"] == 1 and len(data["differences"]) == 2
+    assert_read(data["differences"], max_fallback_share=0.0)
     assert recording.calls["json"] == 2 and recording.calls["stream"] == 2

@@ -10,6 +10,7 @@ import pytest
 from dpl_engine import Engine, EngineConfig, ProgressEvent, ResultEvent, TokenEvent
 from dpl_engine.selection import N_INIT, review_key
 from models import SamplingParams
+from tests.differences_check import assert_read
 from user_store import UserStore
 
 from .fakes import CountingEmbedder, RecordingGenerator, copy_db, prompt_text
@@ -126,6 +127,9 @@ def test_dpl_end_to_end_hides_the_held_out_review_and_reuses_every_cached_step(
 
     events, first = run_to_end(e, target, "dpl")
     assert len(first.comparisons) == 3 and len(first.differences) == 3
+    # At 96 tokens the bundled model can run past the limit before closing its JSON (1 of
+    # these 3 does): at most one answer may be kept as free text, not all of them.
+    assert_read(first.differences, max_fallback_share=1 / 3)
     assert first.llm_calls == gen.total_calls == 3 + 2
     assert first.profile is not None and first.profile.kind == "dpl" and first.profile.text
     assert emb.embedded  # embeddings were computed on the cold run

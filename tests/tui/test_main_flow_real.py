@@ -16,6 +16,7 @@ from dpl_tui.screens.user import UserScreen
 from dpl_tui.screens.users import UsersScreen
 from dpl_tui.widgets.step_progress import StepProgress
 from dpl_tui.widgets.text_view import TextView
+from tests.differences_check import assert_read
 from tests.tui.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -84,6 +85,7 @@ async def test_main_flow_with_bundled_models(sample_db, bundled_generator, bundl
         )
         view = app.screen.view
         assert len(view.differences) == len(comparisons)
+        assert_read(view.differences, max_fallback_share=0.0)
         assert view.profile.text.strip()
         assert app.screen.query_one("#profile", TextView).text == view.profile.text
 
@@ -165,6 +167,7 @@ async def test_background_preparation_with_bundled_models(
         screen = app.screen
         await wait_until(pilot, lambda: screen.view is not None, SLOW)
         assert len(screen.view.differences) == 2 and screen.view.profile.text
+        assert_read(screen.view.differences, max_fallback_share=0.0)
         assert set(generator.threads) == {"dpl-prepare"}  # the screen called nothing
 
 
@@ -230,6 +233,7 @@ async def test_the_measured_account_comes_before_the_first_differences_answer(
         generator.gate.set()
         await wait_until(pilot, lambda: screen.view is not None, SLOW)
         assert generator.returned == 2 and len(screen.view.differences) == 2
+        assert_read(screen.view.differences, max_fallback_share=0.0)
         assert screen.query_one("#measured-account", TextView).text == measured
         deltas = [
             m
