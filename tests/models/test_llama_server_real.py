@@ -30,6 +30,8 @@ pytestmark = pytest.mark.slow
 USER = "A34O0KQV4QXWNQ"  # three comparison items with k=3 (tests/engine/test_dev_data.py)
 DEADLINE_S = 600.0
 """Longest a test waits for a state the server reports; reached only when it fails."""
+POLL_S = 0.01
+"""How often the tests ask the server for its state (a poll, not a wait for one)."""
 
 CONFIG = EngineConfig(
     k=3,
@@ -82,7 +84,7 @@ class SlotWatch:
             view = slots(self.base)
             self.latest = view
             self.most_busy = max(self.most_busy, sum(s["is_processing"] for s in view))
-            time.sleep(0.01)
+            self._done.wait(POLL_S)
 
     def __enter__(self) -> SlotWatch:
         self._thread.start()
@@ -97,7 +99,7 @@ def wait_until(predicate: Callable[[], bool]) -> None:
     end = time.monotonic() + DEADLINE_S
     while not predicate():
         assert time.monotonic() < end, "the server never reached the expected state"
-        time.sleep(0.01)
+        time.sleep(POLL_S)
 
 
 def decoded(slot: dict) -> int:
