@@ -12,6 +12,11 @@ version=$("$python" -c 'import importlib.metadata as m; print(m.version("llama-c
 binary=$venv/bin/llama-server
 stamp=$venv/.llama-server-$version
 [ -x "$binary" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${CMAKE_ARGS:-}" ] && exit 0
+if ! command -v cmake >/dev/null; then
+    echo "build-llama-server: cmake is not on the PATH; install it (apt install cmake," \
+        "or $python -m pip install cmake) and run make test again" >&2
+    exit 1
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/llama-server.XXXXXX")
 log=$tmp/build.log
