@@ -45,16 +45,21 @@ CONFIG = EngineConfig(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("llama-server-cpp")
+
+
+@pytest.fixture(scope="module")
+def server(server_dir: Path) -> Iterator[str]:
     """llama-server with two slots of 4,096 tokens each; its base URL (no /v1)."""
-    log_dir = tmp_path_factory.mktemp("llama-server-cpp")
-    with cpp_llama_server(log_dir, "--parallel", "2", "--ctx-size", "8192") as base:
+    with cpp_llama_server(server_dir, "--parallel", "2", "--ctx-size", "8192") as base:
         yield base
 
 
 @pytest.fixture(scope="module")
-def server_log(server: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return next(tmp_path_factory.getbasetemp().glob("llama-server-cpp*/llama-server.log"))
+def server_log(server: str, server_dir: Path) -> Path:
+    """The running server's log, where it names each task it starts and cancels."""
+    return server_dir / "llama-server.log"
 
 
 def connected(base: str, concurrency: int):
