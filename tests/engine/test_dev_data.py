@@ -137,8 +137,15 @@ def test_dpl_end_to_end_hides_the_held_out_review_and_reuses_every_cached_step(
         text = prompt_text(messages)
         assert held not in text and held[:60] not in text, kind
     steps = {ev.step for ev in events if isinstance(ev, ProgressEvent)}
-    assert steps == {"retrieve", "embed", "compare", "measure", "differences", "profile",
-                     "generate"}
+    assert steps == {
+        "retrieve",
+        "embed",
+        "compare",
+        "measure",
+        "differences",
+        "profile",
+        "generate",
+    }
     stored = dev_store.generations(USER, TARGET_ITEM)
     assert [g.id for g in stored] == [first.generation_id] and stored[0].text == first.text
     assert stored[0].model_id == bundled_generator.model_id and stored[0].prompt_version
@@ -150,7 +157,8 @@ def test_dpl_end_to_end_hides_the_held_out_review_and_reuses_every_cached_step(
     assert all(
         ev.cached
         for ev in events
-        if isinstance(ev, ProgressEvent) and ev.i > 0
+        if isinstance(ev, ProgressEvent)
+        and ev.i > 0
         and ev.step not in ("retrieve", "measure", "generate")  # measuring needs no cache
     )
     assert second.profile == first.profile and second.differences == first.differences

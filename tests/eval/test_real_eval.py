@@ -141,13 +141,15 @@ def test_cli_split_suggests_thresholds_then_eval_runs_reports_and_lists(
     # Another run of the same targets (longer reviews), paired with run 1 user by user.
     result = runner.invoke(app, [*args[:-1], "12"])
     assert result.exit_code == 0 and "Evaluation run 2" in result.output, result.output
-    result = runner.invoke(app, ["eval", "--db", str(db), "--report", "2", "--against", "1",
-                                 "--json"])
+    result = runner.invoke(
+        app, ["eval", "--db", str(db), "--report", "2", "--against", "1", "--json"]
+    )
     assert result.exit_code == 0, result.output
     against = json.loads(result.output)["against"]
     assert (against["run_id"], against["against"], against["seeds"]) == (2, 1, [42])
     assert [(d["method"], d["baseline"], d["users"]) for d in against["paired"]] == [
-        ("none", "none", 1)] * 3
+        ("none", "none", 1)
+    ] * 3
     result = runner.invoke(app, ["eval", "--db", str(db), "--report", "2", "--against", "1"])
     assert result.exit_code == 0 and "run 2 vs run 1" in result.output
     result = runner.invoke(app, ["eval", "--db", str(db), "--report", "2", "--against", "99"])

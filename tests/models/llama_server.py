@@ -72,6 +72,7 @@ def llama_server(log_dir: Path, *extra: str) -> Iterator[str]:
     with _running(argv, log_dir / "server.log", lambda: get_json(f"{url}/models")[0] == 200):
         yield url
 
+
 LLAMA_SERVER = Path(sys.executable).parent / "llama-server"
 """Where ``scripts/build-llama-server.sh`` (run by ``make test``) puts llama.cpp's server."""
 
@@ -92,13 +93,26 @@ def cpp_llama_server(log_dir: Path, *extra: str) -> Iterator[str]:
     """llama.cpp's ``llama-server`` serving the bundled GGUF as ``SERVED``: its base URL (no
     ``/v1``) once ``/health`` says the model is loaded; stopped on the way out."""
     if not LLAMA_SERVER.exists():
-        pytest.fail(f"{LLAMA_SERVER} is missing: build it with "
-                    f"scripts/build-llama-server.sh {sys.executable} (make test does)")
+        pytest.fail(
+            f"{LLAMA_SERVER} is missing: build it with "
+            f"scripts/build-llama-server.sh {sys.executable} (make test does)"
+        )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    argv = [str(LLAMA_SERVER), "-m", str(default_gguf_path()), "--alias", SERVED,
-            "--host", "127.0.0.1", "--port", str(port), "--threads", _threads(), *extra]
+    argv = [
+        str(LLAMA_SERVER),
+        "-m",
+        str(default_gguf_path()),
+        "--alias",
+        SERVED,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--threads",
+        _threads(),
+        *extra,
+    ]
     # /health: nothing listens, then 503 while the model loads, then 200.
-    with _running(argv, log_dir / "llama-server.log",
-                  lambda: get_json(f"{base}/health")[0] == 200):
+    with _running(argv, log_dir / "llama-server.log", lambda: get_json(f"{base}/health")[0] == 200):
         yield base

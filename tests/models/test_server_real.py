@@ -37,8 +37,16 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def config(url: str, **kw) -> ServerConfig:
-    return ServerConfig(**{"name": "smol", "url": url, "model": SERVED, "context_length": 8192,
-                           "timeout_s": 120.0, **kw})
+    return ServerConfig(
+        **{
+            "name": "smol",
+            "url": url,
+            "model": SERVED,
+            "context_length": 8192,
+            "timeout_s": 120.0,
+            **kw,
+        }
+    )
 
 
 @pytest.fixture
@@ -118,8 +126,21 @@ def test_compare_then_generate_through_the_server(registered, mi5_db, tmp_path):
     assert_read(found["differences"], max_fallback_share=0.0)
 
     generated = runner.invoke(
-        app, ["generate", USER, "--model", registered, "--db", str(db), "--json",
-              "--method", "rag", "--max-tokens", "32", *few],
+        app,
+        [
+            "generate",
+            USER,
+            "--model",
+            registered,
+            "--db",
+            str(db),
+            "--json",
+            "--method",
+            "rag",
+            "--max-tokens",
+            "32",
+            *few,
+        ],
     )
     assert generated.exit_code == 0, generated.output
     result = json.loads(generated.stdout)
@@ -137,10 +158,30 @@ def registered_address(_db: Path) -> str:
 
 def test_a_two_method_eval_with_concurrency_2_and_its_resume(registered, mi5_db, tmp_path):
     db = copy_db(mi5_db, tmp_path / "mi5.db")
-    args = ["eval", "--methods", "none,rag", "--users", "2", "--concurrency", "2",
-            "--model", registered, "--min-chars", "200", "--min-user-reviews", "6",
-            "--min-item-reviewers", "3", "--max-tokens", "32", "--k", "2", "--db", str(db),
-            "--json"]
+    args = [
+        "eval",
+        "--methods",
+        "none,rag",
+        "--users",
+        "2",
+        "--concurrency",
+        "2",
+        "--model",
+        registered,
+        "--min-chars",
+        "200",
+        "--min-user-reviews",
+        "6",
+        "--min-item-reviewers",
+        "3",
+        "--max-tokens",
+        "32",
+        "--k",
+        "2",
+        "--db",
+        str(db),
+        "--json",
+    ]
     runner = CliRunner()
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
