@@ -162,9 +162,9 @@ class RecordingGenerator(TextGenerator):
         """What each JSON call returned, in the order the answers arrived."""
         self.json_answers: list[tuple[list[ChatMessage], dict[str, Any]]] = []
         """Each JSON call's prompt with the value it returned."""
-        self._lock = threading.Lock()
         self.json_fallbacks: list[str] = []
         """The text of each JSON call that gave no valid JSON (the engine keeps it as free text)."""
+        self._lock = threading.Lock()
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return self.inner.count_tokens(messages)
