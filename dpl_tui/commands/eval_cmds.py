@@ -558,7 +558,7 @@ def eval_(
     with user_errors():
         with open_store(db) as store:
             if list_runs:
-                _list(store)
+                _list(store, as_json)
                 return
             if export is not None and report is None:
                 raise EngineError("--export needs --report N: the run to write.")
@@ -742,10 +742,27 @@ def _generator_factory(path: str | None):
     return load
 
 
-def _list(store) -> None:
+def _list(store, as_json: bool) -> None:
     from user_store.eval_store import EvalStore
 
     evals = EvalStore(store)
+    if as_json:
+        runs = [
+            {
+                "run_id": run.id,
+                "status": run.status,
+                "split": run.config["split"],
+                "split_id": run.split_id,
+                "model_id": run.config["model_id"],
+                "generations": len(evals.done_cells(run.id)),
+                "elapsed_s": run.elapsed_s,
+                "created_at": run.created_at,
+                "config": run.config,
+            }
+            for run in evals.runs()
+        ]
+        typer.echo(json.dumps(runs, indent=2))
+        return
     table = Table(title="Evaluation runs", title_justify="left")
     for col in ("run", "status", "split", "model", "generations", "elapsed s", "created"):
         table.add_column(col)

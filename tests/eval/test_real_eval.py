@@ -137,6 +137,13 @@ def test_cli_split_suggests_thresholds_then_eval_runs_reports_and_lists(
     assert "Wilcoxon" not in result.output  # one method: nothing to pair
     result = runner.invoke(app, ["eval", "--db", str(db), "--list"])
     assert result.exit_code == 0 and "done" in result.output
+    result = runner.invoke(app, ["eval", "--db", str(db), "--list", "--json"])
+    assert result.exit_code == 0, result.output
+    (listed,) = json.loads(result.stdout)
+    assert (listed["run_id"], listed["status"], listed["split"]) == (1, "done", "test")
+    assert (
+        listed["generations"] == 1 and listed["config"]["engine"]["generation"]["max_tokens"] == 8
+    )
 
     # Another run of the same targets (longer reviews), paired with run 1 user by user.
     result = runner.invoke(app, [*args[:-1], "12"])
