@@ -75,21 +75,34 @@ def slots(base: str) -> list[dict]:
 
 
 class SlotWatch:
-    """Polls ``/slots`` in a thread: the most slots seen decoding at once, and the latest view."""
+    """Polls ``/slots`` in a thread: the most slots seen decoding at once, and the latest view.
+
+    A failed poll is raised by the next read of ``latest`` and on the way out, so a test never
+    waits on a watcher that has stopped."""
 
     def __init__(self, base: str) -> None:
         self.base = base
         self.most_busy = 0
-        self.latest: list[dict] = []
+        self._latest: list[dict] = []
+        self._error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
+    @property
+    def latest(self) -> list[dict]:
+        if self._error is not None:
+            raise self._error
+        return self._latest
+
     def _poll(self) -> None:
-        while not self._done.is_set():
-            view = slots(self.base)
-            self.latest = view
-            self.most_busy = max(self.most_busy, sum(s["is_processing"] for s in view))
-            self._done.wait(POLL_S)
+        try:
+            while not self._done.is_set():
+                view = slots(self.base)
+                self._latest = view
+                self.most_busy = max(self.most_busy, sum(s["is_processing"] for s in view))
+                self._done.wait(POLL_S)
+        except BaseException as err:  # noqa: BLE001 - handed to the test's thread
+            self._error = err
 
     def __enter__(self) -> SlotWatch:
         self._thread.start()
@@ -98,6 +111,8 @@ class SlotWatch:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
 
 
 def wait_until(predicate: Callable[[], bool]) -> None:
