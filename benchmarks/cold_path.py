@@ -200,7 +200,7 @@ def bounded_schema(schema: dict[str, Any], chars: int = BOUNDED_CHARS) -> dict[s
 def grammar_share(gen: TextGenerator, prompts) -> dict[str, float]:  # noqa: ANN001
     """Each differences prompt decoded under the JSON schema, under the schema with each field
     capped at BOUNDED_CHARS characters, and freely; the median tokens/s of each."""
-    from dpl_engine import prompts as dpl_prompts
+    from dpl_engine.method import prompts as dpl_prompts
     from models import StructuredOutputError
 
     schema = dpl_prompts.DIFFERENCES_SCHEMA

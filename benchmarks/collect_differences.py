@@ -26,8 +26,8 @@ USERS = ("A2EZWZ8MBEDOLN", "ADH0O8UVJOT10", "A34O0KQV4QXWNQ")
 
 def differences_prompt(engine, comparison) -> list[dict[str, str]]:
     """The messages ``differences.extract`` sends for this comparison (same fitting)."""
-    from dpl_engine import prompts
-    from dpl_engine.budget import fit
+    from dpl_engine.method import prompts
+    from dpl_engine.method.budget import fit
 
     cfg = engine.config
     others = [u.review for u in comparison.users]
@@ -51,8 +51,8 @@ def differences_prompt(engine, comparison) -> list[dict[str, str]]:
 
 def main() -> None:
     from dpl_engine import Engine
-    from dpl_engine.cache import to_json
     from dpl_engine.engine import _drive, _Run
+    from dpl_engine.method.cache import to_json
     from models.embeddings import load_embedder
     from models.llama import load_generator
     from user_store import UserStore

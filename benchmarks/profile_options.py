@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from dpl_engine.report import (
+    from dpl_engine.evaluation.report import (
         METRIC_LABELS,
         PAIRED_METRICS,
         PairedDiff,

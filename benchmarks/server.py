@@ -1,6 +1,6 @@
 """An evaluation slice in-process against the same slice through an LLM server.
 
-The same users, model, methods and seeds, run by ``dpl_engine.evaluation`` once with
+The same users, model, methods and seeds, run by ``dpl_engine.evaluation.runner`` once with
 the bundled GGUF loaded in-process (llama.cpp) and then through llama-cpp-python's
 OpenAI-compatible server (``python -m llama_cpp.server``, the same GGUF, same
 threads and context) at evaluation concurrency 1, 2, 4 and 8, each on a fresh
@@ -77,8 +77,8 @@ def start_server(gguf: Path, threads: int, n_ctx: int, log: Path) -> tuple[subpr
 
 
 def run_slice(master: Path, workdir: Path, label: str, generator, cfg, concurrency: int):
-    from dpl_engine import evaluation as ev
-    from dpl_engine import split as sp
+    from dpl_engine.evaluation import runner as ev
+    from dpl_engine.evaluation import split as sp
     from tests.engine.fakes import FakeEmbedder
     from user_store import UserStore
 
@@ -108,7 +108,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
 
     from dpl_engine import EngineConfig
-    from dpl_engine import evaluation as ev
+    from dpl_engine.evaluation import runner as ev
     from models.llama import default_threads, load_generator
     from models.registry import default_gguf_path
     from models.server import ServerConfig, connect

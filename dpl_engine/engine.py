@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 from models import ChatMessage, Embedder, SamplingParams, TextGenerator
 from user_store import ArtifactKey, HistoryEntry, Review, UserStore
 
-from . import (
+from .errors import EngineError, NotEnoughHistoryError
+from .method import (
     concurrent,
     describe,
     generation,
@@ -26,18 +27,17 @@ from . import (
     prompts,
     retrieval,
     selection,
-    summary,
 )
-from . import differences as differences_step
-from .cache import (
+from .method import differences as differences_step
+from .method import profile as profile_step
+from .method.cache import (
     comparison_from_json,
     differences_from_json,
     digest,
     profile_from_json,
     to_json,
 )
-from .errors import EngineError, NotEnoughHistoryError
-from .measures import has_text, measured_differences
+from .method.measures import has_text, measured_differences
 from .types import (
     METHODS,
     Cancelled,
@@ -523,7 +523,7 @@ class Engine:
             value, notes = profile_from_json(cached["profile"]), cached["notes"]
         else:
             run.calls += 1
-            deltas = summary.write(
+            deltas = profile_step.write(
                 generator,
                 kind,
                 retrieved,

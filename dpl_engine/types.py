@@ -9,7 +9,7 @@ from typing import Any, Literal
 from models import ChatMessage, GenerationStats, SamplingParams
 from user_store import HistoryEntry, Item, Review
 
-from .presets import PresetName
+from .method.presets import PresetName
 
 Method = Literal["none", "rag", "profile", "dpl"]
 METHODS: tuple[Method, ...] = ("none", "rag", "profile", "dpl")

@@ -84,7 +84,7 @@ def plain_data(value: Any) -> Any:
 
 def _checked(bundle: ExportBundle) -> tuple[Any, list[Any], dict[str, list[Any]]]:
     """The measured accounts (overall, per item) and the verdicts on the model's entries."""
-    from dpl_engine import describe, informative
+    from dpl_engine.method import describe, informative
 
     overall, per_item = describe.accounts(bundle.measured)
     return overall, per_item, informative.check_all(bundle.differences, bundle.comparisons)

@@ -157,7 +157,7 @@ class ModelPair:
         writer = self.writer()
         with self._lock:
             if user_id not in self._personal:
-                from dpl_engine.personal import find_personal
+                from dpl_engine.tuning.personal import find_personal
 
                 task = getattr(writer, "adapter", None)
                 path = find_personal(self.adapter_path, task.adapter_id, user_id) if task else None

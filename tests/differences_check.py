@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from dpl_engine.prompts import DIFFERENCES_SCHEMA, DIMENSIONS
+from dpl_engine.method.prompts import DIFFERENCES_SCHEMA, DIMENSIONS
 from dpl_engine.types import Differences
 
 

@@ -120,7 +120,7 @@ def _engine(
     personal: bool = True,
 ):
     from dpl_engine import Engine, EngineConfig
-    from dpl_engine.presets import preset as check_preset
+    from dpl_engine.method.presets import preset as check_preset
     from user_store.config import Settings
 
     settings = Settings.load()
@@ -403,7 +403,7 @@ def _print_item_accounts(comparisons, per_item) -> None:  # per_item: list[Measu
 
 
 def _print_comparisons(comparisons, measured, differences) -> None:
-    from dpl_engine import informative
+    from dpl_engine.method import informative
 
     if not comparisons:
         console.print(Text("None of the user's past items has enough other reviewers."))
@@ -503,8 +503,8 @@ def compare(
     """The retrieved items, the comparison users per item and how this user differs from them.
 
     The measured differences are printed before the model is loaded: they need none."""
-    from dpl_engine import describe, informative
-    from dpl_engine.cache import to_json
+    from dpl_engine.method import describe, informative
+    from dpl_engine.method.cache import to_json
 
     with user_errors():
         store = open_store(db)
@@ -603,7 +603,7 @@ def generate(
 ) -> None:
     """Write the user's review of an item with a local model, streamed as it is written."""
     from dpl_engine import METHODS, EngineError, ProgressEvent, ResultEvent, TokenEvent
-    from dpl_engine.cache import to_json
+    from dpl_engine.method.cache import to_json
 
     result = None
     with user_errors():
@@ -677,7 +677,7 @@ def generate(
 
 def _prompt_cost(engine, result) -> dict[str, int] | None:
     """The generation prompt's tokens by part (None for a cancelled generation)."""
-    from dpl_engine import generation
+    from dpl_engine.method import generation
 
     if result.cancelled:
         return None

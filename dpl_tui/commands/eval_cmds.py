@@ -86,7 +86,7 @@ EVAL_EPILOG = (
 
 
 def _params(min_chars, min_user, max_user, min_item, base=None):  # -> SplitParams
-    from dpl_engine.split import PAPER_DEFAULTS
+    from dpl_engine.evaluation.split import PAPER_DEFAULTS
 
     base = base or PAPER_DEFAULTS
     return replace(
@@ -106,7 +106,7 @@ def _flags(params) -> str:
 
 
 def _no_users_message(store, params, min_users: int) -> str:
-    from dpl_engine import split as split_mod
+    from dpl_engine.evaluation import split as split_mod
     from user_store.eval_store import EvalStore
 
     rows = EvalStore(store).review_rows()
@@ -181,7 +181,7 @@ def split(
 ) -> None:
     """Prepare the evaluation split (the paper's filters and targets) and store it."""
     from dpl_engine import EngineError
-    from dpl_engine import split as split_mod
+    from dpl_engine.evaluation import split as split_mod
 
     paper_only = {
         "--min-description-chars": min_description_chars,
@@ -265,7 +265,7 @@ def split(
 
 
 def _paper_params(**given):  # -> PaperSplitParams
-    from dpl_engine.paper_split import PAPER
+    from dpl_engine.evaluation.paper_split import PAPER
 
     return replace(PAPER, **{name: value for name, value in given.items() if value is not None})
 
@@ -284,7 +284,7 @@ def _stages_table(stages) -> Table:  # stages: tuple[paper_split.Stage, ...]
 
 
 def _paper_no_users_message(store, params, min_users: int) -> str:
-    from dpl_engine import paper_split
+    from dpl_engine.evaluation import paper_split
     from user_store.eval_store import EvalStore
 
     evals = EvalStore(store)
@@ -321,7 +321,7 @@ def _methods(text: str) -> tuple[str, ...]:
 
 
 def _report_table(report) -> Table:  # report: EvalReport
-    from dpl_engine.report import METRIC_LABELS, format_value, shown_metrics
+    from dpl_engine.evaluation.report import METRIC_LABELS, format_value, shown_metrics
 
     cols = shown_metrics(report)
     table = Table(title=f"Evaluation run {report.run_id}", title_justify="left")
@@ -344,7 +344,7 @@ def _report_table(report) -> Table:  # report: EvalReport
 
 
 def _paper_table(report) -> Table:  # report: EvalReport
-    from dpl_engine.report import PAPER_CAPTION, paper_table
+    from dpl_engine.evaluation.report import PAPER_CAPTION, paper_table
 
     header, rows = paper_table(report)
     table = Table(caption=PAPER_CAPTION, caption_justify="left")
@@ -357,7 +357,7 @@ def _paper_table(report) -> Table:  # report: EvalReport
 
 
 def _paired_table(report) -> Table | None:  # report: EvalReport
-    from dpl_engine.report import paired_caption, paired_table
+    from dpl_engine.evaluation.report import paired_caption, paired_table
 
     paired = paired_table(report)
     return None if paired is None else _pairs(*paired, paired_caption(report))
@@ -376,7 +376,7 @@ def _pairs(header: list[str], rows: list[list[str]], caption: str) -> Table:
 
 
 def _print_report(report, out: Path | None, as_json: bool) -> None:
-    from dpl_engine.report import header_lines, to_json, write_outputs
+    from dpl_engine.evaluation.report import header_lines, to_json, write_outputs
 
     if as_json:
         typer.echo(to_json(report))
@@ -397,7 +397,12 @@ def _print_comparison(report, comparison, as_json: bool) -> None:
     """``--report N --against M``: run N's table, then each of its methods against M's."""
     from dataclasses import asdict
 
-    from dpl_engine.report import comparison_caption, comparison_table, header_lines, to_json
+    from dpl_engine.evaluation.report import (
+        comparison_caption,
+        comparison_table,
+        header_lines,
+        to_json,
+    )
 
     if as_json:
         import json
@@ -553,7 +558,7 @@ def eval_(
 ) -> None:
     """Measure how much each method personalizes: generate held-out reviews, score, tabulate."""
     from dpl_engine import EngineError
-    from dpl_engine.report import stored_report
+    from dpl_engine.evaluation.report import stored_report
 
     with user_errors():
         with open_store(db) as store:
@@ -563,7 +568,7 @@ def eval_(
             if export is not None and report is None:
                 raise EngineError("--export needs --report N: the run to write.")
             if import_file is not None:
-                from dpl_engine.run_file import import_run
+                from dpl_engine.evaluation.run_file import import_run
 
                 imported = import_run(store, import_file)
                 err_console.print(
@@ -578,14 +583,14 @@ def eval_(
                 raise EngineError("--against needs --report N: the run to compare with it.")
             if report is not None:
                 if against is not None:
-                    from dpl_engine.report import stored_comparison
+                    from dpl_engine.evaluation.report import stored_comparison
 
                     _print_comparison(stored_report(store, report),
                                       stored_comparison(store, report, against), as_json)
                     return
                 _print_report(stored_report(store, report), out, as_json)
                 if export is not None:
-                    from dpl_engine.run_file import export_run
+                    from dpl_engine.evaluation.run_file import export_run
 
                     written = export_run(store, report, export)
                     err_console.print(Text(f"Run {report}: {written} results written to {export}."))
@@ -640,10 +645,10 @@ def eval_(
             _print_report(result, out, as_json)
 
 
-def _chosen_split(store, thresholds):  # -> dpl_engine.split.Split
+def _chosen_split(store, thresholds):  # -> dpl_engine.evaluation.split.Split
     """The split the threshold options give, else the latest stored one, else the paper's."""
     from dpl_engine import EngineError
-    from dpl_engine import split as split_mod
+    from dpl_engine.evaluation import split as split_mod
 
     chosen = None if any(v is not None for v in thresholds) else split_mod.load(store)
     if chosen is None:
@@ -656,7 +661,7 @@ def _chosen_split(store, thresholds):  # -> dpl_engine.split.Split
 
 def _runner(store, chosen, model, config, judge=None, adapter=None,
             personal=True):  # -> Evaluation
-    from dpl_engine import evaluation as ev
+    from dpl_engine.evaluation import runner as ev
     from user_store.config import Settings
 
     from ..loading import ModelPair, embedder_factory, embedder_id
@@ -694,8 +699,8 @@ def _eval_config(
     max_description_chars=None,
 ):
     from dpl_engine import EngineConfig, EngineError
-    from dpl_engine.evaluation import EvalConfig
-    from dpl_engine.presets import preset as check_preset
+    from dpl_engine.evaluation.runner import EvalConfig
+    from dpl_engine.method.presets import preset as check_preset
     from user_store.config import Settings
 
     settings = Settings.load()

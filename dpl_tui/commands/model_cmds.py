@@ -163,7 +163,7 @@ def list_models(as_json: JsonOption = False) -> None:
 
 def _adapter_rows(settings) -> list[dict]:
     """One row per adapter registered by `dpl tune`, with what its file records."""
-    from dpl_engine.personal import read_verdicts, users_folder
+    from dpl_engine.tuning.personal import read_verdicts, users_folder
     from models.adapters import inspect_adapter
     from models.errors import ModelError
 

@@ -225,7 +225,7 @@ def _announce(bar, task, total: int, generator, what: str) -> None:
 def _prepare_defaults(
     store, user_ids, all_users, model, rest, concurrency, token, bar, task, done, **options
 ) -> None:
-    from dpl_engine import concurrent
+    from dpl_engine.method import concurrent
     from dpl_engine.errors import NotEnoughHistoryError
 
     from .engine_cmds import _engine

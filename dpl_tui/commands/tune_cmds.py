@@ -135,7 +135,7 @@ def tune(
     as_json: JsonOption = False,
 ) -> None:
     """Train a LoRA adapter on difference-aware prompts, export it for llama.cpp, register it."""
-    from dpl_engine.tune import TuneConfig, train_adapter
+    from dpl_engine.tuning.task import TuneConfig, train_adapter
     from models.training import LoraOptions
     from user_store import locations
     from user_store.config import Settings
@@ -228,7 +228,7 @@ def _tune_user(user_id: str, *, adapter, model, method, examples, rank, alpha, t
     """``dpl tune --user``: a per-user adapter on top of the task adapter, kept only if the
     user's validation review comes out better with it."""
     from dpl_engine import Engine, EngineError
-    from dpl_engine.personal import PERSONAL_LORA, PersonalConfig, train_personal
+    from dpl_engine.tuning.personal import PERSONAL_LORA, PersonalConfig, train_personal
     from models.training import LoraOptions
     from user_store.config import Settings
 

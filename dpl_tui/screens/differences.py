@@ -29,8 +29,8 @@ from .base import EngineScreen
 
 if TYPE_CHECKING:
     from dpl_engine import ComparisonSet, Differences, MeasuredDifferences, Profile
-    from dpl_engine.describe import MeasuredAccount
-    from dpl_engine.informative import Verdict
+    from dpl_engine.method.describe import MeasuredAccount
+    from dpl_engine.method.informative import Verdict
 
 PROFILE_TITLE = "Difference-aware profile"
 FLUSH_EVERY_S = 1 / 20
@@ -73,7 +73,7 @@ class DifferencesView:
 def compute_differences(
     app: Any, target: Any, progress: Any, token: Any, refresh: bool
 ) -> DifferencesView:
-    from dpl_engine import describe, informative
+    from dpl_engine.method import describe, informative
 
     engine = app.engine()
     # The profile depends on the differences, which depend on the comparisons: refreshing it
@@ -310,7 +310,7 @@ class DifferencesScreen(EngineScreen):
             self._differences_arrived(message.run_id, event)
 
     def _measured(self, measured: list[MeasuredDifferences]) -> None:
-        from dpl_engine import describe
+        from dpl_engine.method import describe
 
         overall, accounts = describe.accounts(measured)
         titles = {item_id: c.item.title for item_id, c in self._sets.items()}
@@ -320,7 +320,7 @@ class DifferencesScreen(EngineScreen):
         self.measured_shown = True
 
     def _differences_arrived(self, run_id: int, event: Any) -> None:
-        from dpl_engine import informative
+        from dpl_engine.method import informative
 
         grid = self._rows_for(run_id)
         found: Differences = event.value

@@ -31,7 +31,7 @@ FLUSH_EVERY_S = 1 / 20
 
 def rouge_scores(generated: str, reference: str) -> dict[str, float]:
     """ROUGE-1 and ROUGE-L F1 of ``generated`` against ``reference`` (rouge-score, stemmed)."""
-    from dpl_engine.metrics import rouge
+    from dpl_engine.evaluation.metrics import rouge
 
     rouge1, rouge_l = rouge(generated, reference)
     return {"rouge1": rouge1, "rougeL": rouge_l}

@@ -39,8 +39,8 @@ def settings():
 
 
 def held_out_user(db: Path) -> str:
-    from dpl_engine import split as sp
-    from dpl_engine import tune
+    from dpl_engine.evaluation import split as sp
+    from dpl_engine.tuning import task as tune
     from user_store import UserStore
 
     store = UserStore(db)
@@ -189,8 +189,9 @@ def test_a_teacher_behind_a_real_server_reads_the_users(dev_db: Path, tmp_path: 
 
 
 def test_ctrl_c_keeps_a_checkpoint_that_resume_continues(dev_db: Path, tmp_path: Path):
-    from dpl_engine import CancelToken, Engine, EngineConfig, tune
-    from dpl_engine import split as sp
+    from dpl_engine import CancelToken, Engine, EngineConfig
+    from dpl_engine.evaluation import split as sp
+    from dpl_engine.tuning import task as tune
     from models.llama import load_generator
     from models.registry import default_gguf_path
     from models.training import LoraOptions

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpl_engine import describe
-from dpl_engine.describe import SAME_RATIO, STEPS, TWICE_RATIO, account, overall
+from dpl_engine.method import describe
+from dpl_engine.method.describe import SAME_RATIO, STEPS, TWICE_RATIO, account, overall
 from dpl_engine.types import MeasuredDifferences, TextMeasures
 
 BASE = dict(
@@ -147,7 +147,7 @@ def test_overall_pools_the_items_and_says_how_many():
 def test_accounts_on_a_real_dev_data_comparison_set(mi5_db):
     """The measured account of a real user's comparison items agrees with the numbers."""
     from dpl_engine import Engine
-    from dpl_engine.measures import measured_differences
+    from dpl_engine.method.measures import measured_differences
     from tests.engine.fakes import FakeEmbedder, FakeGenerator
     from user_store import UserStore
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dpl_engine import Engine, EngineConfig, ProgressEvent, ResultEvent, TokenEvent
-from dpl_engine.selection import N_INIT, review_key
+from dpl_engine.method.selection import N_INIT, review_key
 from models import SamplingParams
 from tests.differences_check import assert_read
 from user_store import UserStore

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dpl_engine import informative
-from dpl_engine.cache import comparison_from_json, differences_from_json
+from dpl_engine.method import informative
+from dpl_engine.method.cache import comparison_from_json, differences_from_json
 from dpl_engine.types import ComparisonSet, ComparisonUser, Differences
 from user_store import Item
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dpl_engine.measures import has_text, lexical_diversity, measure, measured_differences, words
+from dpl_engine.method.measures import (
+    has_text,
+    lexical_diversity,
+    measure,
+    measured_differences,
+    words,
+)
 from dpl_engine.types import ComparisonSet, ComparisonUser
 from user_store import Item
 

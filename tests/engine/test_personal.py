@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpl_engine import Engine, EngineConfig, EngineError, personal
+from dpl_engine import Engine, EngineConfig, EngineError
+from dpl_engine.tuning import personal
 from models.adapters import AdapterError, write_adapter
 from models.base import SamplingParams
 from models.training import LoraOptions

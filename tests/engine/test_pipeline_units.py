@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from dpl_engine import CancelToken, Engine, EngineConfig, ProgressEvent, ResultEvent, TokenEvent
-from dpl_engine.cache import digest, to_json
 from dpl_engine.errors import EngineError, NotEnoughHistoryError
+from dpl_engine.method.cache import digest, to_json
 from dpl_engine.types import ComparisonSet
 from models import SamplingParams
 from user_store import ArtifactKey, Item

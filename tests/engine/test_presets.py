@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from dpl_engine import Engine, EngineConfig
-from dpl_engine.measures import has_text
-from dpl_engine.selection import review_key
+from dpl_engine.method.measures import has_text
+from dpl_engine.method.selection import review_key
 from user_store import UserStore
 from user_store.text import collapse_whitespace
 

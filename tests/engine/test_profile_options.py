@@ -4,7 +4,7 @@ defaults change neither."""
 
 from __future__ import annotations
 
-from dpl_engine import describe, informative
+from dpl_engine.method import describe, informative
 from tests.engine.fakes import FakeGenerator, prompt_text
 from tests.engine.test_pipeline_units import engine, world
 

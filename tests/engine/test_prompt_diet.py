@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dpl_engine import Engine, EngineConfig, generation
+from dpl_engine import Engine, EngineConfig
+from dpl_engine.method import generation
 from tests.engine.fakes import FakeEmbedder, FakeGenerator, prompt_text
 from user_store import Item, Review, UserStore
 
@@ -88,8 +89,8 @@ def test_the_prompt_cost_adds_up_and_shrinks_with_the_cap(store):
 
 
 def test_an_evaluation_without_the_cap_keeps_its_earlier_run_key(mi5_db, tmp_path):
-    from dpl_engine import evaluation as ev
-    from dpl_engine import split as sp
+    from dpl_engine.evaluation import runner as ev
+    from dpl_engine.evaluation import split as sp
     from tests.engine.fakes import copy_db
 
     store = UserStore(copy_db(mi5_db, tmp_path / "dev.db"))

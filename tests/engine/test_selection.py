@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from dpl_engine.selection import paper_representatives, representatives
+from dpl_engine.method.selection import paper_representatives, representatives
 
 from .fakes import review
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from dpl_engine import Engine, EngineConfig, EngineError, tune
+from dpl_engine import Engine, EngineConfig, EngineError
+from dpl_engine.tuning import task as tune
 from models import ChatMessage
 from tests.engine.fakes import FakeEmbedder, FakeGenerator
 
@@ -55,7 +56,7 @@ def test_targets_are_profile_reviews_of_users_outside_the_held_out_ones(dev):
         assert items == list(reversed(by_user[user_id].profile))[: len(items)]
         assert len(items) <= 2
     # the held-out users are the first of dpl eval's order
-    from dpl_engine.evaluation import EvalConfig, Evaluation
+    from dpl_engine.evaluation.runner import EvalConfig, Evaluation
 
     runner = Evaluation(dev[0], split, FakeGenerator(), FakeEmbedder(), EvalConfig(users=10))
     assert set(runner.selected_users()) == held

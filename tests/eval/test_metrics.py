@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dpl_engine import metrics
+from dpl_engine.evaluation import metrics
 
 IDENTICAL = "These strings sound bright and stay in tune for weeks."
 DISJOINT = ("alpha beta gamma", "delta epsilon zeta")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy.stats import wilcoxon
 
-from dpl_engine import report as rp
+from dpl_engine.evaluation import report as rp
 from user_store.eval_store import ResultRow
 
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dpl_engine import EngineError
-from dpl_engine import paper_split as ps
-from dpl_engine import split as sp
+from dpl_engine.evaluation import paper_split as ps
+from dpl_engine.evaluation import split as sp
 from user_store import Item, Review, UserStore
 from user_store.eval_store import EvalStore
 

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dpl_engine import EngineConfig
-from dpl_engine import evaluation as ev
-from dpl_engine import report as rp
-from dpl_engine import split as sp
+from dpl_engine.evaluation import report as rp
+from dpl_engine.evaluation import runner as ev
+from dpl_engine.evaluation import split as sp
 from models import SamplingParams
 from tests.engine.fakes import RecordingGenerator, copy_db, prompt_text
 from user_store import UserStore
@@ -39,7 +39,7 @@ def test_short_real_eval_gives_a_complete_table_and_resumes_without_generating(
 ):
     import jsonschema
 
-    from dpl_engine.prompts import DIFFERENCES_SCHEMA
+    from dpl_engine.method.prompts import DIFFERENCES_SCHEMA
 
     with UserStore(copy_db(mi5_db, tmp_path / "mi5.db")) as store:
         split = sp.prepare(store, sp.SplitParams(200, 6, 500, 3))

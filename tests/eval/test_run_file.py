@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dpl_engine import EngineConfig, EngineError
-from dpl_engine import evaluation as ev
-from dpl_engine import report as rp
-from dpl_engine import split as sp
-from dpl_engine.run_file import export_run, import_run
+from dpl_engine.evaluation import report as rp
+from dpl_engine.evaluation import runner as ev
+from dpl_engine.evaluation import split as sp
+from dpl_engine.evaluation.run_file import export_run, import_run
 from dpl_tui.cli import app
 from tests.dev_split import DEV_PARAMS
 from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db

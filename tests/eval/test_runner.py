@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dpl_engine import EngineConfig, metrics
-from dpl_engine import evaluation as ev
-from dpl_engine import report as rp
-from dpl_engine import split as sp
+from dpl_engine import EngineConfig
+from dpl_engine.evaluation import metrics
+from dpl_engine.evaluation import report as rp
+from dpl_engine.evaluation import runner as ev
+from dpl_engine.evaluation import split as sp
 from models import ChatMessage, SamplingParams, TextStream
 from tests.engine.fakes import FakeEmbedder, FakeGenerator, ListStream, copy_db, prompt_text
 from user_store import UserStore
@@ -120,7 +121,7 @@ def test_no_target_text_appears_in_any_prompt(dev):
 def test_no_target_text_appears_in_any_prompt_under_the_paper_preparation(
     mi5_db: Path, tmp_path: Path
 ):
-    from dpl_engine.paper_split import PaperSplitParams
+    from dpl_engine.evaluation.paper_split import PaperSplitParams
 
     # The paper's preparation with the stages the dev data cannot meet relaxed (it has no
     # item metadata and few long histories), and the paper preset throughout.
@@ -319,7 +320,7 @@ def test_unknown_methods_and_bad_counts_are_refused():
 
 
 def test_meteor_missing_from_a_run_without_wordnet_is_filled_in_later(dev, monkeypatch, tmp_path):
-    from dpl_engine.metrics import WORDNET_ENV
+    from dpl_engine.evaluation.metrics import WORDNET_ENV
 
     if not metrics.wordnet_status().available:
         pytest.skip("WordNet is not installed (scripts/ensure-wordnet.sh)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dpl_engine import EngineError
-from dpl_engine import split as sp
+from dpl_engine.evaluation import split as sp
 from user_store import Review, UserStore
 from user_store.eval_store import EvalStore
 

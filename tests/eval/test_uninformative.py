@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dpl_engine import evaluation as ev
-from dpl_engine import report as rp
+from dpl_engine.evaluation import report as rp
+from dpl_engine.evaluation import runner as ev
 from tests.engine.fakes import FakeEmbedder, FakeGenerator
 from tests.eval.test_runner import ENGINE, config
 from user_store.eval_store import EvalStore

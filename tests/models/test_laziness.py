@@ -24,7 +24,7 @@ def _modules_after(code: str) -> set[str]:
 def test_importing_models_and_the_cli_stays_light() -> None:
     loaded = _modules_after(
         "import models, models.llama, models.embeddings, models.registry, models.gpu\n"
-        "import models.server, models.structured, dpl_engine.concurrent, dpl_tui.loading\n"
+        "import models.server, models.structured, dpl_engine.method.concurrent, dpl_tui.loading\n"
         "import dpl_tui.cli\n"
         "models.registry.default_gguf_path(); models.registry.default_embedder_path()\n"
     )

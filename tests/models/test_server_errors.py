@@ -170,8 +170,8 @@ def wait_until(predicate, deadline_s: float = 10.0) -> None:
 # -- a cut stream during an evaluation: nothing half-done is stored, the rerun resumes -----
 def test_a_cut_stream_stores_nothing_and_the_next_run_resumes(mi5_db, tmp_path) -> None:
     from dpl_engine import EngineConfig
-    from dpl_engine import evaluation as ev
-    from dpl_engine import split as sp
+    from dpl_engine.evaluation import runner as ev
+    from dpl_engine.evaluation import split as sp
     from user_store import UserStore
     from user_store.eval_store import EvalStore
 

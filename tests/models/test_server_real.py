@@ -75,7 +75,7 @@ def test_it_streams_and_counts_prompts_at_least_as_llama_cpp_does(server_url, bu
 
 def differences_prompt(db: Path) -> list:
     """The real differences prompt for the user's item TARGET_ITEM and three other reviews."""
-    from dpl_engine import prompts
+    from dpl_engine.method import prompts
 
     with UserStore(db) as store:
         item = store.item(TARGET_ITEM)
@@ -89,7 +89,7 @@ def test_the_differences_schema_constrains_a_real_answer(server_url, mi5_db):
     (greedy, with room for the bundled model to close it)."""
     import jsonschema
 
-    from dpl_engine.prompts import DIFFERENCES_SCHEMA
+    from dpl_engine.method.prompts import DIFFERENCES_SCHEMA
 
     gen = connect(config(server_url))
     value, stats = gen.complete_json(

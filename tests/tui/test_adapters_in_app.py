@@ -69,7 +69,7 @@ async def test_the_dialog_saves_the_adapter_and_refuses_an_unknown_one(sample_db
 async def test_the_real_model_writes_with_the_adapter_and_reads_users_without_it(
     sample_db, tmp_path
 ):
-    from dpl_engine.personal import personal_path
+    from dpl_engine.tuning.personal import personal_path
     from dpl_tui.app import DplApp
 
     path = real_adapter(tmp_path / "voice.gguf")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from dpl_engine import describe
+from dpl_engine.method import describe
 from dpl_tui.screens.differences import BETTER_MODEL, DifferencesScreen
 from dpl_tui.widgets.text_view import TextView
 from tests.engine.fakes import FakeGenerator

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dpl_engine import describe
-from dpl_engine.measures import measured_differences
+from dpl_engine.method import describe
+from dpl_engine.method.measures import measured_differences
 from dpl_tui.messages import StepProgressed
 from dpl_tui.screens.differences import DifferencesScreen
 from dpl_tui.widgets.step_progress import StepProgress

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from dpl_engine.metrics import rouge
+from dpl_engine.evaluation.metrics import rouge
 from dpl_tui.screens.comparison import ComparisonScreen
 from dpl_tui.screens.differences import DifferencesScreen
 from dpl_tui.screens.generate import GenerateScreen
@@ -179,7 +179,8 @@ async def test_the_measured_account_comes_before_the_first_differences_answer(
     the profile arrives delta by delta."""
     import threading
 
-    from dpl_engine import TokenEvent, describe
+    from dpl_engine import TokenEvent
+    from dpl_engine.method import describe
     from dpl_tui.app import DplApp
     from dpl_tui.messages import StepProgressed
     from dpl_tui.widgets.step_times import StepTimes

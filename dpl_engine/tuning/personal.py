@@ -27,13 +27,13 @@ from typing import Any
 
 from models.training import LoraOptions, StepReport
 
-from . import metrics
-from .cache import digest
-from .engine import Engine
-from .errors import EngineError
-from .split import Split
-from .tune import Example, tokenize, write_examples
-from .types import Cancelled, CancelToken, EngineConfig, Method
+from ..engine import Engine
+from ..errors import EngineError
+from ..evaluation import metrics
+from ..evaluation.split import Split
+from ..method.cache import digest
+from ..types import Cancelled, CancelToken, EngineConfig, Method
+from .task import Example, tokenize, write_examples
 
 PERSONAL_VERSION = "personal-1"
 

@@ -13,10 +13,10 @@ from collections.abc import Generator, Sequence
 from models import SamplingParams, TextGenerator
 from user_store import Item
 
+from ..types import Cancelled, CancelToken, Differences, Profile, Retrieved
 from . import prompts
 from .budget import fit
 from .presets import DPL, Preset
-from .types import Cancelled, CancelToken, Differences, Profile, Retrieved
 
 
 def write(

@@ -32,7 +32,7 @@ from typing import Any
 
 from user_store.eval_store import ItemRow, ReviewRow
 
-from .errors import EngineError
+from ..errors import EngineError
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 from models import ChatMessage
 from user_store import Item, Review
 
+from ..types import Differences, Method
 from .presets import DPL, Preset
-from .types import Differences, Method
 
 DIFFERENCES_VERSION = "differences-v1"
 PROFILE_VERSIONS = {"dpl": "profile-dpl-v1", "profile": "profile-plain-v1"}

@@ -15,7 +15,7 @@ from typing import Any
 
 from user_store import HistoryEntry, Item, Review
 
-from .types import ComparisonSet, ComparisonUser, Differences, Profile, Retrieved
+from ..types import ComparisonSet, ComparisonUser, Differences, Profile, Retrieved
 
 
 def to_json(value: Any) -> Any:

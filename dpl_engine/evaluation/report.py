@@ -25,9 +25,9 @@ from typing import Any
 from user_store import UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
+from ..errors import EngineError
+from ..types import METHODS
 from . import metrics
-from .errors import EngineError
-from .types import METHODS
 
 MetricName = str
 PAPER_METRICS: tuple[MetricName, ...] = ("paper_rouge1", "paper_rougeL", "paper_meteor", "bleu")
@@ -467,7 +467,7 @@ def header_lines(report: EvalReport) -> list[str]:
 
 
 def preset_line(report: EvalReport) -> str:
-    from .presets import preset
+    from ..method.presets import preset
 
     # Runs stored before presets existed ran dpl's choices.
     chosen = preset(report.engine.get("preset", "dpl"))

@@ -25,7 +25,7 @@ from typing import Literal
 from user_store import UserStore
 from user_store.eval_store import EvalStore, ReviewRow, StoredSplit
 
-from .errors import EngineError
+from ..errors import EngineError
 from .paper_split import PaperSplitParams, Prepared, prepare_rows
 
 SplitName = Literal["val", "test"]

@@ -25,7 +25,7 @@ from typing import IO, Any
 from user_store import UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun, canonical, review_of, sha
 
-from .errors import EngineError
+from ..errors import EngineError
 
 FORMAT = "dpl-eval-run"
 VERSION = 1

@@ -34,8 +34,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..types import ComparisonSet, Differences
 from . import prompts
-from .types import ComparisonSet, Differences
 
 RULES_VERSION = "informative-v1"
 """Stored with profiles built without the flagged entries: change a rule, bump it."""

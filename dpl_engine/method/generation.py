@@ -14,10 +14,10 @@ from dataclasses import replace
 from models import ChatMessage, TextGenerator
 from user_store import Item
 
+from ..types import Method, Profile, Retrieved, Target
 from . import prompts
 from .budget import fit
 from .presets import DPL, Preset
-from .types import Method, Profile, Retrieved, Target
 
 
 def build(

@@ -14,10 +14,10 @@ import json
 
 from models import GenerationCancelled, SamplingParams, StructuredOutputError, TextGenerator
 
+from ..types import Cancelled, CancelToken, ComparisonSet, Differences
 from . import prompts
 from .budget import fit
 from .presets import DPL, Preset
-from .types import Cancelled, CancelToken, ComparisonSet, Differences
 
 RETRIES = 1
 

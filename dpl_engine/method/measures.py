@@ -26,7 +26,7 @@ from typing import Any
 
 from user_store import Review
 
-from .types import ComparisonSet, MeasuredDifferences, TextMeasures
+from ..types import ComparisonSet, MeasuredDifferences, TextMeasures
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

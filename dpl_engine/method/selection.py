@@ -25,7 +25,7 @@ import numpy as np
 from models import Embedder
 from user_store import Review, UserStore
 
-from .types import ComparisonUser
+from ..types import ComparisonUser
 
 N_INIT = 10
 """KMeans restarts under the ``dpl`` preset; fixed so that a seed alone decides the clustering."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from models import ChatMessage, TextGenerator
 
-from .errors import EngineError
+from ..errors import EngineError
 
 SHORT_CHARS = 300
 """What a review is shortened to before it is dropped altogether."""

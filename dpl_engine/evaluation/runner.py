@@ -23,13 +23,14 @@ from models import Embedder, TextGenerator
 from user_store import Review, UserStore
 from user_store.eval_store import EvalStore, ResultRow, StoredRun
 
-from . import concurrent, informative, metrics, presets, prompts, selection
-from .concurrent import LinkedCancel
-from .engine import Engine, Prepared
-from .errors import EngineError
+from ..engine import Engine, Prepared
+from ..errors import EngineError
+from ..method import concurrent, informative, presets, prompts, selection
+from ..method.concurrent import LinkedCancel
+from ..types import METHODS, Cancelled, CancelToken, EngineConfig, Method, Target
+from . import metrics
 from .report import EvalReport, build_report
 from .split import Split, SplitName, params_dict
-from .types import METHODS, Cancelled, CancelToken, EngineConfig, Method, Target
 
 USER_ORDER_SEED = 0
 """Users are taken in one fixed shuffled order, so ``--users 20`` extends ``--users 10``."""

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..types import MeasuredDifferences
 from .measures import mean_measures
-from .types import MeasuredDifferences
 
 VERSION = "describe-v1"
 """Stored with profiles built on the account: change the wording or a threshold, bump it."""

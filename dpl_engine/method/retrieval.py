@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from user_store import HistoryEntry
 from user_store.text import collapse_whitespace
 
+from ..types import Retrieved, Target
 from .presets import DPL, Preset
-from .types import Retrieved, Target
 
 
 def document(entry: HistoryEntry, preset: Preset = DPL) -> str:

@@ -33,12 +33,12 @@ from typing import Any
 from models import ChatMessage
 from models.training import LoraOptions, StepReport, TrainingExample
 
-from .cache import digest
-from .engine import Engine
-from .errors import EngineError
-from .evaluation import USER_ORDER_SEED
-from .split import Split, params_dict
-from .types import METHODS, Cancelled, CancelToken, EngineConfig, Method
+from ..engine import Engine
+from ..errors import EngineError
+from ..evaluation.runner import USER_ORDER_SEED
+from ..evaluation.split import Split, params_dict
+from ..method.cache import digest
+from ..types import METHODS, Cancelled, CancelToken, EngineConfig, Method
 
 TUNE_VERSION = "tune-1"
 """Changes when the way examples are chosen or rendered changes."""

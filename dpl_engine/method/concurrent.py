@@ -16,7 +16,7 @@ import queue
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from .types import Cancelled, CancelToken
+from ..types import Cancelled, CancelToken
 
 A = TypeVar("A")
 R = TypeVar("R")

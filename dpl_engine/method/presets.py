@@ -90,7 +90,7 @@ _BY_NAME = {p.name: p for p in (DPL, PAPER)}
 
 
 def preset(name: str) -> Preset:
-    from .errors import EngineError
+    from ..errors import EngineError
 
     try:
         return _BY_NAME[name]  # type: ignore[index]
