@@ -10,12 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError, UnknownItemError, UnknownUserError
-from .types import HistoryEntry, ImportRun, Item, Review, StoreStats, UserHistory, UserSummary
+from .types import (
+    HistoryEntry,
+    ImportRun,
+    Item,
+    Review,
+    StoredGeneration,
+    StoreStats,
+    UserHistory,
+    UserSummary,
+)
 
 if TYPE_CHECKING:
-    from .store import ArtifactKey, StoredGeneration, UserStore
+    from .store import ArtifactKey, UserStore
 
-_FROM_STORE = ("ArtifactKey", "StoredGeneration", "UserStore")
+_FROM_STORE = ("ArtifactKey", "UserStore")
 
 
 def __getattr__(name: str) -> Any:

@@ -36,14 +36,13 @@ class Settings:
     m: int = 4
     n: int = 4
     preset: str = "dpl"
-    """'dpl' or 'paper' (see dpl_engine.presets)."""
+    """'dpl' or 'paper' (see dpl_engine.method.presets)."""
     theme: str = "textual-dark"
     prepare_ahead: bool = True
     """Compute the open user's differences in the background, before they are asked for."""
     max_description_chars: int | None = 1000
     """Item descriptions are cut to this many characters in the app's and the CLI's prompts
     (None: whole); `dpl eval` keeps them whole unless told otherwise."""
-    """Compute the open user's differences in the background, before they are asked for."""
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

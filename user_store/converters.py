@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .types import ImportRun, Item, Review
+from .types import ImportRun, Item, Review, StoredGeneration
 
 REVIEW_COLUMNS = (
     "r.user_id, r.item_id, r.rating, r.title, r.text, r.timestamp, r.helpful_votes, r.source"
@@ -62,9 +62,7 @@ def import_run(row: Sequence[Any]) -> ImportRun:
     )
 
 
-def generation(row: Sequence[Any]):  # -> StoredGeneration
-    from .store import StoredGeneration
-
+def generation(row: Sequence[Any]) -> StoredGeneration:
     return StoredGeneration(
         id=row[0],
         user_id=row[1],

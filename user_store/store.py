@@ -22,7 +22,16 @@ import numpy as np
 from . import converters, migrations
 from .converters import GENERATION_COLUMNS, IMPORT_RUN_COLUMNS, ITEM_COLUMNS, REVIEW_COLUMNS
 from .errors import DatabaseError, StoreError, UnknownItemError, UnknownUserError
-from .types import HistoryEntry, ImportRun, Item, Review, StoreStats, UserHistory, UserSummary
+from .types import (
+    HistoryEntry,
+    ImportRun,
+    Item,
+    Review,
+    StoredGeneration,
+    StoreStats,
+    UserHistory,
+    UserSummary,
+)
 
 USER_ORDERS = {
     "reviews": "review_count DESC, user_id",
@@ -62,20 +71,6 @@ class ArtifactKey:
     @property
     def params_hash(self) -> str:
         return hashlib.sha256(self.canonical_params().encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class StoredGeneration:
-    id: int
-    user_id: str
-    item_id: str
-    method: str
-    model_id: str
-    prompt_version: str
-    params: dict[str, Any]
-    text: str
-    stats: dict[str, Any]
-    created_at: str
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,19 @@ class StoreStats:
     db_bytes: int
     cached: dict[str, int] = field(default_factory=dict)
     """Counts of cached artifacts by kind (embeddings, comparisons, differences, ...)."""
+
+
+@dataclass(frozen=True)
+class StoredGeneration:
+    """A generated review kept in the store, with what made it."""
+
+    id: int
+    user_id: str
+    item_id: str
+    method: str
+    model_id: str
+    prompt_version: str
+    params: dict[str, Any]
+    text: str
+    stats: dict[str, Any]
+    created_at: str
