@@ -9,8 +9,8 @@ from typing import Any, Literal
 from models import ChatMessage, GenerationStats, SamplingParams
 from user_store import HistoryEntry, Item, Review
 
-from .method.presets import PresetName
-
+PresetName = Literal["dpl", "paper"]
+"""The two ways to run the method (see ``method.presets``)."""
 Method = Literal["none", "rag", "profile", "dpl"]
 METHODS: tuple[Method, ...] = ("none", "rag", "profile", "dpl")
 

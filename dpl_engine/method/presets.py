@@ -34,7 +34,8 @@ from typing import Literal
 
 from user_store.text import collapse_whitespace, readable
 
-PresetName = Literal["dpl", "paper"]
+from ..types import PresetName
+
 PRESETS: tuple[PresetName, ...] = ("dpl", "paper")
 
 PAPER_KMEANS_SEED = 42
