@@ -1,10 +1,11 @@
 """The DPL pipeline as one object over a store and two models.
 
 Front ends (CLI, TUI, evaluation) call these methods; each step lives in its
-own module (retrieval, selection, differences, summary, generation) and its
-result is cached in the store, so asking again recomputes only the generation.
-Steps are written as generators of ProgressEvent that return their value, so
-``run`` can stream progress and tokens from one loop.
+own module under ``method`` (retrieval, selection, differences, profile,
+generation) and its result is cached in the store through ``method.artifacts``,
+so asking again recomputes only the generation. Steps are written as generators
+of ProgressEvent that return their value, so ``run`` can stream progress and
+tokens from one loop.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
-from models import ChatMessage, Embedder, SamplingParams, TextGenerator
+from models import ChatMessage, Embedder, GenerationStats, SamplingParams, TextGenerator
 from user_store import ArtifactKey, HistoryEntry, Review, UserStore
 
 from .errors import EngineError, NotEnoughHistoryError
 from .method import (
+    artifacts,
     concurrent,
     describe,
     generation,
@@ -30,13 +32,8 @@ from .method import (
 )
 from .method import differences as differences_step
 from .method import profile as profile_step
-from .method.cache import (
-    comparison_from_json,
-    differences_from_json,
-    digest,
-    profile_from_json,
-    to_json,
-)
+from .method.artifacts import Step
+from .method.cache import digest
 from .method.measures import has_text, measured_differences
 from .types import (
     METHODS,
@@ -69,8 +66,9 @@ class Prepared:
     """Comparison items whose differences are now cached."""
     llm_calls: int
     """Calls it had to make (0 when everything was cached already)."""
+
+
 T = TypeVar("T")
-Step = Generator[ProgressEvent, None, T]
 
 
 @dataclass
@@ -106,6 +104,53 @@ def _drive(step: Step[T], progress: Progress | None) -> T:
             return stop.value
         if progress is not None:
             progress(event)
+
+
+def _arrived(
+    comparison: ComparisonSet, value: Differences, done: int, total: int, *, cached: bool
+) -> ProgressEvent:
+    """One item's differences arrived, the ``done``-th of ``total``."""
+    free_text = "" if value.structured else " (free text)"
+    return ProgressEvent(
+        "differences",
+        done,
+        total,
+        cached=cached,
+        detail=comparison.item.title + free_text,
+        value=value,
+    )
+
+
+def _stream(
+    writer: TextGenerator,
+    messages: list[ChatMessage],
+    params: SamplingParams,
+    cancel: CancelToken | None,
+) -> Generator[TokenEvent, None, tuple[str, GenerationStats | None, bool]]:
+    """The writer's answer, each delta as a TokenEvent, until it ends or ``cancel`` is set.
+    Returns the text, the stream's stats and whether it was cancelled; the stream is closed
+    either way."""
+    waiting: dict[str, Any] = {}
+    if writer.stops_while_waiting and cancel is not None:
+        waiting["stop"] = lambda: cancel.cancelled  # a busy server's queue included
+    stream = writer.stream(messages, params, **waiting)
+    parts: list[str] = []
+    cancelled = False
+    try:
+        for delta in stream:
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+                break
+            parts.append(delta)
+            yield TokenEvent(delta)
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+                break
+    finally:
+        stream.close()
+    if stream.stats is not None and stream.stats.finish_reason == "cancelled":
+        cancelled = True  # stopped by the stop check before a token came: never stored
+    return "".join(parts), stream.stats, cancelled
 
 
 class Engine:
@@ -305,67 +350,75 @@ class Engine:
         self, candidates: list[tuple[HistoryEntry, list[Review]]], run: _Run
     ) -> Step[list[ComparisonSet]]:
         """Representative comparison users of each (user's entry, other reviews) pair."""
-        cfg = self.config
         total = len(candidates)
-        n_init = self.preset.kmeans_n_init
-        kmeans_seed = self.preset.kmeans_random_state(cfg.seed)
-        paper_rule = self.preset.selection == "paper"
-        # Only the paper's rule is named in the key, so dpl's cached sets keep their keys.
-        rule = {"rule": selection.PAPER_RULE} if paper_rule else {}
         sets: list[ComparisonSet] = []
         for i, (entry, others) in enumerate(candidates, start=1):
             run.check()
-            reviews = [entry.review, *others]
-            key = ArtifactKey(
-                user_id=entry.review.user_id,
-                item_key=entry.item.id,
-                model_id=self.embedder_id,
-                prompt_version="",
-                params={
-                    "n": cfg.n,
-                    "seed": kmeans_seed,
-                    "n_init": n_init,
-                    "inputs": digest([(r.user_id, r.rating, r.title, r.text) for r in reviews]),
-                    **rule,
-                },
+            found, cached = yield from artifacts.cached(
+                self.store,
+                artifacts.COMPARISON,
+                self._comparison_key(entry, others),
+                self._choose(entry, others, i, total),
+                refresh=run.refresh,
             )
-            cached = None if run.refresh else self.store.get_artifact("comparison", key)
-            if cached is not None:
-                found = comparison_from_json(cached)
+            if cached:
                 yield ProgressEvent("embed", i, total, cached=True, detail=entry.item.title)
-            else:
-                vectors, fresh = selection.embed_reviews(
-                    self.store, self.embedder, reviews, model_id=self.embedder_id
-                )
-                yield ProgressEvent(
-                    "embed",
-                    i,
-                    total,
-                    cached=fresh == 0,
-                    detail=f"{entry.item.title}: {fresh} embedded, {len(reviews) - fresh} cached",
-                )
-                if paper_rule:
-                    users = selection.paper_representatives(
-                        entry.review, others, vectors, n=cfg.n, random_state=kmeans_seed
-                    )
-                else:
-                    users = selection.representatives(
-                        entry.review, others, vectors, n=cfg.n, seed=kmeans_seed, n_init=n_init
-                    )
-                found = ComparisonSet(
-                    item=entry.item, user_review=entry.review, users=users, reviewers=len(others)
-                )
-                self.store.put_artifact("comparison", key, to_json(found))
             sets.append(found)
             yield ProgressEvent(
                 "compare",
                 i,
                 total,
-                cached=cached is not None,
+                cached=cached,
                 detail=f"{entry.item.title}: {len(found.users)} of {found.reviewers} chosen",
                 value=found,
             )
         return sets
+
+    def _comparison_key(self, entry: HistoryEntry, others: list[Review]) -> ArtifactKey:
+        reviews = [entry.review, *others]
+        # Only the paper's rule is named in the key, so dpl's cached sets keep their keys.
+        rule = {"rule": selection.PAPER_RULE} if self.preset.selection == "paper" else {}
+        return ArtifactKey(
+            user_id=entry.review.user_id,
+            item_key=entry.item.id,
+            model_id=self.embedder_id,
+            prompt_version="",
+            params={
+                "n": self.config.n,
+                "seed": self.preset.kmeans_random_state(self.config.seed),
+                "n_init": self.preset.kmeans_n_init,
+                "inputs": digest([(r.user_id, r.rating, r.title, r.text) for r in reviews]),
+                **rule,
+            },
+        )
+
+    def _choose(
+        self, entry: HistoryEntry, others: list[Review], i: int, total: int
+    ) -> Step[ComparisonSet]:
+        """Embed the item's reviews (those not cached yet) and cluster them."""
+        reviews = [entry.review, *others]
+        vectors, fresh = selection.embed_reviews(
+            self.store, self.embedder, reviews, model_id=self.embedder_id
+        )
+        yield ProgressEvent(
+            "embed",
+            i,
+            total,
+            cached=fresh == 0,
+            detail=f"{entry.item.title}: {fresh} embedded, {len(reviews) - fresh} cached",
+        )
+        n, seed = self.config.n, self.preset.kmeans_random_state(self.config.seed)
+        if self.preset.selection == "paper":
+            users = selection.paper_representatives(
+                entry.review, others, vectors, n=n, random_state=seed
+            )
+        else:
+            users = selection.representatives(
+                entry.review, others, vectors, n=n, seed=seed, n_init=self.preset.kmeans_n_init
+            )
+        return ComparisonSet(
+            item=entry.item, user_review=entry.review, users=users, reviewers=len(others)
+        )
 
     def comparisons(
         self,
@@ -402,77 +455,75 @@ class Engine:
         params = self.config.analysis
         return params if params.seed is not None else replace(params, seed=self.config.seed)
 
+    def _analysis_key(
+        self, user_id: str, item_key: str, prompt_version: str, params: dict[str, Any]
+    ) -> ArtifactKey:
+        """The key of a result the analyst writes: its model, sampling and review cap are
+        part of every such key."""
+        return ArtifactKey(
+            user_id=user_id,
+            item_key=item_key,
+            model_id=self.analyst.model_id,
+            prompt_version=prompt_version,
+            params={
+                **params,
+                "sampling": asdict(self._analysis_params()),
+                "max_review_chars": self.config.max_review_chars,
+                **self._description_option(),
+            },
+        )
+
     def _differences(self, comparisons: list[ComparisonSet], run: _Run) -> Step[list[Differences]]:
-        params = self._analysis_params()
         total = len(comparisons)
         yield ProgressEvent("differences", 0, total)
-        found: list[Differences | None] = [None] * total
-        notes: list[list[str]] = [[] for _ in comparisons]
-        todo: list[tuple[int, ComparisonSet, ArtifactKey]] = []
+        found: list[tuple[Differences, list[str]] | None] = [None] * total
+        todo: list[tuple[int, ArtifactKey]] = []
         done = 0
-
-        def arrived(i: int, cached: bool) -> ProgressEvent:
-            value = found[i]
-            assert value is not None
-            title = comparisons[i].item.title
-            return ProgressEvent(
-                "differences",
-                done,
-                total,
-                cached=cached,
-                detail=title + ("" if value.structured else " (free text)"),
-                value=value,
-            )
-
         for i, comparison in enumerate(comparisons):
             run.check()
-            generator = self.analyst
-            key = ArtifactKey(
-                user_id=comparison.user_review.user_id,
-                item_key=comparison.item.id,
-                model_id=generator.model_id,
-                prompt_version=prompts.differences_version(self.preset),
-                params={
-                    "comparison": digest(comparison),
-                    "sampling": asdict(params),
-                    "max_review_chars": self.config.max_review_chars,
-                    **self._description_option(),
-                },
+            key = self._analysis_key(
+                comparison.user_review.user_id,
+                comparison.item.id,
+                prompts.differences_version(self.preset),
+                {"comparison": digest(comparison)},
             )
-            cached = None if run.refresh else self.store.get_artifact("differences", key)
-            if cached is None:
-                todo.append((i, comparison, key))
+            answer = artifacts.lookup(self.store, artifacts.DIFFERENCES, key, refresh=run.refresh)
+            if answer is None:
+                todo.append((i, key))
                 continue
-            found[i], notes[i] = differences_from_json(cached["differences"]), cached["notes"]
+            found[i] = answer
             done += 1
-            yield arrived(i, cached=True)
-
-        def extract(job: tuple[int, ComparisonSet, ArtifactKey], token: CancelToken) -> Any:
-            return differences_step.extract(
-                self.analyst,
-                job[1],
-                params,
-                max_review_chars=self.config.max_review_chars,
-                cancel=token,
-                preset=self.preset,
-            )
+            yield _arrived(comparison, answer[0], done, total, cached=True)
 
         # The calls run side by side up to the backend's concurrency; each result is stored
         # as soon as it is complete, so a cancel or a failure keeps every finished one.
         limit = self.analyst.concurrency if todo else 1
-        for j, (value, item_notes) in concurrent.bounded(extract, todo, limit, run.cancel):
-            i, _, key = todo[j]
+        jobs = [comparisons[i] for i, _ in todo]
+        for j, answer in concurrent.bounded(self._extract_differences, jobs, limit, run.cancel):
+            i, key = todo[j]
             run.calls += 1
-            self.store.put_artifact(
-                "differences", key, {"differences": to_json(value), "notes": item_notes}
-            )
-            found[i], notes[i] = value, item_notes
+            artifacts.keep(self.store, artifacts.DIFFERENCES, key, answer)
+            found[i] = answer
             done += 1
             run.check()
-            yield arrived(i, cached=False)
-        for item_notes in notes:
-            run.notes.extend(item_notes)
-        return [value for value in found if value is not None]
+            yield _arrived(comparisons[i], answer[0], done, total, cached=False)
+        answers = [answer for answer in found if answer is not None]  # all of them by now
+        for _, notes in answers:
+            run.notes.extend(notes)
+        return [value for value, _ in answers]
+
+    def _extract_differences(
+        self, comparison: ComparisonSet, cancel: CancelToken
+    ) -> tuple[Differences, list[str]]:
+        """One differences call; it may run in a worker thread."""
+        return differences_step.extract(
+            self.analyst,
+            comparison,
+            self._analysis_params(),
+            max_review_chars=self.config.max_review_chars,
+            cancel=cancel,
+            preset=self.preset,
+        )
 
     def differences(
         self,
@@ -501,50 +552,49 @@ class Engine:
             raise EngineError(f"Unknown profile kind {kind!r}: use 'dpl' or 'profile'.")
         run.check()
         yield ProgressEvent("profile", 0, 1, detail=kind)
-        params = self._analysis_params()
-        generator = self.analyst
         pairs, measured, options = self._profile_inputs(kind, comparisons, found)
-        key = ArtifactKey(
-            user_id=target.user_id,
-            item_key=",".join(r.entry.item.id for r in retrieved),
-            model_id=generator.model_id,
-            prompt_version=prompts.profile_version(kind, self.preset),
-            params={
-                "past": digest([r.entry for r in retrieved]),
-                "differences": digest(pairs),
-                "sampling": asdict(params),
-                "max_review_chars": self.config.max_review_chars,
-                **options,
-                **self._description_option(),
-            },
+        key = self._analysis_key(
+            target.user_id,
+            ",".join(r.entry.item.id for r in retrieved),
+            prompts.profile_version(kind, self.preset),
+            {"past": digest([r.entry for r in retrieved]), "differences": digest(pairs), **options},
         )
-        cached = None if run.refresh else self.store.get_artifact("profile", key)
-        if cached is not None:
-            value, notes = profile_from_json(cached["profile"]), cached["notes"]
-        else:
-            run.calls += 1
-            deltas = profile_step.write(
-                generator,
-                kind,
-                retrieved,
-                pairs,
-                params,
-                max_review_chars=self.config.max_review_chars,
-                cancel=run.cancel,
-                preset=self.preset,
-                measured=measured,
-            )
-            while True:  # each delta as it is written, so a front end can show the profile grow
-                try:
-                    delta = next(deltas)
-                except StopIteration as written:
-                    value, notes = written.value
-                    break
-                yield ProgressEvent("profile", 0, 1, detail=kind, value=TokenEvent(delta))
-            self.store.put_artifact("profile", key, {"profile": to_json(value), "notes": notes})
+        write = self._write_profile(kind, retrieved, pairs, measured, run)
+        (value, notes), cached = yield from artifacts.cached(
+            self.store, artifacts.PROFILE, key, write, refresh=run.refresh
+        )
         run.notes.extend(notes)
-        yield ProgressEvent("profile", 1, 1, cached=cached is not None, detail=kind)
+        yield ProgressEvent("profile", 1, 1, cached=cached, detail=kind)
         return value
+
+    def _write_profile(
+        self,
+        kind: str,
+        retrieved: list[Retrieved],
+        pairs: list[tuple[Any, Differences]],
+        measured: list[tuple[str, str]],
+        run: _Run,
+    ) -> Step[tuple[Profile, list[str]]]:
+        """One profile call, each delta announced as it is written so a front end can show
+        the profile grow."""
+        run.calls += 1
+        deltas = profile_step.write(
+            self.analyst,
+            kind,
+            retrieved,
+            pairs,
+            self._analysis_params(),
+            max_review_chars=self.config.max_review_chars,
+            cancel=run.cancel,
+            preset=self.preset,
+            measured=measured,
+        )
+        while True:
+            try:
+                delta = next(deltas)
+            except StopIteration as written:
+                return written.value
+            yield ProgressEvent("profile", 0, 1, detail=kind, value=TokenEvent(delta))
 
     def _profile_inputs(
         self, kind: str, comparisons: list[ComparisonSet], found: list[Differences]
@@ -698,81 +748,82 @@ class Engine:
         run = _Run(cancel, refresh)
         got = _Inputs()
         params = self.generation_params(sampling)
-
-        def result(
-            text: str,
-            messages: list[dict[str, str]],
-            stats: Any = None,
-            cancelled: bool = False,
-            generation_id: int | None = None,
-        ) -> GenerationResult:
-            return GenerationResult(
-                target=target,
-                method=method,
-                text=text,
-                model_id=writer[0].model_id if writer else (
-                    self._generator.model_id if self._generator is not None else ""),
-                prompt_version=prompts.method_version(method, self.preset),
-                messages=tuple(messages),
-                stats=stats,
-                retrieved=tuple(got.retrieved),
-                comparisons=tuple(got.comparisons),
-                measured=tuple(got.measured),
-                differences=tuple(got.found),
-                profile=got.profile,
-                notes=tuple(run.notes),
-                llm_calls=run.calls,
-                cancelled=cancelled,
-                generation_id=generation_id,
-            )
-
-        writer: list[TextGenerator] = []
+        writer: TextGenerator | None = None
         try:
             messages = yield from self._prompt(target, method, run, params, got)
-            generator = self.writer(target.user_id)
-            writer.append(generator)
-            yield ProgressEvent("generate", 0, 1, detail=generator.model_id)
+            writer = self.writer(target.user_id)
+            yield ProgressEvent("generate", 0, 1, detail=writer.model_id)
             run.check()
         except Cancelled:
-            yield ResultEvent(result("", [], cancelled=True))
+            yield ResultEvent(self._result(target, method, run, got, writer, cancelled=True))
             return
 
         run.calls += 1
-        parts: list[str] = []
-        cancelled = False
-        waiting: dict[str, Any] = {}
-        if generator.stops_while_waiting and run.cancel is not None:
-            waiting["stop"] = lambda: run.cancel.cancelled  # a busy server's queue included
-        stream = generator.stream(messages, params, **waiting)
-        try:
-            for delta in stream:
-                if run.cancel is not None and run.cancel.cancelled:
-                    cancelled = True
-                    break
-                parts.append(delta)
-                yield TokenEvent(delta)
-                if run.cancel is not None and run.cancel.cancelled:
-                    cancelled = True
-                    break
-        finally:
-            stream.close()
-        if stream.stats is not None and stream.stats.finish_reason == "cancelled":
-            cancelled = True  # stopped by the stop check before a token came: never stored
-        text = "".join(parts)
+        text, stats, cancelled = yield from _stream(writer, messages, params, run.cancel)
         generation_id = None
         if not cancelled:
             generation_id = self.store.add_generation(
                 user_id=target.user_id,
                 item_id=target.item.id,
                 method=method,
-                model_id=generator.model_id,
+                model_id=writer.model_id,
                 prompt_version=prompts.method_version(method, self.preset),
                 params=self._stored_params(method, params, messages),
                 text=text,
-                stats=asdict(stream.stats) if stream.stats is not None else {},
+                stats=asdict(stats) if stats is not None else {},
             )
-            yield ProgressEvent("generate", 1, 1, detail=generator.model_id)
-        yield ResultEvent(result(text, messages, stream.stats, cancelled, generation_id))
+            yield ProgressEvent("generate", 1, 1, detail=writer.model_id)
+        result = self._result(
+            target,
+            method,
+            run,
+            got,
+            writer,
+            text=text,
+            messages=messages,
+            stats=stats,
+            cancelled=cancelled,
+            generation_id=generation_id,
+        )
+        yield ResultEvent(result)
+
+    def _result(
+        self,
+        target: Target,
+        method: Method,
+        run: _Run,
+        got: _Inputs,
+        writer: TextGenerator | None,
+        *,
+        text: str = "",
+        messages: list[dict[str, str]] | None = None,
+        stats: GenerationStats | None = None,
+        cancelled: bool = False,
+        generation_id: int | None = None,
+    ) -> GenerationResult:
+        """What one ``run`` ends with; ``writer`` is None when it stopped before choosing one."""
+        if writer is not None:
+            model_id = writer.model_id
+        else:  # never load a model only to name it
+            model_id = self._generator.model_id if self._generator is not None else ""
+        return GenerationResult(
+            target=target,
+            method=method,
+            text=text,
+            model_id=model_id,
+            prompt_version=prompts.method_version(method, self.preset),
+            messages=tuple(messages or ()),
+            stats=stats,
+            retrieved=tuple(got.retrieved),
+            comparisons=tuple(got.comparisons),
+            measured=tuple(got.measured),
+            differences=tuple(got.found),
+            profile=got.profile,
+            notes=tuple(run.notes),
+            llm_calls=run.calls,
+            cancelled=cancelled,
+            generation_id=generation_id,
+        )
 
     def _stored_params(
         self, method: Method, params: SamplingParams, messages: list[dict[str, str]]
