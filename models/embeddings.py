@@ -8,6 +8,7 @@ Only numpy is imported at module level: the engine and the store can use
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,8 +51,44 @@ def embedder_id(path: Path) -> str:
     return name
 
 
+DEVICE_ENV = "DPL_EMBEDDER_DEVICE"
+"""Where the embedder runs ('cpu', 'cuda' or 'cuda:N'), when set; else chosen by what torch sees."""
+
+
+def embedding_device(cuda_devices: int | None = None) -> str:
+    """``$DPL_EMBEDDER_DEVICE`` when set, else the first CUDA GPU torch sees, else the CPU.
+
+    ``cuda_devices`` is how many GPUs torch sees (asked from torch when None). An unknown
+    device name, or a GPU that is not there, raises ``ModelLoadError`` naming the value."""
+    if cuda_devices is None:
+        import torch
+
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    chosen = os.environ.get(DEVICE_ENV, "").strip().lower()
+    if not chosen:
+        return "cuda" if cuda_devices > 0 else "cpu"
+    if chosen == "cpu":
+        return chosen
+    match = re.fullmatch(r"cuda(?::(\d+))?", chosen)
+    if match is None:
+        raise ModelLoadError(
+            f"${DEVICE_ENV}={chosen!r} is not a device: use 'cpu', 'cuda' or 'cuda:N', or unset it."
+        )
+    index = int(match.group(1) or 0)
+    if index >= cuda_devices:
+        seen = (
+            f"torch sees {cuda_devices} CUDA GPU(s)" if cuda_devices else "torch sees no CUDA GPU"
+        )
+        raise ModelLoadError(
+            f"${DEVICE_ENV}={chosen!r} asks for a GPU that is not there ({seen}): "
+            "use 'cpu' or unset it."
+        )
+    return chosen
+
+
 class SentenceTransformerEmbedder(Embedder):
-    """A local sentence-transformers model on the CPU; rows come back L2-normalised."""
+    """A local sentence-transformers model, on a CUDA GPU when torch sees one, else on the CPU;
+    rows come back L2-normalised."""
 
     def __init__(self, model: object, info: ModelInfo, dim: int) -> None:
         self.model = model
@@ -105,8 +142,9 @@ def load_embedder(path: str | Path | None = None) -> SentenceTransformerEmbedder
     from sentence_transformers import SentenceTransformer
 
     _quiet_transformers()
+    device = embedding_device()
     try:
-        model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        model = SentenceTransformer(str(folder), device=device, local_files_only=True)
     except Exception as err:  # noqa: BLE001 - any load failure becomes one readable error
         raise ModelLoadError(
             f"Could not load the embedding model in {str(folder)!r}: {err}. Check that the "
@@ -117,5 +155,5 @@ def load_embedder(path: str | Path | None = None) -> SentenceTransformerEmbedder
         get_dim = model.get_sentence_embedding_dimension
     dim = int(get_dim())
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    info = ModelInfo(model_id=embedder_id(folder), path=str(folder), size_bytes=size, device="cpu")
+    info = ModelInfo(model_id=embedder_id(folder), path=str(folder), size_bytes=size, device=device)
     return SentenceTransformerEmbedder(model, info, dim)

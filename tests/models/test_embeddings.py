@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from models import ModelLoadError, ModelNotFoundError
-from models.embeddings import SentenceTransformerEmbedder, from_blob, load_embedder, to_blob
+from models.embeddings import (
+    DEVICE_ENV,
+    SentenceTransformerEmbedder,
+    embedding_device,
+    from_blob,
+    load_embedder,
+    to_blob,
+)
 
 
 def _long_reviews(mi5: Path, n: int) -> list[str]:
@@ -63,11 +70,13 @@ def test_halves_of_one_review_are_closer_than_halves_of_others(
 
 @pytest.mark.slow
 def test_similar_sentences_score_higher(bundled_embedder: SentenceTransformerEmbedder) -> None:
-    v = bundled_embedder.embed([
-        "These guitar strings sound bright and stay in tune.",
-        "Great strings: a crisp tone that holds its tuning.",
-        "The power adapter for my keyboard stopped working.",
-    ])
+    v = bundled_embedder.embed(
+        [
+            "These guitar strings sound bright and stay in tune.",
+            "Great strings: a crisp tone that holds its tuning.",
+            "The power adapter for my keyboard stopped working.",
+        ]
+    )
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
 
 
@@ -96,3 +105,70 @@ def test_folder_that_is_not_a_model(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ModelLoadError, match="config.json"):
         load_embedder(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("env", "gpus", "device"),
+    [
+        (None, 0, "cpu"),
+        (None, 2, "cuda"),
+        ("cpu", 2, "cpu"),
+        (" CUDA:1 ", 2, "cuda:1"),
+        ("cuda", 1, "cuda"),
+    ],
+)
+def test_embedder_device_follows_the_gpus_and_the_override(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, gpus: int, device: str
+) -> None:
+    if env is None:
+        monkeypatch.delenv(DEVICE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(DEVICE_ENV, env)
+    assert embedding_device(gpus) == device
+
+
+@pytest.mark.parametrize(
+    ("env", "gpus", "message"),
+    [
+        ("tpu", 1, "'tpu' is not a device: use 'cpu', 'cuda' or 'cuda:N'"),
+        ("cuda", 0, "torch sees no CUDA GPU"),
+        ("cuda:2", 2, "torch sees 2 CUDA GPU(s)"),
+    ],
+)
+def test_an_impossible_embedder_device_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, env: str, gpus: int, message: str
+) -> None:
+    monkeypatch.setenv(DEVICE_ENV, env)
+    with pytest.raises(ModelLoadError) as err:
+        embedding_device(gpus)
+    assert message in str(err.value) and DEVICE_ENV in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_the_real_embedder_runs_where_torch_says(
+    bundled_embedder: SentenceTransformerEmbedder,
+) -> None:
+    """On this machine: the CPU unless torch sees a GPU; the model's own device agrees."""
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert bundled_embedder.info.device == expected
+    assert bundled_embedder.model.device.type == expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.gpu
+def test_embeddings_on_the_gpu_match_the_cpu(monkeypatch: pytest.MonkeyPatch, mi5: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA GPU")
+    texts = _long_reviews(mi5, 16)
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    on_cpu = load_embedder().embed(texts)
+    monkeypatch.setenv(DEVICE_ENV, "cuda")
+    gpu_embedder = load_embedder()
+    assert gpu_embedder.info.device == "cuda"
+    on_gpu = gpu_embedder.embed(texts)
+    cosines = np.sum(on_cpu * on_gpu, axis=1)
+    assert cosines.min() > 0.999, cosines.min()
