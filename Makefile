@@ -11,15 +11,22 @@ ifeq ($(shell uname -m),x86_64)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 endif
+# On a CUDA machine (a GPU nvidia-smi reports and nvcc on PATH, or CUDA=1; CUDA=0 never) it is
+# built with CUDA for that GPU's architecture only; a wheel in wheelhouse/ is used instead.
+CUDA_ARCHS := $(shell scripts/cuda-arch.sh)
+ifneq ($(CUDA_ARCHS),)
+LLAMA_CMAKE_ARGS += -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS)
+endif
 export CMAKE_ARGS ?= $(LLAMA_CMAKE_ARGS)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean llama-flags
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch keeps the venv small; sentence-transformers accepts it.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
+	scripts/install-llama.sh $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[test]"
 	scripts/check-llama.sh $(BIN)/python
 	touch $(STAMP)
@@ -46,6 +53,10 @@ bench: install
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/server.py
+
+# The flags llama.cpp is built with here (llama-cpp-python and llama-server).
+llama-flags:
+	@echo '$(CMAKE_ARGS)'
 
 clean:
 	rm -rf $(VENV) build *.egg-info
