@@ -1,5 +1,6 @@
-"""What every command shares: the --db/--model options, opening the store, and turning
-errors into one readable line instead of a traceback."""
+"""What every command shares: the consoles, opening the store, progress bars, and turning
+errors into one readable line instead of a traceback. The shared options are in
+``commands/options.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,48 +16,6 @@ from user_store import StoreError
 
 console = Console()
 err_console = Console(stderr=True)
-
-DbOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--db",
-        help="SQLite database to use (default: $DPL_HOME/dpl.db or the user data dir).",
-        dir_okay=False,
-    ),
-]
-ModelOption = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help="GGUF file or registered model name (default: $DPL_MODEL, the "
-        "saved setting, or the bundled SmolLM2-135M-Instruct).",
-    ),
-]
-AdapterOption = Annotated[
-    str | None,
-    typer.Option(
-        "--adapter",
-        help="LoRA adapter (a name from `dpl tune` or an adapter .gguf) applied to the "
-        "review-writing call (default: $DPL_ADAPTER, else none).",
-    ),
-]
-PersonalOption = Annotated[
-    bool,
-    typer.Option(
-        "--personal/--no-personal",
-        help="With a task adapter, write each user's reviews with their own per-user adapter "
-        "on top where `dpl tune --user` kept one.",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-PresetOption = Annotated[
-    str | None,
-    typer.Option(
-        "--preset",
-        help="'dpl' (dpl's retrieval, clustering and JSON differences) or 'paper' (the "
-        "published method's choices). Default: the saved setting, 'dpl'.",
-    ),
-]
 
 
 def db_path(db: Path | None) -> Path:

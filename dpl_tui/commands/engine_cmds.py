@@ -16,17 +16,19 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..common import (
+from ..common import console, err_console, open_store, user_errors
+from ..configs import EngineOptions
+from .builders import command_engine
+from .options import (
     AdapterOption,
     DbOption,
     JsonOption,
+    KOption,
     ModelOption,
+    MOption,
+    NOption,
     PersonalOption,
     PresetOption,
-    console,
-    err_console,
-    open_store,
-    user_errors,
 )
 
 ItemOption = Annotated[
@@ -40,17 +42,6 @@ SeedOption = Annotated[
 ]
 RefreshOption = Annotated[
     bool, typer.Option("--refresh", help="Recompute cached comparisons, differences and profiles.")
-]
-KOption = Annotated[
-    int | None, typer.Option("--k", help="Past reviews to retrieve (default: saved setting, 8).")
-]
-MOption = Annotated[
-    int | None,
-    typer.Option("--m", help="Other reviewers an item needs to be compared (default: saved, 4)."),
-]
-NOption = Annotated[
-    int | None,
-    typer.Option("--n", help="Representative users per item (default: saved setting, 4)."),
 ]
 
 GENERATE_EPILOG = (
@@ -101,75 +92,6 @@ BETTER_MODEL_HINT = (
     "larger instruction-tuned GGUF (`dpl models add PATH`) or an LLM server (`dpl models add NAME "
     "--url ...`) and pass --model NAME."
 )
-
-
-def _engine(
-    store,
-    model: str | None,
-    *,
-    k,
-    m,
-    n,
-    seed: int,
-    preset: str | None,
-    max_tokens: int | None = None,
-    measured_in_profile: bool = False,
-    drop_uninformative: bool = False,
-    max_description_chars: int | None = None,
-    adapter: str | None = None,
-    personal: bool = True,
-):
-    from dpl_engine import Engine, EngineConfig
-    from dpl_engine.method.presets import preset as check_preset
-    from user_store.config import Settings
-
-    settings = Settings.load()
-    preset = check_preset(preset or settings.preset).name
-    defaults = EngineConfig()
-    config = EngineConfig(
-        k=settings.k if k is None else k,
-        m=settings.m if m is None else m,
-        n=settings.n if n is None else n,
-        seed=seed,
-        preset=preset,
-        generation=replace(
-            defaults.generation,
-            max_tokens=max_tokens or defaults.generation.max_tokens,
-            seed=seed,
-        ),
-        analysis=replace(defaults.analysis, seed=seed),
-        measured_in_profile=measured_in_profile,
-        drop_uninformative=drop_uninformative,
-        max_description_chars=max_description_chars or settings.max_description_chars,
-    )
-    if max_description_chars is not None and max_description_chars < 1:
-        from dpl_engine import EngineError
-
-        raise EngineError(
-            f"--max-description-chars must be at least 1 (got {max_description_chars})."
-        )
-    for name, value in (("--k", config.k), ("--m", config.m), ("--n", config.n)):
-        if value < 1:
-            from dpl_engine import EngineError
-
-            raise EngineError(f"{name} must be at least 1 (got {value}).")
-    if max_tokens is not None and max_tokens < 1:
-        from dpl_engine import EngineError
-
-        raise EngineError(f"--max-tokens must be at least 1 (got {max_tokens}).")
-
-    from ..loading import ModelPair, embedder_factory, embedder_id
-
-    models = ModelPair(model, adapter, settings, personal=personal)
-    return Engine(
-        store,
-        models.writer,
-        embedder_factory(settings, model),
-        config,
-        embedder_id=embedder_id(settings, model),
-        analyst=models.analyst_factory,
-        personal=models.personal_factory,
-    )
 
 
 def _target(engine, user_id: str, item: str | None, rating: float | None, title: str | None):
@@ -373,6 +295,8 @@ def _print_comparison_items(chosen, eligible: int, retrieved, config) -> None:
                 f"reviewers, so differences come from {len(chosen)} items, not {config.k}."
             )
         )
+
+
 def _print_header(target, engine) -> None:  # target: Target, engine: Engine
     console.print(
         Text(
@@ -509,17 +433,10 @@ def compare(
     with user_errors():
         store = open_store(db)
         try:
-            engine = _engine(
-                store,
-                model,
-                k=k,
-                m=m,
-                n=n,
-                seed=seed,
-                preset=preset,
-                max_description_chars=max_description_chars,
-                adapter=adapter,
+            options = EngineOptions(
+                k=k, m=m, n=n, seed=seed, preset=preset, max_description_chars=max_description_chars
             )
+            engine = command_engine(store, options, model=model, adapter=adapter)
             if item is not None and store.review(user_id, item) is None:
                 # Not reviewed by the user: the rating is unused here, the title is the query.
                 target = engine.target(user_id, item, rating=5.0, title=title or "")
@@ -611,9 +528,7 @@ def generate(
             raise EngineError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
         store = open_store(db)
         try:
-            engine = _engine(
-                store,
-                model,
+            options = EngineOptions(
                 k=k,
                 m=m,
                 n=n,
@@ -623,9 +538,8 @@ def generate(
                 measured_in_profile=measured_in_profile,
                 drop_uninformative=drop_uninformative,
                 max_description_chars=max_description_chars,
-                adapter=adapter,
-                personal=personal,
             )
+            engine = command_engine(store, options, model=model, adapter=adapter, personal=personal)
             target = _target(engine, user_id, item, rating, title)
             stream_out = not as_json
             with _ProgressView(enabled=err_console.is_terminal) as view:

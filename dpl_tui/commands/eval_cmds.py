@@ -17,12 +17,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..common import (
-    AdapterOption,
-    DbOption,
-    JsonOption,
-    ModelOption,
-    PersonalOption,
-    PresetOption,
     console,
     err_console,
     eta_progress,
@@ -31,27 +25,23 @@ from ..common import (
     threads_note,
     user_errors,
 )
-
-MinCharsOption = Annotated[
-    int | None,
-    typer.Option("--min-chars", help="Drop reviews with shorter text (paper: 200)."),
-]
-MinUserOption = Annotated[
-    int | None,
-    typer.Option(
-        "--min-user-reviews", help="Keep users with at least this many reviews (paper: 18)."
-    ),
-]
-MaxUserOption = Annotated[
-    int | None,
-    typer.Option("--max-user-reviews", help="Drop users with more reviews than this (paper: 500)."),
-]
-MinItemOption = Annotated[
-    int | None,
-    typer.Option(
-        "--min-item-reviewers", help="Keep items with at least this many reviewers (paper: 8)."
-    ),
-]
+from ..configs import EngineOptions, EvalRequest, SplitThresholds, check_split, eval_config
+from .builders import chosen_split, evaluation, no_users_message
+from .options import (
+    AdapterOption,
+    AnalysisTokensOption,
+    DbOption,
+    JsonOption,
+    MaxTokensOption,
+    MaxUserOption,
+    MinCharsOption,
+    MinItemOption,
+    MinUserOption,
+    ModelOption,
+    PersonalOption,
+    PresetOption,
+    ReviewCharsOption,
+)
 
 SPLIT_EPILOG = (
     "Short reviews are dropped, then users and items below the thresholds are removed "
@@ -62,20 +52,6 @@ SPLIT_EPILOG = (
     "printed. The split is stored with its thresholds; the same thresholds on the same data "
     "give the same split."
 )
-MaxTokensOption = Annotated[
-    int | None, typer.Option("--max-tokens", help="Tokens per generated review (default 384).")
-]
-AnalysisTokensOption = Annotated[
-    int | None,
-    typer.Option(
-        "--analysis-max-tokens", help="Tokens per differences/profile call (default 320)."
-    ),
-]
-ReviewCharsOption = Annotated[
-    int | None,
-    typer.Option("--max-review-chars", help="Shorten reviews in prompts to this (default 1500)."),
-]
-
 EVAL_EPILOG = (
     "Uses the split given by the threshold options, else the latest stored split, else the "
     "paper's thresholds. Every generation and score is stored: re-running the same command "
@@ -83,44 +59,6 @@ EVAL_EPILOG = (
     "with --report N --export FILE there and --import FILE here. Example: dpl eval --methods "
     "none,rag,profile,dpl --users 20 --seed 1 --seed 2 --seed 3 --out results/"
 )
-
-
-def _params(min_chars, min_user, max_user, min_item, base=None):  # -> SplitParams
-    from dpl_engine.evaluation.split import PAPER_DEFAULTS
-
-    base = base or PAPER_DEFAULTS
-    return replace(
-        base,
-        min_chars=base.min_chars if min_chars is None else min_chars,
-        min_user_reviews=base.min_user_reviews if min_user is None else min_user,
-        max_user_reviews=base.max_user_reviews if max_user is None else max_user,
-        min_item_reviewers=base.min_item_reviewers if min_item is None else min_item,
-    )
-
-
-def _flags(params) -> str:
-    return (
-        f"--min-chars {params.min_chars} --min-user-reviews {params.min_user_reviews} "
-        f"--min-item-reviewers {params.min_item_reviewers}"
-    )
-
-
-def _no_users_message(store, params, min_users: int) -> str:
-    from dpl_engine.evaluation import split as split_mod
-    from user_store.eval_store import EvalStore
-
-    rows = EvalStore(store).review_rows()
-    found = split_mod.suggest(rows, params, min_users=min_users)
-    lines = [f"No user is left with {params.describe()}."]
-    if found:
-        lines.append(f"Thresholds that keep at least {min_users} users (strictest first):")
-        for s in found:
-            lines.append(
-                f"  {_flags(s.params)}  ->  {s.users} users, {s.items} items, {s.reviews} reviews"
-            )
-    else:
-        lines.append(f"No thresholds on the grid keep {min_users} users; import more reviews.")
-    return "\n".join(lines)
 
 
 def split(
@@ -196,7 +134,12 @@ def split(
             given = [flag for flag, value in paper_only.items() if value is not None]
             if given:
                 raise EngineError(f"{given[0]} applies to the paper's preparation: add --paper.")
-            params = _params(min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
+            params = SplitThresholds(
+                min_chars=min_chars,
+                min_user_reviews=min_user_reviews,
+                max_user_reviews=max_user_reviews,
+                min_item_reviewers=min_item_reviewers,
+            ).params()
         else:
             params = _paper_params(
                 min_chars=min_chars,
@@ -226,7 +169,7 @@ def split(
             else:
                 result = split_mod.prepare(store, params)
                 if not result.users:
-                    err_console.print(Text(_no_users_message(store, params, suggest_users)))
+                    err_console.print(Text(no_users_message(store, params, suggest_users)))
                     raise typer.Exit(1)
         profile_sizes = [len(u.profile) for u in result.users]
         summary = {
@@ -308,18 +251,6 @@ def _paper_no_users_message(store, params, min_users: int) -> str:
 
 
 # -- dpl eval ---------------------------------------------------------------------------
-def _methods(text: str) -> tuple[str, ...]:
-    from dpl_engine import METHODS, EngineError
-
-    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    for name in names:
-        if name not in METHODS:
-            raise EngineError(f"Unknown method {name!r} in --methods: use {', '.join(METHODS)}.")
-    if not names:
-        raise EngineError("--methods is empty: give e.g. none,rag,profile,dpl.")
-    return names
-
-
 def _report_table(report) -> Table:  # report: EvalReport
     from dpl_engine.evaluation.report import METRIC_LABELS, format_value, shown_metrics
 
@@ -407,16 +338,25 @@ def _print_comparison(report, comparison, as_json: bool) -> None:
     if as_json:
         import json
 
-        typer.echo(json.dumps({**json.loads(to_json(report)), "against": asdict(comparison)},
-                              indent=2, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {**json.loads(to_json(report)), "against": asdict(comparison)},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     console.print(_report_table(report))
     for line in header_lines(report):
         console.print(Text(line))
     made = comparison_table(comparison)
     if made is None:
-        console.print(Text(f"Runs {comparison.run_id} and {comparison.against} have no method "
-                           "with results for the same users and seeds."))
+        console.print(
+            Text(
+                f"Runs {comparison.run_id} and {comparison.against} have no method "
+                "with results for the same users and seeds."
+            )
+        )
         return
     console.print(_pairs(*made, comparison_caption(comparison)))
 
@@ -485,8 +425,11 @@ def eval_(
     ] = None,
     against: Annotated[
         int | None,
-        typer.Option("--against", help="With --report N: pair run N with this run user by "
-                     "user (e.g. with an adapter against without)."),
+        typer.Option(
+            "--against",
+            help="With --report N: pair run N with this run user by "
+            "user (e.g. with an adapter against without).",
+        ),
     ] = None,
     list_runs: Annotated[bool, typer.Option("--list", help="List stored evaluation runs.")] = False,
     export: Annotated[
@@ -558,7 +501,6 @@ def eval_(
 ) -> None:
     """Measure how much each method personalizes: generate held-out reviews, score, tabulate."""
     from dpl_engine import EngineError
-    from dpl_engine.evaluation.report import stored_report
 
     with user_errors():
         with open_store(db) as store:
@@ -568,183 +510,117 @@ def eval_(
             if export is not None and report is None:
                 raise EngineError("--export needs --report N: the run to write.")
             if import_file is not None:
-                from dpl_engine.evaluation.run_file import import_run
-
-                imported = import_run(store, import_file)
-                err_console.print(
-                    Text(
-                        f"Run {imported.run.id}: {imported.added} results added from "
-                        f"{import_file}, {imported.already} already in the store."
-                    )
-                )
-                _print_report(stored_report(store, imported.run.id), out, as_json)
+                _import(store, import_file, out, as_json)
                 return
             if against is not None and report is None:
                 raise EngineError("--against needs --report N: the run to compare with it.")
             if report is not None:
-                if against is not None:
-                    from dpl_engine.evaluation.report import stored_comparison
-
-                    _print_comparison(stored_report(store, report),
-                                      stored_comparison(store, report, against), as_json)
-                    return
-                _print_report(stored_report(store, report), out, as_json)
-                if export is not None:
-                    from dpl_engine.evaluation.run_file import export_run
-
-                    written = export_run(store, report, export)
-                    err_console.print(Text(f"Run {report}: {written} results written to {export}."))
+                _report(store, report, against, export, out, as_json)
                 return
-            if which not in ("val", "test"):
-                raise EngineError(f"--split must be 'val' or 'test' (got {which!r}).")
-            thresholds = (min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
-            chosen = _chosen_split(store, thresholds)
-            config = _eval_config(
-                methods,
-                users,
-                seed,
-                which,
-                k=k,
-                m=m,
-                n=n,
-                max_tokens=max_tokens,
-                analysis_max_tokens=analysis_max_tokens,
-                max_review_chars=max_review_chars,
-                preset=preset,
-                measured_in_profile=measured_in_profile,
-                drop_uninformative=drop_uninformative,
-                max_description_chars=max_description_chars,
+            request = EvalRequest(
+                methods=methods,
+                users=users,
+                seeds=tuple(seed or ()),
+                split=which,
+                options=EngineOptions(
+                    k=k,
+                    m=m,
+                    n=n,
+                    preset=preset,
+                    max_tokens=max_tokens,
+                    analysis_max_tokens=analysis_max_tokens,
+                    max_review_chars=max_review_chars,
+                    max_description_chars=max_description_chars,
+                    measured_in_profile=measured_in_profile,
+                    drop_uninformative=drop_uninformative,
+                ),
+                thresholds=SplitThresholds(
+                    min_chars=min_chars,
+                    min_user_reviews=min_user_reviews,
+                    max_user_reviews=max_user_reviews,
+                    min_item_reviewers=min_item_reviewers,
+                ),
+                model=model,
+                adapter=adapter,
+                personal=personal,
+                judge_model=judge_model,
+                concurrency=concurrency,
             )
-            if concurrency < 1:
-                raise EngineError(f"--concurrency must be at least 1 (got {concurrency}).")
-            judge = _generator_factory(str(judge_model)) if judge_model else None
-            runner = _runner(store, chosen, model, config, judge, adapter, personal)
-            plan = runner.plan()
-            err_console.print(
-                Text(
-                    f"Run {plan.run.id}: {len(plan.users)} users x {len(config.seeds)} seeds x "
-                    f"{len(config.methods)} methods = {len(plan.cells)} generations, "
-                    f"{len(plan.done & {(mm, s, u) for u, mm, s in plan.cells})} already done. "
-                    f"Split {chosen.split_id}: {chosen.params.describe()}. Model "
-                    f"{runner.generator.model_id} ({threads_note(runner.generator)})."
-                )
-            )
-            started = time.perf_counter()
-            try:
-                with stop_on_terminate(), _EvalProgress(plan, config.methods) as progress:
-                    result = runner.execute(plan, on_event=progress, concurrency=concurrency)
-            except KeyboardInterrupt:
-                done = len(runner.evals.done_cells(plan.run.id))
-                err_console.print(
-                    Text(
-                        f"Stopped after {time.perf_counter() - started:.0f} s. {done} finished "
-                        "generations are saved; run the same command again to continue."
-                    )
-                )
-                raise typer.Exit(130) from None
-            _print_report(result, out, as_json)
+            _run(store, request, out, as_json)
 
 
-def _chosen_split(store, thresholds):  # -> dpl_engine.evaluation.split.Split
-    """The split the threshold options give, else the latest stored one, else the paper's."""
+def _import(store, path: Path, out: Path | None, as_json: bool) -> None:
+    """``--import FILE``: add an exported run to this store, then print its table."""
+    from dpl_engine.evaluation.report import stored_report
+    from dpl_engine.evaluation.run_file import import_run
+
+    imported = import_run(store, path)
+    err_console.print(
+        Text(
+            f"Run {imported.run.id}: {imported.added} results added from "
+            f"{path}, {imported.already} already in the store."
+        )
+    )
+    _print_report(stored_report(store, imported.run.id), out, as_json)
+
+
+def _report(
+    store, run_id: int, against: int | None, export: Path | None, out: Path | None, as_json: bool
+) -> None:
+    """``--report N``: a stored run's table again, paired with run ``against`` or exported."""
+    from dpl_engine.evaluation.report import stored_report
+
+    if against is not None:
+        from dpl_engine.evaluation.report import stored_comparison
+
+        _print_comparison(
+            stored_report(store, run_id), stored_comparison(store, run_id, against), as_json
+        )
+        return
+    _print_report(stored_report(store, run_id), out, as_json)
+    if export is not None:
+        from dpl_engine.evaluation.run_file import export_run
+
+        written = export_run(store, run_id, export)
+        err_console.print(Text(f"Run {run_id}: {written} results written to {export}."))
+
+
+def _run(store, request: EvalRequest, out: Path | None, as_json: bool) -> None:
+    """Generate and score what ``request`` asks for and is not stored yet, then the table."""
     from dpl_engine import EngineError
-    from dpl_engine.evaluation import split as split_mod
-
-    chosen = None if any(v is not None for v in thresholds) else split_mod.load(store)
-    if chosen is None:
-        params = _params(*thresholds)
-        chosen = split_mod.prepare(store, params)
-        if not chosen.users:
-            raise EngineError(_no_users_message(store, params, 20))
-    return chosen
-
-
-def _runner(store, chosen, model, config, judge=None, adapter=None,
-            personal=True):  # -> Evaluation
-    from dpl_engine.evaluation import runner as ev
     from user_store.config import Settings
 
-    from ..loading import ModelPair, embedder_factory, embedder_id
-
+    check_split(request.split)
+    chosen = chosen_split(store, request.thresholds)
     settings = Settings.load()
-    models = ModelPair(model, adapter, settings, personal=personal)
-    return ev.Evaluation(
-        store,
-        chosen,
-        models.writer,
-        embedder_factory(settings, model),
-        config,
-        embedder_id=embedder_id(settings, model),
-        judge=judge,
-        analyst=models.analyst_factory,
-        personal=models.personal_factory,
+    config = eval_config(settings, request)
+    if request.concurrency < 1:
+        raise EngineError(f"--concurrency must be at least 1 (got {request.concurrency}).")
+    runner = evaluation(store, chosen, config, settings, request)
+    plan = runner.plan()
+    err_console.print(
+        Text(
+            f"Run {plan.run.id}: {len(plan.users)} users x {len(config.seeds)} seeds x "
+            f"{len(config.methods)} methods = {len(plan.cells)} generations, "
+            f"{len(plan.done & {(mm, s, u) for u, mm, s in plan.cells})} already done. "
+            f"Split {chosen.split_id}: {chosen.params.describe()}. Model "
+            f"{runner.generator.model_id} ({threads_note(runner.generator)})."
+        )
     )
-
-
-def _eval_config(
-    methods,
-    users,
-    seeds,
-    which,
-    *,
-    k,
-    m,
-    n,
-    max_tokens,
-    analysis_max_tokens,
-    max_review_chars,
-    preset=None,
-    measured_in_profile=False,
-    drop_uninformative=False,
-    max_description_chars=None,
-):
-    from dpl_engine import EngineConfig, EngineError
-    from dpl_engine.evaluation.runner import EvalConfig
-    from dpl_engine.method.presets import preset as check_preset
-    from user_store.config import Settings
-
-    settings = Settings.load()
-    base = EngineConfig()
-    for name, value in (
-        ("--k", k),
-        ("--m", m),
-        ("--n", n),
-        ("--max-tokens", max_tokens),
-        ("--analysis-max-tokens", analysis_max_tokens),
-        ("--max-review-chars", max_review_chars),
-        ("--max-description-chars", max_description_chars),
-    ):
-        if value is not None and value < 1:
-            raise EngineError(f"{name} must be at least 1 (got {value}).")
-    engine = replace(
-        base,
-        k=settings.k if k is None else k,
-        m=settings.m if m is None else m,
-        n=settings.n if n is None else n,
-        generation=replace(base.generation, max_tokens=max_tokens or base.generation.max_tokens),
-        analysis=replace(base.analysis, max_tokens=analysis_max_tokens or base.analysis.max_tokens),
-        max_review_chars=max_review_chars or base.max_review_chars,
-        preset=check_preset(preset or settings.preset).name,
-        measured_in_profile=measured_in_profile,
-        drop_uninformative=drop_uninformative,
-        max_description_chars=max_description_chars,
-    )
-    return EvalConfig(
-        methods=_methods(methods),  # type: ignore[arg-type]
-        seeds=tuple(dict.fromkeys(seeds or [42])),
-        users=users,
-        split=which,  # type: ignore[arg-type]
-        engine=engine,
-    )
-
-
-def _generator_factory(path: str | None):
-    def load():
-        from models.llama import load_generator
-
-        return load_generator(path)
-
-    return load
+    started = time.perf_counter()
+    try:
+        with stop_on_terminate(), _EvalProgress(plan, config.methods) as progress:
+            result = runner.execute(plan, on_event=progress, concurrency=request.concurrency)
+    except KeyboardInterrupt:
+        done = len(runner.evals.done_cells(plan.run.id))
+        err_console.print(
+            Text(
+                f"Stopped after {time.perf_counter() - started:.0f} s. {done} finished "
+                "generations are saved; run the same command again to continue."
+            )
+        )
+        raise typer.Exit(130) from None
+    _print_report(result, out, as_json)
 
 
 def _list(store, as_json: bool) -> None:

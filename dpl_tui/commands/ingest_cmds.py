@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..common import DbOption, JsonOption, console, db_path, err_console, user_errors
+from ..common import console, db_path, err_console, open_store, user_errors
+from .options import DbOption, JsonOption
 
 INGEST_EPILOG = (
     "Exit status: 0 when every file was imported (rejected lines, if any, are listed in "
@@ -27,20 +28,6 @@ USER_ORDER_HELP = "Sort by: reviews, rating, comparable (items with >= m other r
 
 def _echo_json(value: object) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
-
-
-def _existing_store(db: Path | None):  # -> UserStore
-    """Open the database for reading; a missing one is an error, not a new empty file."""
-    from user_store import UserStore
-    from user_store.errors import DatabaseError
-
-    path = db_path(db)
-    if not path.exists():
-        raise DatabaseError(
-            f"No database at {str(path)!r} yet. Import reviews first: "
-            "`dpl ingest --sample` or `dpl ingest FILE`."
-        )
-    return UserStore(path)
 
 
 def _size(n: float) -> str:
@@ -274,7 +261,7 @@ def _summary_table(report) -> Table:  # report: IngestReport
 def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Counts of users, items, reviews and cached results, and the import history."""
     with user_errors():
-        store = _existing_store(db)
+        store = open_store(db)
         try:
             st = store.stats()
             runs = store.import_runs()
@@ -350,7 +337,7 @@ def users(
 
     with user_errors():
         m_value = m if m is not None else Settings.load().m
-        store = _existing_store(db)
+        store = open_store(db)
         try:
             found = store.users(
                 search=search,
@@ -386,7 +373,7 @@ def user(
 ) -> None:
     """A user's review history, oldest first, with item titles."""
     with user_errors():
-        store = _existing_store(db)
+        store = open_store(db)
         try:
             history = store.user_history(user_id)
         finally:

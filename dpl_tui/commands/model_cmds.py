@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from ..common import JsonOption, console, fail, user_errors
+from ..common import console, fail, user_errors
+from .options import JsonOption
 
 models_app = typer.Typer(
     name="models",
@@ -26,8 +27,10 @@ def _checked_name(name: str) -> str:
     """A name to register a model under, or a one-line error."""
     name = name.strip()
     if not name or "/" in name or "\\" in name or name == DEFAULT_NAME:
-        raise fail(f"Model name {name!r} cannot be used: pick a short name without slashes "
-                   f"(and not {DEFAULT_NAME!r}).")
+        raise fail(
+            f"Model name {name!r} cannot be used: pick a short name without slashes "
+            f"(and not {DEFAULT_NAME!r})."
+        )
     return name
 
 
@@ -70,8 +73,13 @@ def _in_use(entry, choice: str | None, names: set[str]) -> bool:  # entry: Model
 def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
     from models.gpu import planned_settings, planned_state
 
-    row: dict = {"name": entry.name, "path": entry.path, "default": entry.default,
-                 "in_use": bool(in_use), "error": entry.error}
+    row: dict = {
+        "name": entry.name,
+        "path": entry.path,
+        "default": entry.default,
+        "in_use": bool(in_use),
+        "error": entry.error,
+    }
     if entry.info is not None:
         state = planned_state(entry.info.block_count)
         settings = planned_settings(state)
@@ -103,16 +111,25 @@ def _server_rows(settings, choice: str | None) -> list[dict]:
     for name, entry in sorted(settings.servers.items()):
         config = ServerConfig.from_dict(name, entry)
         ok, note, found = reachability(config)
-        rows.append({
-            "name": name, "server": True, "url": config.url, "model": config.model,
-            "in_use": choice == name, "default": False,
-            "reachable": ok, "status": note,
-            "kind": found.kind if found else "", "served": list(found.served) if found else [],
-            "context_length": config.context_length or (found.context_length if found else 0),
-            "slots": found.slots if found else None,
-            "concurrency": config.concurrency, "api_key_env": config.api_key_env,
-            "embedding_model": config.embedding_model,
-        })
+        rows.append(
+            {
+                "name": name,
+                "server": True,
+                "url": config.url,
+                "model": config.model,
+                "in_use": choice == name,
+                "default": False,
+                "reachable": ok,
+                "status": note,
+                "kind": found.kind if found else "",
+                "served": list(found.served) if found else [],
+                "context_length": config.context_length or (found.context_length if found else 0),
+                "slots": found.slots if found else None,
+                "concurrency": config.concurrency,
+                "api_key_env": config.api_key_env,
+                "embedding_model": config.embedding_model,
+            }
+        )
     return rows
 
 
@@ -137,8 +154,9 @@ def list_models(as_json: JsonOption = False) -> None:
         mark = "*" if row["in_use"] else ""
         name = row["name"] + (" (bundled)" if row["default"] else "")
         if row["error"]:
-            table.add_row(mark, Text(name), Text(row["path"]), "", "", "",
-                          Text(row["error"], style="red"))
+            table.add_row(
+                mark, Text(name), Text(row["path"]), "", "", "", Text(row["error"], style="red")
+            )
             continue
         if row["gpu_offload_active"]:
             gpu = f"on: {row['gpu_layers']}/{row['gpu_layers_total']} layers, {row['gpu_device']}"
@@ -149,16 +167,25 @@ def list_models(as_json: JsonOption = False) -> None:
         else:
             gpu = "off (CPU-only llama.cpp build)"
         gpu += f"\n{row['load_settings']}"
-        table.add_row(mark, Text(name), Text(row["path"]), _size(row["size_bytes"]),
-                      row["quantization"], f"{row['context_length']:,}", gpu)
+        table.add_row(
+            mark,
+            Text(name),
+            Text(row["path"]),
+            _size(row["size_bytes"]),
+            row["quantization"],
+            f"{row['context_length']:,}",
+            gpu,
+        )
     console.print(table)
     if servers:
         console.print(_server_table(servers))
     if adapters:
         console.print(_adapter_table(adapters))
-    console.print("* = used when no --model is given. Register a model: dpl models add NAME PATH, "
-                  "or a server: dpl models add NAME --url http://HOST:PORT/v1 --model SERVED",
-                  highlight=False)
+    console.print(
+        "* = used when no --model is given. Register a model: dpl models add NAME PATH, "
+        "or a server: dpl models add NAME --url http://HOST:PORT/v1 --model SERVED",
+        highlight=False,
+    )
 
 
 def _adapter_rows(settings) -> list[dict]:
@@ -177,14 +204,21 @@ def _adapter_rows(settings) -> list[dict]:
             continue
         meta = info.meta
         verdicts = read_verdicts(users_folder(path)).values()
-        rows.append({
-            **row, "adapter_id": info.adapter_id, "size_bytes": info.size_bytes,
-            "base_model_id": info.base_model_id, "method": meta.get("method", ""),
-            "teacher_id": meta.get("teacher_id", ""), "examples": meta.get("examples"),
-            "final_loss": meta.get("final_loss"), "split": meta.get("split", {}).get("id"),
-            "rank": meta.get("options", {}).get("rank"),
-            "per_user": {"measured": len(verdicts), "kept": sum(v.kept for v in verdicts)},
-        })
+        rows.append(
+            {
+                **row,
+                "adapter_id": info.adapter_id,
+                "size_bytes": info.size_bytes,
+                "base_model_id": info.base_model_id,
+                "method": meta.get("method", ""),
+                "teacher_id": meta.get("teacher_id", ""),
+                "examples": meta.get("examples"),
+                "final_loss": meta.get("final_loss"),
+                "split": meta.get("split", {}).get("id"),
+                "rank": meta.get("options", {}).get("rank"),
+                "per_user": {"measured": len(verdicts), "kept": sum(v.kept for v in verdicts)},
+            }
+        )
     return rows
 
 
@@ -197,15 +231,23 @@ def _adapter_table(adapters: list[dict]):  # -> Table
         table.add_column(col, overflow="fold")
     for row in adapters:
         if row["error"]:
-            table.add_row(Text(row["name"]), "", "", "", "", "", "",
-                          Text(row["error"], style="red"))
+            table.add_row(
+                Text(row["name"]), "", "", "", "", "", "", Text(row["error"], style="red")
+            )
             continue
         users = row["per_user"]
         per_user = f"{users['kept']} of {users['measured']}" if users["measured"] else ""
         teacher = row["teacher_id"] if row["teacher_id"] != row["base_model_id"] else "(base)"
-        table.add_row(Text(row["name"]), Text(row["base_model_id"]), row["method"],
-                      Text(teacher), str(row["examples"]), f"{row['final_loss']}", per_user,
-                      Text(row["path"]))
+        table.add_row(
+            Text(row["name"]),
+            Text(row["base_model_id"]),
+            row["method"],
+            Text(teacher),
+            str(row["examples"]),
+            f"{row['final_loss']}",
+            per_user,
+            Text(row["path"]),
+        )
     return table
 
 
@@ -217,12 +259,21 @@ def _server_table(servers: list[dict]):  # -> Table
     for col in ("", "name", "url", "model", "context", "concurrency", "status"):
         table.add_column(col, overflow="fold")
     for row in servers:
-        status = Text(("reachable, " if row["reachable"] else "") + row["status"],
-                      style="green" if row["reachable"] else "red")
+        status = Text(
+            ("reachable, " if row["reachable"] else "") + row["status"],
+            style="green" if row["reachable"] else "red",
+        )
         ctx = f"{row['context_length']:,}" if row["context_length"] else "not reported"
         slots = f" (server slots: {row['slots']})" if row["slots"] else ""
-        table.add_row("*" if row["in_use"] else "", Text(row["name"]), Text(row["url"]),
-                      Text(row["model"]), ctx, f"{row['concurrency']}{slots}", status)
+        table.add_row(
+            "*" if row["in_use"] else "",
+            Text(row["name"]),
+            Text(row["url"]),
+            Text(row["model"]),
+            ctx,
+            f"{row['concurrency']}{slots}",
+            status,
+        )
     return table
 
 
@@ -263,20 +314,29 @@ def add(
     ] = 1,
     context_length: Annotated[
         int | None,
-        typer.Option("--context-length", help="With --url: context tokens, if the server "
-                     "does not report them."),
+        typer.Option(
+            "--context-length",
+            help="With --url: context tokens, if the server does not report them.",
+        ),
     ] = None,
     kind: Annotated[
-        str, typer.Option("--kind", help="With --url: auto, openai, llama.cpp, "
-                          "llama-cpp-python, vllm or ollama (how JSON schemas are sent).")
+        str,
+        typer.Option(
+            "--kind",
+            help="With --url: auto, openai, llama.cpp, "
+            "llama-cpp-python, vllm or ollama (how JSON schemas are sent).",
+        ),
     ] = "auto",
     timeout: Annotated[
         float, typer.Option("--timeout", help="With --url: seconds to wait for the server.")
     ] = 300.0,
     embedding_model: Annotated[
         str | None,
-        typer.Option("--embedding-model", help="With --url: embed with this served model "
-                     "(/v1/embeddings) instead of the local one."),
+        typer.Option(
+            "--embedding-model",
+            help="With --url: embed with this served model "
+            "(/v1/embeddings) instead of the local one.",
+        ),
     ] = None,
 ) -> None:
     """Register a GGUF model (checked to be a complete GGUF), or an LLM server with --url."""
@@ -287,12 +347,23 @@ def add(
     if url is not None:
         if path is not None:
             raise fail(f"Give either a GGUF file or --url for {name!r}, not both.")
-        _add_server(name, url, served, api_key_env, concurrency, context_length, kind, timeout,
-                    embedding_model)
+        _add_server(
+            name,
+            url,
+            served,
+            api_key_env,
+            concurrency,
+            context_length,
+            kind,
+            timeout,
+            embedding_model,
+        )
         return
     if path is None:
-        raise fail(f"Give the GGUF file for {name!r} (dpl models add {name} PATH), or a server "
-                   f"with --url http://HOST:PORT/v1 --model SERVED_NAME.")
+        raise fail(
+            f"Give the GGUF file for {name!r} (dpl models add {name} PATH), or a server "
+            f"with --url http://HOST:PORT/v1 --model SERVED_NAME."
+        )
     with user_errors():
         info = inspect_gguf(path)
         settings = Settings.load()
@@ -308,21 +379,32 @@ def add(
     )
 
 
-def _add_server(name, url, served, api_key_env, concurrency, context_length, kind, timeout,
-                embedding_model) -> None:
+def _add_server(
+    name, url, served, api_key_env, concurrency, context_length, kind, timeout, embedding_model
+) -> None:
     from models.server import ServerConfig, reachability
     from user_store.config import Settings
 
     if not served:
-        raise fail(f"Give the served model name with --model (what {url}/models lists), e.g. "
-                   f"dpl models add {name} --url {url} --model MODEL.")
+        raise fail(
+            f"Give the served model name with --model (what {url}/models lists), e.g. "
+            f"dpl models add {name} --url {url} --model MODEL."
+        )
     if api_key_env is not None and (not api_key_env or not api_key_env.replace("_", "").isalnum()):
-        raise fail(f"--api-key-env takes the name of an environment variable (got "
-                   f"{api_key_env!r}), not the key itself.")
+        raise fail(
+            f"--api-key-env takes the name of an environment variable (got "
+            f"{api_key_env!r}), not the key itself."
+        )
     config = ServerConfig(
-        name=name, url=url.rstrip("/"), model=served, api_key_env=api_key_env,
-        concurrency=concurrency, context_length=context_length or 0, kind=kind,
-        timeout_s=timeout, embedding_model=embedding_model,
+        name=name,
+        url=url.rstrip("/"),
+        model=served,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        context_length=context_length or 0,
+        kind=kind,
+        timeout_s=timeout,
+        embedding_model=embedding_model,
     )
     with user_errors():
         config.check()
@@ -345,13 +427,15 @@ def merge(
     adapter: Annotated[str, typer.Argument(help="A registered adapter name or an adapter .gguf.")],
     name: Annotated[
         str | None,
-        typer.Option("--name", help="Name to register the merged model under "
-                     "(default: ADAPTER-merged)."),
+        typer.Option(
+            "--name", help="Name to register the merged model under (default: ADAPTER-merged)."
+        ),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", help="The base GGUF the adapter was trained on (default: the "
-                     "chosen model)."),
+        typer.Option(
+            "--model", help="The base GGUF the adapter was trained on (default: the chosen model)."
+        ),
     ] = None,
 ) -> None:
     """Fold an adapter into its base model's weights: a model of its own that writes at the
@@ -369,8 +453,9 @@ def merge(
             raise AdapterError("Name the adapter to merge: dpl models merge NAME.")
         info = inspect_adapter(path)
         name = _checked_name(name or f"{info.meta.get('name') or Path(path).stem}-merged")
-        base = local_gguf(settings, model, "merging writes a GGUF here. Pass the base GGUF "
-                          "with --model.")
+        base = local_gguf(
+            settings, model, "merging writes a GGUF here. Pass the base GGUF with --model."
+        )
         out = merge_adapter(base, path, locations.adapters_dir() / f"{name}.gguf")
         settings.models[name] = str(out.resolve())
         saved = settings.save()

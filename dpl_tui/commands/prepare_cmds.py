@@ -14,10 +14,6 @@ import typer
 from rich.text import Text
 
 from ..common import (
-    AdapterOption,
-    DbOption,
-    ModelOption,
-    PresetOption,
     err_console,
     eta_progress,
     open_store,
@@ -25,18 +21,23 @@ from ..common import (
     threads_note,
     user_errors,
 )
-from .engine_cmds import KOption, MOption, NOption
-from .eval_cmds import (
+from ..configs import EngineOptions, PrepareRequest, SplitThresholds, eval_config
+from .builders import chosen_split, command_engine, evaluation
+from .options import (
+    AdapterOption,
     AnalysisTokensOption,
+    DbOption,
+    KOption,
     MaxTokensOption,
     MaxUserOption,
     MinCharsOption,
     MinItemOption,
     MinUserOption,
+    ModelOption,
+    MOption,
+    NOption,
+    PresetOption,
     ReviewCharsOption,
-    _chosen_split,
-    _eval_config,
-    _runner,
 )
 
 PREPARE_EPILOG = (
@@ -47,24 +48,39 @@ PREPARE_EPILOG = (
 )
 
 
-def _progress():
-    return eta_progress("Preparing", disable=not err_console.is_terminal)
+class _Preparing:
+    """One `dpl prepare` under way: its bar on stderr, its tally (targets done, items ready, LLM
+    calls made, from any thread) and the token that cancels its work."""
 
-
-class _Tally:
-    """Targets done, items ready and LLM calls made, from any thread."""
-
-    def __init__(self) -> None:
+    def __init__(self, bar) -> None:  # bar: rich.progress.Progress
         import threading
 
+        from dpl_engine import CancelToken
+
+        self.bar = bar
+        self.task = bar.add_task("prepare", total=None, note="loading the model")
+        self.token = CancelToken()
         self.lock = threading.Lock()
         self.targets = self.items = self.calls = 0
 
-    def add(self, prepared) -> None:  # prepared: dpl_engine.Prepared
+    def announce(self, total: int, generator, what: str) -> None:
+        self.bar.update(self.task, total=total, note="")
+        self.bar.console.print(
+            Text(
+                f"{what}: {total} targets; model {generator.model_id} ({threads_note(generator)})."
+            )
+        )
+
+    def done(self, user: str, prepared) -> None:  # prepared: dpl_engine.Prepared
         with self.lock:
             self.targets += 1
             self.items += prepared.items
             self.calls += prepared.llm_calls
+        self.bar.update(self.task, advance=1, note=f"{user}: {prepared.items} items")
+
+    def skipped(self, user: str, why: Exception) -> None:
+        self.bar.console.print(Text(f"skipped {user}: {why}"))
+        self.bar.update(self.task, advance=1)
 
 
 def prepare(
@@ -123,158 +139,109 @@ def prepare(
     db: DbOption = None,
 ) -> None:
     """Compute comparison users, differences and profiles ahead, for many users."""
-    from dpl_engine import Cancelled, CancelToken, EngineError
+    from dpl_engine import Cancelled
 
+    request = PrepareRequest(
+        user_ids=tuple(user_ids or ()),
+        all_users=all_users,
+        split=which,
+        users=users,
+        seeds=tuple(seed or ()),
+        rest=rest,
+        model=model,
+        adapter=adapter,
+        concurrency=concurrency,
+        options=EngineOptions(
+            k=k,
+            m=m,
+            n=n,
+            preset=preset,
+            max_tokens=max_tokens,
+            analysis_max_tokens=analysis_max_tokens,
+            max_review_chars=max_review_chars,
+            max_description_chars=max_description_chars,
+        ),
+        thresholds=SplitThresholds(
+            min_chars=min_chars,
+            min_user_reviews=min_user_reviews,
+            max_user_reviews=max_user_reviews,
+            min_item_reviewers=min_item_reviewers,
+        ),
+    )
     with user_errors():
-        if concurrency < 1:
-            raise EngineError(f"--concurrency must be at least 1 (got {concurrency}).")
-        if which is not None and which not in ("val", "test"):
-            raise EngineError(f"--split must be 'val' or 'test' (got {which!r}).")
-        if not user_ids and not all_users and not (which and users):
-            raise EngineError(
-                "Name the users to prepare, or pass --all (with --split, --users N also works)."
-            )
+        request.check()
         with open_store(db) as store:
-            tally = _Tally()
-            token = CancelToken()
             started = time.perf_counter()
-            with stop_on_terminate(), _progress() as bar:
-                task = bar.add_task("prepare", total=None, note="loading the model")
-
-                def done(user: str, prepared) -> None:
-                    tally.add(prepared)
-                    bar.update(task, advance=1, note=f"{user}: {prepared.items} items")
-
+            with stop_on_terminate(), _bar() as bar:
+                run = _Preparing(bar)
                 try:
-                    if which is None:
-                        _prepare_defaults(
-                            store,
-                            user_ids,
-                            all_users,
-                            model,
-                            rest,
-                            concurrency,
-                            token,
-                            bar,
-                            task,
-                            done,
-                            k=k,
-                            m=m,
-                            n=n,
-                            seed=(seed or [42])[0],
-                            preset=preset,
-                            max_description_chars=max_description_chars,
-                            adapter=adapter,
-                        )
+                    if request.split is None:
+                        _prepare_defaults(store, request, run)
                     else:
-                        _prepare_split(
-                            store,
-                            which,
-                            user_ids,
-                            users,
-                            seed,
-                            model,
-                            concurrency,
-                            token,
-                            bar,
-                            task,
-                            done,
-                            thresholds=(
-                                min_chars,
-                                min_user_reviews,
-                                max_user_reviews,
-                                min_item_reviewers,
-                            ),
-                            k=k,
-                            m=m,
-                            n=n,
-                            preset=preset,
-                            max_tokens=max_tokens,
-                            analysis_max_tokens=analysis_max_tokens,
-                            max_review_chars=max_review_chars,
-                            max_description_chars=max_description_chars,
-                            adapter=adapter,
-                        )
+                        _prepare_split(store, request, run)
                 except (KeyboardInterrupt, Cancelled):
-                    token.cancel()
+                    run.token.cancel()
                     bar.stop()
                     err_console.print(
                         Text(
                             f"Stopped after {time.perf_counter() - started:.0f} s: "
-                            f"{tally.targets} targets ready; every finished item is cached. "
+                            f"{run.targets} targets ready; every finished item is cached. "
                             "Run the same command again to continue."
                         )
                     )
                     raise typer.Exit(130) from None
     err_console.print(
         Text(
-            f"Prepared {tally.targets} targets in {time.perf_counter() - started:.0f} s: "
-            f"{tally.items} comparison items ready, {tally.calls} LLM calls made "
+            f"Prepared {run.targets} targets in {time.perf_counter() - started:.0f} s: "
+            f"{run.items} comparison items ready, {run.calls} LLM calls made "
             "(the rest came from the cache)."
         )
     )
 
 
-def _announce(bar, task, total: int, generator, what: str) -> None:
-    bar.update(task, total=total, note="")
-    bar.console.print(
-        Text(f"{what}: {total} targets; model {generator.model_id} ({threads_note(generator)}).")
-    )
+def _bar():  # -> rich.progress.Progress
+    return eta_progress("Preparing", disable=not err_console.is_terminal)
 
 
-def _prepare_defaults(
-    store, user_ids, all_users, model, rest, concurrency, token, bar, task, done, **options
-) -> None:
-    from dpl_engine.method import concurrent
+def _prepare_defaults(store, request: PrepareRequest, run: _Preparing) -> None:
+    """Each named user's default target: the one the app and `dpl generate` use."""
     from dpl_engine.errors import NotEnoughHistoryError
+    from dpl_engine.method import concurrent
 
-    from .engine_cmds import _engine
-
-    engine = _engine(store, model, **options)
-    wanted = list(dict.fromkeys(user_ids or []))
-    if all_users:
+    engine = command_engine(
+        store, request.default_options(), model=request.model, adapter=request.adapter
+    )
+    wanted = list(dict.fromkeys(request.user_ids))
+    if request.all_users:
         wanted += [u.user_id for u in store.users() if u.user_id not in set(wanted)]
     for user_id in wanted:
         store.user_history(user_id)  # an unknown user fails here, before any work
-    _announce(bar, task, len(wanted), engine.generator, "Default targets")
+    run.announce(len(wanted), engine.generator, "Default targets")
 
     def one(user_id: str, stop) -> None:
         try:
             target = engine.held_out_target(user_id)
         except NotEnoughHistoryError as err:
-            bar.console.print(Text(f"skipped {user_id}: {err}"))
-            bar.update(task, advance=1)
+            run.skipped(user_id, err)
             return
-        done(user_id, engine.prepare(target, rest=rest, cancel=stop))
+        run.done(user_id, engine.prepare(target, rest=request.rest, cancel=stop))
 
-    for _ in concurrent.bounded(one, wanted, concurrency, token):
+    for _ in concurrent.bounded(one, wanted, request.concurrency, run.token):
         pass
 
 
-def _prepare_split(
-    store,
-    which,
-    user_ids,
-    users,
-    seeds,
-    model,
-    concurrency,
-    token,
-    bar,
-    task,
-    done,
-    *,
-    thresholds,
-    adapter=None,
-    **options,
-) -> None:
+def _prepare_split(store, request: PrepareRequest, run: _Preparing) -> None:
+    """The dpl targets of `dpl eval --split` with the same options, for every seed."""
     from dpl_engine import EngineError
+    from user_store.config import Settings
 
-    chosen = _chosen_split(store, thresholds)
-    config = _eval_config("dpl", users, seeds, which, **options)
-    runner = _runner(store, chosen, model, config, adapter=adapter)
+    evaluating = request.evaluation()
+    chosen = chosen_split(store, evaluating.thresholds)
+    settings = Settings.load()
+    config = eval_config(settings, evaluating)
+    runner = evaluation(store, chosen, config, settings, evaluating)
     in_split = {u.user_id for u in chosen.users}
-    wanted = list(dict.fromkeys(user_ids or []))
+    wanted = list(dict.fromkeys(request.user_ids))
     unknown = [u for u in wanted if u not in in_split]
     if unknown:
         raise EngineError(
@@ -283,18 +250,17 @@ def _prepare_split(
         )
     if not wanted:
         wanted = list(runner.selected_users())
-    _announce(
-        bar,
-        task,
+    run.announce(
         len(wanted) * len(config.seeds),
         runner.generator,
-        f"Split {chosen.split_id} ({which} targets, seeds {', '.join(map(str, config.seeds))})",
+        f"Split {chosen.split_id} ({evaluating.split} targets, seeds "
+        f"{', '.join(map(str, config.seeds))})",
     )
     runner.prepare(
         wanted,
-        on_done=lambda user, _seed, prepared: done(user, prepared),
-        cancel=token,
-        concurrency=concurrency,
+        on_done=lambda user, _seed, prepared: run.done(user, prepared),
+        cancel=run.token,
+        concurrency=request.concurrency,
     )
 
 

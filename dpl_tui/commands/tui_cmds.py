@@ -7,7 +7,8 @@ import sys
 
 import typer
 
-from ..common import DbOption, ModelOption, user_errors
+from ..common import user_errors
+from .options import DbOption, ModelOption
 
 
 def tui(db: DbOption = None, model: ModelOption = None) -> None:

@@ -15,11 +15,6 @@ import typer
 from rich.text import Text
 
 from ..common import (
-    AdapterOption,
-    DbOption,
-    JsonOption,
-    ModelOption,
-    PresetOption,
     console,
     err_console,
     eta_progress,
@@ -27,16 +22,23 @@ from ..common import (
     stop_on_terminate,
     user_errors,
 )
-from .engine_cmds import KOption, MOption, NOption
-from .eval_cmds import (
+from ..configs import EngineOptions, EvalRequest, SplitThresholds, eval_config
+from .builders import chosen_split
+from .options import (
+    AdapterOption,
     AnalysisTokensOption,
+    DbOption,
+    JsonOption,
+    KOption,
     MaxUserOption,
     MinCharsOption,
     MinItemOption,
     MinUserOption,
+    ModelOption,
+    MOption,
+    NOption,
+    PresetOption,
     ReviewCharsOption,
-    _chosen_split,
-    _eval_config,
 )
 
 TUNE_EPILOG = (
@@ -68,8 +70,9 @@ def tune(
     ] = None,
     examples: Annotated[
         int | None,
-        typer.Option("--examples", help="At most this many training examples (default 120; "
-                     "12 with --user)."),
+        typer.Option(
+            "--examples", help="At most this many training examples (default 120; 12 with --user)."
+        ),
     ] = None,
     per_user: Annotated[
         int, typer.Option("--per-user", help="Targets per training user (they share calls).")
@@ -115,8 +118,9 @@ def tune(
     adapter: AdapterOption = None,
     review_tokens: Annotated[
         int,
-        typer.Option("--review-tokens",
-                     help="With --user: longest validation review written, in tokens."),
+        typer.Option(
+            "--review-tokens", help="With --user: longest validation review written, in tokens."
+        ),
     ] = 128,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run (fails if none).")
@@ -140,14 +144,40 @@ def tune(
     from user_store import locations
     from user_store.config import Settings
 
+    options = EngineOptions(
+        k=k,
+        m=m,
+        n=n,
+        preset=preset,
+        analysis_max_tokens=analysis_max_tokens,
+        max_review_chars=max_review_chars,
+    )
+    thresholds = SplitThresholds(
+        min_chars=min_chars,
+        min_user_reviews=min_user_reviews,
+        max_user_reviews=max_user_reviews,
+        min_item_reviewers=min_item_reviewers,
+    )
     if user is not None:
         _tune_user(
-            user, adapter=adapter, model=model, method=method, examples=examples, rank=rank,
-            alpha=alpha, targets=targets, epochs=epochs, lr=lr, batch=batch, seed=seed,
-            max_tokens=max_tokens, k=k, m=m, n=n, preset=preset,
-            analysis_max_tokens=analysis_max_tokens, max_review_chars=max_review_chars,
-            thresholds=(min_chars, min_user_reviews, max_user_reviews, min_item_reviewers),
-            db=db, as_json=as_json, review_tokens=review_tokens,
+            user,
+            adapter=adapter,
+            model=model,
+            method=method,
+            examples=examples,
+            rank=rank,
+            alpha=alpha,
+            targets=targets,
+            epochs=epochs,
+            lr=lr,
+            batch=batch,
+            seed=seed,
+            max_tokens=max_tokens,
+            options=options,
+            thresholds=thresholds,
+            db=db,
+            as_json=as_json,
+            review_tokens=review_tokens,
         )
         return
     examples = 120 if examples is None else examples
@@ -156,23 +186,27 @@ def tune(
         settings = Settings.load()
         base_path = _base_path(settings, model)
         lora = LoraOptions(
-            rank=rank, alpha=2.0 * rank if alpha is None else alpha,
+            rank=rank,
+            alpha=2.0 * rank if alpha is None else alpha,
             targets=tuple(t.strip() for t in targets.split(",") if t),
             epochs=1.0 if epochs is None else epochs,
-            learning_rate=3e-4 if lr is None else lr, seed=seed, batch=batch,
+            learning_rate=3e-4 if lr is None else lr,
+            seed=seed,
+            batch=batch,
         )
         with open_store(db) as store:
-            thresholds = (min_chars, min_user_reviews, max_user_reviews, min_item_reviewers)
-            chosen = _chosen_split(store, thresholds)
-            evaluation = _eval_config(
-                method, None, [seed], "val", k=k, m=m, n=n, max_tokens=None,
-                analysis_max_tokens=analysis_max_tokens, max_review_chars=max_review_chars,
-                preset=preset,
+            chosen = chosen_split(store, thresholds)
+            evaluation = eval_config(
+                settings, EvalRequest(methods=method, seeds=(seed,), split="val", options=options)
             )
             config = TuneConfig(
                 method=method,  # type: ignore[arg-type]
-                examples=examples, per_user=per_user, holdout_users=holdout_users,
-                max_tokens=max_tokens, engine=replace(evaluation.engine, seed=seed), lora=lora,
+                examples=examples,
+                per_user=per_user,
+                holdout_users=holdout_users,
+                max_tokens=max_tokens,
+                engine=replace(evaluation.engine, seed=seed),
+                lora=lora,
             )
             config.check()
             name = name or f"task-{method}"
@@ -184,16 +218,25 @@ def tune(
             try:
                 with stop_on_terminate(), _TuneProgress() as progress:
                     result = train_adapter(
-                        engine, chosen, config, name=name, base_path=base_path, folder=folder,
-                        teacher=teacher, resume=resume, on_progress=progress.stage,
+                        engine,
+                        chosen,
+                        config,
+                        name=name,
+                        base_path=base_path,
+                        folder=folder,
+                        teacher=teacher,
+                        resume=resume,
+                        on_progress=progress.stage,
                         on_step=progress.step,
                     )
             except KeyboardInterrupt:
-                err_console.print(Text(
-                    f"Stopped after {time.perf_counter() - started:.0f} s. Differences and "
-                    "profiles made so far are cached and training keeps its last checkpoint: "
-                    "run the same command (or add --resume) to continue."
-                ))
+                err_console.print(
+                    Text(
+                        f"Stopped after {time.perf_counter() - started:.0f} s. Differences and "
+                        "profiles made so far are cached and training keeps its last checkpoint: "
+                        "run the same command (or add --resume) to continue."
+                    )
+                )
                 raise typer.Exit(130) from None
         settings = Settings.load()
         settings.adapters[name] = str(result.path)
@@ -202,29 +245,62 @@ def tune(
     if as_json:
         import json
 
-        typer.echo(json.dumps({"name": name, "path": str(result.path), "trained": result.trained,
-                               "skipped": list(result.skipped), "llm_calls": result.llm_calls,
-                               "resumed_from": result.resumed_from, **meta}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "name": name,
+                    "path": str(result.path),
+                    "trained": result.trained,
+                    "skipped": list(result.skipped),
+                    "llm_calls": result.llm_calls,
+                    "resumed_from": result.resumed_from,
+                    **meta,
+                },
+                indent=2,
+            )
+        )
         return
     if not result.trained:
-        console.print(Text(
-            f"Adapter {name!r} with these options is already trained ({result.path}); nothing "
-            f"to do. Final loss {meta.get('final_loss')}."
-        ))
+        console.print(
+            Text(
+                f"Adapter {name!r} with these options is already trained ({result.path}); nothing "
+                f"to do. Final loss {meta.get('final_loss')}."
+            )
+        )
         return
-    console.print(Text(
-        f"Adapter {name!r}: {result.examples} examples from {meta['users']} users, "
-        f"{meta['steps']} steps on {meta['device']} in {meta['seconds']:.0f} s; loss "
-        f"{meta['first_loss']} -> {meta['final_loss']}. {result.llm_calls} LLM calls made for "
-        f"the prompts, {len(result.skipped)} targets skipped. Written to {result.path}.\n"
-        f"Use it: dpl generate USER --adapter {name}   |   "
-        f"dpl eval --split val --users {config.holdout_users} --adapter {name}"
-    ))
+    console.print(
+        Text(
+            f"Adapter {name!r}: {result.examples} examples from {meta['users']} users, "
+            f"{meta['steps']} steps on {meta['device']} in {meta['seconds']:.0f} s; loss "
+            f"{meta['first_loss']} -> {meta['final_loss']}. {result.llm_calls} LLM calls made for "
+            f"the prompts, {len(result.skipped)} targets skipped. Written to {result.path}.\n"
+            f"Use it: dpl generate USER --adapter {name}   |   "
+            f"dpl eval --split val --users {config.holdout_users} --adapter {name}"
+        )
+    )
 
 
-def _tune_user(user_id: str, *, adapter, model, method, examples, rank, alpha, targets, epochs,
-               lr, batch, seed, max_tokens, k, m, n, preset, analysis_max_tokens,
-               max_review_chars, thresholds, db, as_json, review_tokens) -> None:
+def _tune_user(
+    user_id: str,
+    *,
+    adapter,
+    model,
+    method,
+    examples,
+    rank,
+    alpha,
+    targets,
+    epochs,
+    lr,
+    batch,
+    seed,
+    max_tokens,
+    options: EngineOptions,
+    thresholds: SplitThresholds,
+    db,
+    as_json,
+    review_tokens,
+) -> None:
     """``dpl tune --user``: a per-user adapter on top of the task adapter, kept only if the
     user's validation review comes out better with it."""
     from dpl_engine import Engine, EngineError
@@ -248,28 +324,38 @@ def _tune_user(user_id: str, *, adapter, model, method, examples, rank, alpha, t
         recorded = task.meta.get("options", {})
         rank = PERSONAL_LORA.rank if rank is None else rank
         lora = LoraOptions(
-            rank=rank, alpha=2.0 * rank if alpha is None else alpha,
+            rank=rank,
+            alpha=2.0 * rank if alpha is None else alpha,
             targets=tuple(t.strip() for t in targets.split(",") if t),
             epochs=PERSONAL_LORA.epochs if epochs is None else epochs,
-            learning_rate=PERSONAL_LORA.learning_rate if lr is None else lr, seed=seed,
+            learning_rate=PERSONAL_LORA.learning_rate if lr is None else lr,
+            seed=seed,
             batch=batch,
         )
         method = task.meta.get("method") or method
         with open_store(db) as store:
-            chosen = _chosen_split(store, thresholds)
-            evaluation = _eval_config(
-                method, None, [seed], "val",
-                k=recorded.get("k") if k is None else k,
-                m=recorded.get("m") if m is None else m,
-                n=recorded.get("n") if n is None else n, max_tokens=None,
-                analysis_max_tokens=analysis_max_tokens, max_review_chars=max_review_chars,
-                preset=preset or task.meta.get("preset"),
+            chosen = chosen_split(store, thresholds)
+            # The task adapter's own k, m, n and preset, unless given again.
+            options = replace(
+                options,
+                k=recorded.get("k") if options.k is None else options.k,
+                m=recorded.get("m") if options.m is None else options.m,
+                n=recorded.get("n") if options.n is None else options.n,
+                preset=options.preset or task.meta.get("preset"),
+            )
+            evaluation = eval_config(
+                settings, EvalRequest(methods=method, seeds=(seed,), split="val", options=options)
             )
             config = PersonalConfig(
-                user_id=user_id, method=method,
-                examples=12 if examples is None else examples, max_tokens=max_tokens,
-                engine=replace(evaluation.engine, seed=seed, generation=replace(
-                    evaluation.engine.generation, max_tokens=review_tokens)),
+                user_id=user_id,
+                method=method,
+                examples=12 if examples is None else examples,
+                max_tokens=max_tokens,
+                engine=replace(
+                    evaluation.engine,
+                    seed=seed,
+                    generation=replace(evaluation.engine.generation, max_tokens=review_tokens),
+                ),
                 lora=lora,
             )
             config.check()
@@ -277,55 +363,76 @@ def _tune_user(user_id: str, *, adapter, model, method, examples, rank, alpha, t
                 raise EngineError(f"--review-tokens must be at least 1 (got {review_tokens}).")
             chosen.user(user_id)  # not in the split: named before any work
             engine = Engine(
-                store, writer, embedder_factory(settings, None), config.engine,
+                store,
+                writer,
+                embedder_factory(settings, None),
+                config.engine,
                 exclude_reviews=chosen.hidden_reviews("val"),
-                embedder_id=embedder_id(settings, None), analyst=pair.analyst_factory,
+                embedder_id=embedder_id(settings, None),
+                analyst=pair.analyst_factory,
             )
             started = time.perf_counter()
             try:
                 with stop_on_terminate(), _TuneProgress() as progress:
                     verdict, trained = train_personal(
-                        engine, chosen, config, task_path=Path(pair.adapter_path),
-                        base_path=base_path, on_progress=progress.stage,
+                        engine,
+                        chosen,
+                        config,
+                        task_path=Path(pair.adapter_path),
+                        base_path=base_path,
+                        on_progress=progress.stage,
                         on_step=progress.step,
                     )
             except KeyboardInterrupt:
-                err_console.print(Text(
-                    f"Stopped after {time.perf_counter() - started:.0f} s; run the same command "
-                    "to continue from the last checkpoint."
-                ))
+                err_console.print(
+                    Text(
+                        f"Stopped after {time.perf_counter() - started:.0f} s; run the same "
+                        "command to continue from the last checkpoint."
+                    )
+                )
                 raise typer.Exit(130) from None
     if as_json:
         import json
         from dataclasses import asdict
 
-        typer.echo(json.dumps({**asdict(verdict), "trained": trained,
-                               "on": task.adapter_id}, indent=2))
+        typer.echo(
+            json.dumps({**asdict(verdict), "trained": trained, "on": task.adapter_id}, indent=2)
+        )
         return
     how = "" if trained else " (already measured with these options; nothing trained)"
-    scores = (f"ROUGE-1 on the validation review {verdict.task_rouge1:.4f} with the task adapter "
-              f"alone, {verdict.personal_rouge1:.4f} with the user's own on top (seeds "
-              f"{', '.join(map(str, verdict.seeds))})")
+    scores = (
+        f"ROUGE-1 on the validation review {verdict.task_rouge1:.4f} with the task adapter "
+        f"alone, {verdict.personal_rouge1:.4f} with the user's own on top (seeds "
+        f"{', '.join(map(str, verdict.seeds))})"
+    )
     if verdict.kept:
-        console.print(Text(
-            f"Per-user adapter for {user_id} kept{how}: {scores}. It is applied whenever "
-            f"{user_id}'s reviews are written with --adapter {adapter or task.meta.get('name')} "
-            f"(--no-personal leaves it out). {verdict.path}"
-        ))
+        console.print(
+            Text(
+                f"Per-user adapter for {user_id} kept{how}: {scores}. It is applied whenever "
+                f"{user_id}'s reviews are written with --adapter "
+                f"{adapter or task.meta.get('name')} (--no-personal leaves it out). {verdict.path}"
+            )
+        )
     else:
-        console.print(Text(
-            f"Per-user adapter for {user_id} not kept{how}: {scores}; the task adapter alone "
-            "stays in use for this user."
-        ))
+        console.print(
+            Text(
+                f"Per-user adapter for {user_id} not kept{how}: {scores}; the task adapter alone "
+                "stays in use for this user."
+            )
+        )
 
 
 def _base_path(settings, model: str | None) -> Path:
     """The GGUF file to train on: a server cannot be trained here."""
     from ..loading import local_gguf
 
-    return local_gguf(settings, model, "dpl tune trains a GGUF base model on this machine. "
-                      "Pass the GGUF with --model, and the server as --teacher if it should "
-                      "read users.")
+    return local_gguf(
+        settings,
+        model,
+        "dpl tune trains a GGUF base model on this machine. "
+        "Pass the GGUF with --model, and the server as --teacher if it should "
+        "read users.",
+    )
 
 
 def _engine(store, chosen, config, base_path, teacher, settings):  # -> Engine
@@ -341,8 +448,13 @@ def _engine(store, chosen, config, base_path, teacher, settings):  # -> Engine
         if analyst.model_id == student.model_id:
             analyst = None  # the base model is its own teacher
     return Engine(
-        store, student, embedder_factory(settings, None), config.engine,
-        exclude_reviews=hidden, embedder_id=embedder_id(settings, None), analyst=analyst,
+        store,
+        student,
+        embedder_factory(settings, None),
+        config.engine,
+        exclude_reviews=hidden,
+        embedder_id=embedder_id(settings, None),
+        analyst=analyst,
     )
 
 
@@ -362,22 +474,32 @@ class _TuneProgress:
         self.progress.__exit__(*exc)
 
     def stage(self, stage: str, done: int, total: int, detail: str) -> None:
-        labels = {"examples": "building examples", "load": "loading the base model",
-                  "export": "writing the adapter"}
+        labels = {
+            "examples": "building examples",
+            "load": "loading the base model",
+            "export": "writing the adapter",
+        }
         if stage != self.stage_name:
             self.stage_name = stage
             if self.task is not None:
                 self.progress.update(self.task, visible=False)
-            self.task = self.progress.add_task(labels.get(stage, stage), total=total or None,
-                                               note="")
-        self.progress.update(self.task, completed=done, total=total or None,
-                             note=f"{labels.get(stage, stage)}: {detail}")
+            self.task = self.progress.add_task(
+                labels.get(stage, stage), total=total or None, note=""
+            )
+        self.progress.update(
+            self.task,
+            completed=done,
+            total=total or None,
+            note=f"{labels.get(stage, stage)}: {detail}",
+        )
 
     def step(self, report) -> None:  # report: models.training.StepReport
         if self.stage_name != "train":
             self.stage("train", 0, report.total, "")
         self.progress.update(
-            self.task, completed=report.step, total=report.total,
+            self.task,
+            completed=report.step,
+            total=report.total,
             note=f"training: loss {report.loss:.3f}, {report.examples_per_s:.2f} examples/s, "
             f"{report.tokens_per_s:.0f} tokens/s",
         )
