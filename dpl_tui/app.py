@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,22 +27,10 @@ from .backend import (
     ModelHolder,
     Session,
     build_real_engine,
-    gpu_label,
-    model_label,
 )
 from .messages import ModelsChanged
 from .palette import DplCommands
-
-
-@dataclass
-class _ModelState(Message):
-    load: int
-    """Which call of ``load_models`` sent it; a superseded load's news is ignored."""
-    status: str | None = None
-    gpu: str | None = None
-    activity: str | None = None
-    error: BaseException | None = None
-    what: str = "model"
+from .runtime import ModelRuntime, ModelState
 
 
 @dataclass
@@ -72,11 +59,10 @@ class _Notice(Message):
 
 if TYPE_CHECKING:
     from dpl_engine import Engine
-    from models import Embedder, TextGenerator
     from user_store import UserStore
 
     from .export import ExportRequest
-    from .loading import ModelPair
+    from .screens.dialogs import Parameters
 
 
 class DplApp(App[None]):
@@ -125,20 +111,15 @@ class DplApp(App[None]):
         except StoreError as err:
             self.settings = Settings()
             self.settings_problem = str(err)
-        self.models = ModelHolder(
-            self.settings.resolve_model(model),
-            generator_factory=generator_factory or self._load_generator,
-            embedder_factory=embedder_factory or self._load_embedder,
-            embedder_source=self._embedder_source,
+        self.runtime = ModelRuntime(
+            self.settings,
+            model,
+            post=self.post_message,
+            engine_factory=engine_factory,
+            generator_factory=generator_factory,
+            embedder_factory=embedder_factory,
         )
-        self._engine_factory = engine_factory
-        self._engine: Engine | None = None
-        self._engine_lock = threading.Lock()
-        self._pair: ModelPair | None = None
-        """The writer and reader models when an adapter is applied (see ``loading``)."""
         self._preload = preload_models
-        self._model_load = 0
-        self._loader: threading.Thread | None = None
         self.store: UserStore | None = None
         self.store_problem: str | None = None
         self.jobs = Jobs()
@@ -225,80 +206,23 @@ class DplApp(App[None]):
         return True
 
     # -- models and engine ---------------------------------------------------------
-    def _load_generator(self, choice: str | None) -> TextGenerator:
-        """A registered server, or a GGUF file through llama.cpp, under the app's settings;
-        with the chosen adapter applied to the review-writing calls."""
-        from .loading import ModelPair, load_resolved
-
-        if self.settings.adapter is None and not os.environ.get("DPL_ADAPTER"):
-            self._pair = None
-            return load_resolved(choice, self.settings)
-        pair = ModelPair(choice, None, self.settings)
-        writer = pair.writer()
-        self._pair = pair
-        return writer
-
-    def _load_embedder(self, choice: str | None) -> Embedder:
-        """The server's embedding model when ``choice``'s entry names one, else the local one."""
-        from .loading import embedder_factory
-
-        return embedder_factory(self.settings, choice)()
-
-    def _embedder_source(self, choice: str | None) -> str:
-        """The id embeddings for ``choice`` are cached under (nothing is loaded)."""
-        from .loading import embedder_id
-
-        return embedder_id(self.settings, choice)
+    @property
+    def models(self) -> ModelHolder:
+        return self.runtime.models
 
     def load_models(self) -> None:
-        """Load the generator, then the embedder, in a background thread.
-
-        A daemon thread rather than a Textual thread worker: a load cannot be interrupted
-        (it may be inside ``import torch``), and the app's exit waits for every worker, so
-        quitting during a load would hang until it finished."""
-        self._model_load += 1
-        self._loader = threading.Thread(
-            target=self._load_models,
-            args=(self._model_load,),
-            name="dpl-load-models",
-            daemon=True,
-        )
-        self._loader.start()
+        """Load the generator, then the embedder, without blocking the app."""
+        self.runtime.load()
 
     @property
     def loading_models(self) -> bool:
-        return self._loader is not None and self._loader.is_alive()
+        return self.runtime.loading
 
     def on_unmount(self) -> None:
         # Work waiting for a model that is still loading gives up, so the exit need not wait;
         # background preparation stops (waiting briefly for the call in flight to return).
         self.preparer.close()
-        self.models.close()
-
-    def _load_models(self, load: int) -> None:
-        choice = self.models.model_choice or "bundled SmolLM2-135M-Instruct"
-        self.post_message(
-            _ModelState(load, status=f"loading {choice}…", activity="loading the model")
-        )
-        try:
-            generator = self.models.generator()
-        except Exception as err:  # shown to the person; the app stays up
-            self.post_message(_ModelState(load, status="failed to load", error=err, activity=""))
-            return
-        self.post_message(
-            _ModelState(
-                load,
-                status=model_label(generator),
-                gpu=gpu_label(generator),
-                activity="loading the embedder",
-            )
-        )
-        try:
-            self.models.embedder()
-        except Exception as err:
-            self.post_message(_ModelState(load, error=err, activity="", what="embedder"))
-            return
-        self.post_message(_ModelState(load, activity=""))
+        self.runtime.close()
 
     def engine(self) -> Engine:
         """The engine over the store and the app's models (built on first use, any thread)."""
@@ -306,28 +230,10 @@ class DplApp(App[None]):
 
         if self.store is None:
             raise StoreError(self.store_problem or "No database is open.")
-        with self._engine_lock:
-            if self._engine is None:
-                from dpl_engine import EngineConfig
-
-                config = EngineConfig(
-                    k=self.settings.k,
-                    m=self.settings.m,
-                    n=self.settings.n,
-                    preset=self.settings.preset,  # type: ignore[arg-type]
-                    max_description_chars=self.settings.max_description_chars,
-                )
-                reader = {} if self._pair is None else {
-                    "analyst": self._pair.analyst, "personal": self._pair.personal_factory,
-                }
-                self._engine = self._engine_factory(
-                    self.store, self.models.generator, self.models.embedder, config, **reader
-                )
-            return self._engine
+        return self.runtime.engine(self.store)
 
     def reset_engine(self) -> None:
-        with self._engine_lock:
-            self._engine = None
+        self.runtime.reset_engine()
         self.preparer.restart()
 
     def switch_model(self, choice: str | None, adapter: str | None = None) -> None:
@@ -335,8 +241,8 @@ class DplApp(App[None]):
         self.settings.model = choice
         self.settings.adapter = adapter
         self.save_settings()
-        self.models.switch_model(self.settings.resolve_model(choice))
-        self.reset_engine()
+        self.runtime.switch(choice)
+        self.preparer.restart()
         self.model_status = "not loaded"
         self.load_models()
 
@@ -370,8 +276,8 @@ class DplApp(App[None]):
         self.reset_engine()
         self.notify(f"Preset: {preset}", title="Preset")
 
-    def set_parameters(self, k: int, n: int, m: int) -> None:
-        self.settings.k, self.settings.n, self.settings.m = k, n, m
+    def set_parameters(self, values: Parameters) -> None:
+        self.settings.k, self.settings.n, self.settings.m = values.k, values.n, values.m
         self.save_settings()
         self.reset_engine()
 
@@ -431,12 +337,10 @@ class DplApp(App[None]):
     def action_settings(self) -> None:
         from .screens.dialogs import ParametersDialog
 
-        def chosen(values: tuple[int, int, int] | None) -> None:
+        def chosen(values: Parameters | None) -> None:
             if values is not None:
-                self.set_parameters(*values)
-                self.notify(
-                    f"k={values[0]}, n={values[1]}, m={values[2]}", title="Parameters saved"
-                )
+                self.set_parameters(values)
+                self.notify(f"k={values.k}, n={values.n}, m={values.m}", title="Parameters saved")
 
         self.push_screen(ParametersDialog(self.settings), chosen)
 
@@ -472,9 +376,9 @@ class DplApp(App[None]):
         self.post_message(_Notice(f"Wrote {path}", "Exported", "information"))
 
     # -- messages from workers ---------------------------------------------------------
-    @on(_ModelState)
-    def _model_state(self, message: _ModelState) -> None:
-        if message.load != self._model_load:
+    @on(ModelState)
+    def _model_state(self, message: ModelState) -> None:
+        if message.load != self.runtime.load_count:
             return
         if message.status is not None:
             self.model_status = message.status

@@ -23,6 +23,18 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Parameters:
+    """The method's sizes, as the parameters dialog returns them."""
+
+    k: int
+    """Past reviews retrieved."""
+    n: int
+    """Comparison users per item."""
+    m: int
+    """Other reviewers an item needs to be a comparison item."""
+
+
+@dataclass(frozen=True)
 class ModelChoice:
     model: str
     """A GGUF path or a registered model or server name; '' for the bundled default."""
@@ -107,7 +119,7 @@ class ModelDialog(ModalScreen[ModelChoice | None]):
         self.dismiss(None)
 
 
-class ParametersDialog(ModalScreen[tuple[int, int, int] | None]):
+class ParametersDialog(ModalScreen[Parameters | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, settings: Settings) -> None:
@@ -137,7 +149,7 @@ class ParametersDialog(ModalScreen[tuple[int, int, int] | None]):
     @on(Button.Pressed, "#save")
     @on(Input.Submitted)
     def _save(self) -> None:
-        values = []
+        values: dict[str, int] = {}
         for name in ("k", "n", "m"):
             field = self.query_one(f"#param-{name}", Input)
             result = field.validate(field.value)
@@ -150,8 +162,8 @@ class ParametersDialog(ModalScreen[tuple[int, int, int] | None]):
                 )
                 field.focus()
                 return
-            values.append(int(field.value))
-        self.dismiss((values[0], values[1], values[2]))
+            values[name] = int(field.value)
+        self.dismiss(Parameters(**values))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
