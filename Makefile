@@ -49,10 +49,10 @@ lint: install
 	$(BIN)/lint-imports
 
 bench: install
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/generation.py
-	$(BIN)/python benchmarks/pipeline.py
-	$(BIN)/python benchmarks/server.py
+	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.generation
+	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.server
 
 # The flags llama.cpp is built with here (llama-cpp-python and llama-server).
 llama-flags:

@@ -8,7 +8,9 @@ Each run is a fresh process, spawned from this script, timed from spawn to exit:
 
 The runs are interleaved (one of each per round), so all of them see the same load.
 
-    python benchmarks/cli_startup.py [--repeats 15]
+    python -m benchmarks.cli_startup [--repeats 15]
+
+Writes benchmarks/results/cli.md.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "cli.md"
+from benchmarks.common import REPO, RESULTS_DIR, write_results
+
+RESULTS = RESULTS_DIR / "cli.md"
 BIN = Path(sys.executable).parent
 
 
@@ -49,7 +52,9 @@ def main() -> None:
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "import typer, rich (the CLI's libraries)": [
-                sys.executable, "-c", "import typer, rich.console",
+                sys.executable,
+                "-c",
+                "import typer, rich.console",
             ],
             "dpl --help": [str(BIN / "dpl"), "--help"],
             "dpl stats": [str(BIN / "dpl"), "stats", "--db", str(db)],
@@ -65,7 +70,7 @@ def main() -> None:
     lines = [
         "# Command-line start-up",
         "",
-        f"`python benchmarks/cli_startup.py --repeats {args.repeats}` on {platform.machine()}, "
+        f"`python -m benchmarks.cli_startup --repeats {args.repeats}` on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}: medians of "
         f"{args.repeats} fresh processes each, interleaved, from spawn to exit.",
         "",
@@ -74,9 +79,7 @@ def main() -> None:
     ]
     for name, values in times.items():
         median = statistics.median(values)
-        lines.append(
-            f"| `{name}` | {median:.3f} s | {min(values):.3f} s | {median / floor:.1f}x |"
-        )
+        lines.append(f"| `{name}` | {median:.3f} s | {min(values):.3f} s | {median / floor:.1f}x |")
     lines += [
         "",
         "`dpl --help` loads typer, rich and the command modules only; numpy, sqlite-utils, "
@@ -85,9 +88,7 @@ def main() -> None:
         "(0.39 s median with it, measured idle on this machine).",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_results(RESULTS, "\n".join(lines))
 
 
 if __name__ == "__main__":

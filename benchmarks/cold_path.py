@@ -16,7 +16,7 @@ under the differences schema and without it (same seed, same token limit), token
 And threads: one ``rag`` generation at ``n_threads`` 1 and 2, on an idle machine and with one
 busy process beside it (a Python loop, as the app's own work would be).
 
-    python benchmarks/cold_path.py [--users ID ...] [--skip-threads]
+    python -m benchmarks.cold_path [--users ID ...] [--skip-threads]
 
 Writes benchmarks/results/cold-path.md.
 """
@@ -35,13 +35,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("DPL_SHARED_DATA", REPO.parent / "shared" / "data")) / "amazon14-mi5"
-RESULTS = REPO / "benchmarks" / "results" / "cold-path.md"
-USERS = ["A34O0KQV4QXWNQ", "ADH0O8UVJOT10", "A2EZWZ8MBEDOLN"]
+from benchmarks.common import RESULTS_DIR, copy_db, dev_store, timed_run, write_results
+from models import TextGenerator, TextStream
 
-from models import TextGenerator, TextStream  # noqa: E402
+RESULTS = RESULTS_DIR / "cold-path.md"
+USERS = ["A34O0KQV4QXWNQ", "ADH0O8UVJOT10", "A2EZWZ8MBEDOLN"]
 
 
 @dataclass
@@ -151,19 +149,8 @@ def raw_rates(llm, prompt_ids: list[int], decode_tokens: int = 96) -> tuple[floa
     return prefill, decode
 
 
-def copy_db(src: Path, dst: Path) -> None:
-    import sqlite3
-
-    a, b = sqlite3.connect(src), sqlite3.connect(dst)
-    try:
-        a.backup(b)
-    finally:
-        a.close()
-        b.close()
-
-
 def run_method(base: Path, path: Path, gen: Timed, embedder, config, user: str, method: str):
-    from dpl_engine import Engine, ResultEvent, TokenEvent
+    from dpl_engine import Engine
     from user_store import UserStore
 
     copy_db(base, path)
@@ -173,19 +160,16 @@ def run_method(base: Path, path: Path, gen: Timed, embedder, config, user: str, 
     try:
         engine = Engine(store, gen, embedder, config)
         target = engine.held_out_target(user)
-        start = time.perf_counter()
-        first = None
-        result = None
-        for event in engine.run(target, method):
-            if isinstance(event, TokenEvent) and first is None:
-                first = time.perf_counter() - start
-            elif isinstance(event, ResultEvent):
-                result = event.result
-        total = time.perf_counter() - start
+        run = timed_run(engine, target, method)
     finally:
         store.close()
-    assert result is not None
-    return {"first": first or total, "total": total, "calls": gen.calls, "result": result}
+    assert run.result is not None
+    return {
+        "first": run.first_token_s or run.seconds,
+        "total": run.seconds,
+        "calls": gen.calls,
+        "result": run.result,
+    }
 
 
 BOUNDED_CHARS = 300
@@ -433,13 +417,9 @@ def main() -> None:
     from models import SamplingParams
     from models.embeddings import load_embedder
     from models.llama import load_generator
-    from user_store import UserStore
-    from user_store.ingest import ingest_files
 
     tmp = Path(tempfile.mkdtemp(prefix="dpl-cold-"))
-    base = tmp / "base.db"
-    with UserStore(base) as store:
-        ingest_files(store, [DATA / "reviews.jsonl.gz"], [DATA / "meta.jsonl.gz"])
+    base = dev_store(tmp / "base.db")
     gen = Timed(load_generator())
     embedder = load_embedder()
     config = EngineConfig(
@@ -513,7 +493,7 @@ def main() -> None:
     thread_rows = "\n".join(f"| {load} | {n} | {s:.1f} s |" for load, n, s in threads)
     report = f"""# The cold path: a `dpl` generation with nothing cached
 
-`python benchmarks/cold_path.py` on {platform.machine()}, {os.cpu_count()} CPUs, Python \
+`python -m benchmarks.cold_path` on {platform.machine()}, {os.cpu_count()} CPUs, Python \
 {platform.python_version()}; {gen.model_id} in llama.cpp ({gen.info.threads} threads), \
 {embedder.model_id}; k={config.k}, m={config.m}, n={config.n}; reviews cut at \
 {config.max_review_chars} characters, {args.analysis_max_tokens} tokens per differences or \
@@ -549,9 +529,7 @@ Threads, one `rag` generation ({args.max_tokens} tokens):
 |---|---:|---:|
 {thread_rows}
 """
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report, encoding="utf-8")
-    print(report)
+    write_results(RESULTS, report)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Record real differences answers of a model, with the prompts they came from.
 
-    python benchmarks/collect_differences.py DB OUT.json [--model PATH] [--user ID ...]
+    python -m benchmarks.collect_differences DB OUT.json [--model PATH] [--user ID ...]
 
 For each user the latest review is held out, and the engine's comparison items
 and differences are computed as ``dpl compare`` would (defaults k=8, m=4, n=4,
@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 USERS = ("A2EZWZ8MBEDOLN", "ADH0O8UVJOT10", "A34O0KQV4QXWNQ")
 

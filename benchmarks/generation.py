@@ -7,7 +7,7 @@ cleared before every run so each one pays for its prompt. Time to first token an
 tokens/s are measured by one outside stopwatch for both sides. Embeddings: reviews/s
 of ``embed`` on real reviews against ``SentenceTransformer.encode`` on the same batch.
 
-    python benchmarks/generation.py [--reps 5] [--max-tokens 128] [--reviews 1000]
+    python -m benchmarks.generation [--reps 5] [--max-tokens 128] [--reviews 1000]
 
 Writes benchmarks/results/generation.md.
 """
@@ -20,15 +20,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("DPL_SHARED_DATA", REPO.parent / "shared" / "data")) / "amazon14-mi5"
-RESULTS = REPO / "benchmarks" / "results" / "generation.md"
+from benchmarks.common import DATA, RESULTS_DIR, write_results
+
+RESULTS = RESULTS_DIR / "generation.md"
 
 
 def load_reviews() -> list[dict]:
@@ -50,9 +48,12 @@ def review_prompt(reviews: list[dict]) -> list[dict]:
     )
     return [
         {"role": "system", "content": "You write product reviews in the voice of one customer."},
-        {"role": "user", "content": f"Past reviews by this customer:\n\n{shown}\n\nWrite their "
-         f"review of item {target['parent_asin']}, rated {target['rating']:.0f}, titled "
-         f"{target['title']!r}."},
+        {
+            "role": "user",
+            "content": f"Past reviews by this customer:\n\n{shown}\n\nWrite their "
+            f"review of item {target['parent_asin']}, rated {target['rating']:.0f}, titled "
+            f"{target['title']!r}.",
+        },
     ]
 
 
@@ -62,8 +63,15 @@ def raw_run(llm, messages, max_tokens: int, seed: int) -> tuple[str, float, floa
     first = 0.0
     parts = []
     for chunk in llm.create_chat_completion(
-        messages=messages, stream=True, temperature=0.8, top_p=0.95, top_k=0, min_p=0.0,
-        repeat_penalty=1.0, max_tokens=max_tokens, seed=seed,
+        messages=messages,
+        stream=True,
+        temperature=0.8,
+        top_p=0.95,
+        top_k=0,
+        min_p=0.0,
+        repeat_penalty=1.0,
+        max_tokens=max_tokens,
+        seed=seed,
     ):
         delta = chunk["choices"][0]["delta"].get("content")
         if delta:
@@ -111,20 +119,32 @@ def bench_generation(args, reviews) -> dict:
         if text_raw != text_ours:
             raise SystemExit(f"rep {rep}: the two loops produced different text for seed {seed}")
         n = stats.completion_tokens
-        rows.append({
-            "seed": seed, "tokens": n, "ttft_raw": ttft_raw, "ttft_ours": ttft_ours,
-            "tps_raw": (n - 1) / dec_raw, "tps_ours": (n - 1) / dec_ours,
-            "tps_ours_internal": stats.tokens_per_s,
-        })
-        print(f"rep {rep}: {n} tokens  raw {rows[-1]['tps_raw']:.1f} tok/s "
-              f"ttft {ttft_raw * 1000:.0f} ms | ours {rows[-1]['tps_ours']:.1f} tok/s "
-              f"ttft {ttft_ours * 1000:.0f} ms", flush=True)
+        rows.append(
+            {
+                "seed": seed,
+                "tokens": n,
+                "ttft_raw": ttft_raw,
+                "ttft_ours": ttft_ours,
+                "tps_raw": (n - 1) / dec_raw,
+                "tps_ours": (n - 1) / dec_ours,
+                "tps_ours_internal": stats.tokens_per_s,
+            }
+        )
+        print(
+            f"rep {rep}: {n} tokens  raw {rows[-1]['tps_raw']:.1f} tok/s "
+            f"ttft {ttft_raw * 1000:.0f} ms | ours {rows[-1]['tps_ours']:.1f} tok/s "
+            f"ttft {ttft_ours * 1000:.0f} ms",
+            flush=True,
+        )
     for r in rows:
         r["tps_ratio"] = r["tps_ours"] / r["tps_raw"]
         r["ttft_ratio"] = r["ttft_raw"] / r["ttft_ours"]
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "seed"}
     return {
-        "info": gen.info, "prompt_tokens": prompt_tokens, "rows": rows, "median": med,
+        "info": gen.info,
+        "prompt_tokens": prompt_tokens,
+        "rows": rows,
+        "median": med,
         "generator": gen,
     }
 
@@ -137,12 +157,17 @@ def bench_prompt_reading(gen, messages, reps: int) -> dict:
     from models.llama import PROMPT_BATCH, default_threads
 
     threads = default_threads()
-    default = Llama(model_path=gen.info.path, n_ctx=gen.info.n_ctx, n_threads=threads,
-                    n_threads_batch=threads, verbose=False)
+    default = Llama(
+        model_path=gen.info.path,
+        n_ctx=gen.info.n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
     ids = gen._prompt_ids(messages)
     times: dict[int, list[float]] = {PROMPT_BATCH: [], default.n_batch: []}
     for rep in range(reps + 1):  # the first round only pages the weights in
-        for llm in ((gen.llm, default) if rep % 2 == 0 else (default, gen.llm)):
+        for llm in (gen.llm, default) if rep % 2 == 0 else (default, gen.llm):
             llm.reset()
             start = time.perf_counter()
             llm.eval(ids)
@@ -160,13 +185,18 @@ def bench_embeddings(args, reviews) -> dict:
     emb.embed(texts[:64])  # warm-up
     results = {"ours": [], "raw": []}
     for rep in range(2):
-        for side in (("raw", "ours") if rep % 2 == 0 else ("ours", "raw")):
+        for side in ("raw", "ours") if rep % 2 == 0 else ("ours", "raw"):
             start = time.perf_counter()
             if side == "ours":
                 emb.embed(texts, batch_size=32)
             else:
-                emb.model.encode(texts, batch_size=32, convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=False)
+                emb.model.encode(
+                    texts,
+                    batch_size=32,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
             results[side].append(len(texts) / (time.perf_counter() - start))
     return {"n": len(texts), "ours": max(results["ours"]), "raw": max(results["raw"])}
 
@@ -222,9 +252,11 @@ def write_report(gen: dict, read: dict, emb: dict, load_before, load_after, args
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in gen["rows"]:
-        lines.append(f"| {r['seed']} | {r['tokens']} | {r['tps_raw']:.1f} | {r['tps_ours']:.1f} "
-                     f"| {r['tps_ratio']:.3f} | {r['ttft_raw'] * 1000:.1f} | "
-                     f"{r['ttft_ours'] * 1000:.1f} |")
+        lines.append(
+            f"| {r['seed']} | {r['tokens']} | {r['tps_raw']:.1f} | {r['tps_ours']:.1f} "
+            f"| {r['tps_ratio']:.3f} | {r['ttft_raw'] * 1000:.1f} | "
+            f"{r['ttft_ours'] * 1000:.1f} |"
+        )
     lines += [
         "",
         f"Target: tokens/s ratio >= 0.95. Measured: {ratio_tps:.3f} "
@@ -271,9 +303,7 @@ def main() -> None:
     read = bench_prompt_reading(gen["generator"], review_prompt(reviews), args.reps)
     emb = bench_embeddings(args, reviews)
     report = write_report(gen, read, emb, load_before, os.getloadavg(), args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report, encoding="utf-8")
-    print(report)
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """GPU offload against CPU-only generation on the same model and prompt, in one run,
 plus a cold DPL pipeline for one dev-data user on the GPU.
 
-    python benchmarks/gpu.py [--model PATH] [--reps 3] [--max-tokens 128]
+    python -m benchmarks.gpu [--model PATH] [--reps 3] [--max-tokens 128]
                              [--pipeline/--no-pipeline] [--pipeline-cpu]
                              [--out FILE.md] [--json FILE.json]
 
@@ -19,28 +19,26 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import traceback
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-DATA = Path(os.environ.get("DPL_SHARED_DATA", REPO.parent / "shared" / "data")) / "amazon14-mi5"
+from benchmarks.common import DATA, RESULTS_DIR, timed_run, write_results
 
 FALLBACK_PROMPT = [
     {"role": "system", "content": "You write product reviews in the voice of one customer."},
-    {"role": "user", "content": "Write a detailed review of a set of phosphor-bronze acoustic "
-     "guitar strings, rated 4 out of 5, titled 'Warm tone, slightly short life'."},
+    {
+        "role": "user",
+        "content": "Write a detailed review of a set of phosphor-bronze acoustic "
+        "guitar strings, rated 4 out of 5, titled 'Warm tone, slightly short life'.",
+    },
 ]
 
 
 def device_report() -> dict:
-    from generation import cpu_name
-
+    from benchmarks.generation import cpu_name
     from models.gpu import nvidia_devices, supports_gpu_offload
 
     devices = nvidia_devices()
@@ -57,7 +55,7 @@ def device_report() -> dict:
 def prompt_messages() -> tuple[list[dict], str]:
     if not (DATA / "reviews.jsonl.gz").exists():
         return FALLBACK_PROMPT, "fixed prompt (dev data not found)"
-    from generation import load_reviews, review_prompt
+    from benchmarks.generation import load_reviews, review_prompt
 
     return review_prompt(load_reviews()), "review prompt from a real dev-data user"
 
@@ -105,7 +103,6 @@ def cold_pipeline(n_gpu_layers: int, model: str | None) -> dict:
         return {"skipped": f"dev data not found at {DATA} (set DPL_SHARED_DATA)"}
     try:
         from dpl_engine.engine import Engine
-        from dpl_engine.types import ResultEvent, TokenEvent
         from user_store import UserStore
         from user_store.types import Item, Review
     except Exception as err:  # noqa: BLE001 - report what is missing and go on
@@ -121,19 +118,28 @@ def cold_pipeline(n_gpu_layers: int, model: str | None) -> dict:
             with gzip.open(DATA / "meta.jsonl.gz", "rt", encoding="utf-8") as fh:
                 metas = [json.loads(line) for line in fh]
             store.upsert_items(
-                Item(id=m["parent_asin"], title=m.get("title") or m["parent_asin"],
-                     description=" ".join(m.get("description") or []),
-                     categories=tuple(m.get("categories") or ()),
-                     metadata_missing=bool(m.get("metadata_missing")))
+                Item(
+                    id=m["parent_asin"],
+                    title=m.get("title") or m["parent_asin"],
+                    description=" ".join(m.get("description") or []),
+                    categories=tuple(m.get("categories") or ()),
+                    metadata_missing=bool(m.get("metadata_missing")),
+                )
                 for m in metas
             )
             with gzip.open(DATA / "reviews.jsonl.gz", "rt", encoding="utf-8") as fh:
                 rows = [json.loads(line) for line in fh]
             store.upsert_reviews(
-                Review(user_id=r["user_id"], item_id=r["parent_asin"], rating=float(r["rating"]),
-                       title=r.get("title") or "", text=r.get("text") or "",
-                       timestamp=int(r["timestamp"]), helpful_votes=int(r.get("helpful_vote", 0)),
-                       source="amazon14-mi5")
+                Review(
+                    user_id=r["user_id"],
+                    item_id=r["parent_asin"],
+                    rating=float(r["rating"]),
+                    title=r.get("title") or "",
+                    text=r.get("text") or "",
+                    timestamp=int(r["timestamp"]),
+                    helpful_votes=int(r.get("helpful_vote", 0)),
+                    source="amazon14-mi5",
+                )
                 for r in rows
             )
             ingest_s = time.perf_counter() - t0
@@ -149,25 +155,17 @@ def cold_pipeline(n_gpu_layers: int, model: str | None) -> dict:
 
             engine = Engine(store, generator, load_embedder)
             target = engine.held_out_target(user)
-            t1 = time.perf_counter()
-            first = 0.0
-            result = None
-            for event in engine.run(target, "dpl"):
-                if isinstance(event, TokenEvent) and not first:
-                    first = time.perf_counter()
-                elif isinstance(event, ResultEvent):
-                    result = event.result
-            end = time.perf_counter()
+            run = timed_run(engine, target, "dpl")
+            result = run.result
         except (NotImplementedError, AttributeError, TypeError) as err:
-            return {"skipped": f"engine not ready: {err!r}",
-                    "trace": traceback.format_exc(limit=3)}
+            return {"skipped": f"engine not ready: {err!r}", "trace": traceback.format_exc(limit=3)}
         gen = loaded.get("generator")
         return {
             "user_id": user,
             "reviews_of_user": counts[user],
             "ingest_s": ingest_s,
-            "pipeline_s": end - t1,
-            "first_review_token_s": (first - t1) if first else None,
+            "pipeline_s": run.seconds,
+            "first_review_token_s": run.first_token_s,
             "llm_calls": getattr(result, "llm_calls", None),
             "review_chars": len(getattr(result, "text", "") or ""),
             "final_stats": _plain(getattr(result, "stats", None)),
@@ -207,8 +205,11 @@ def render(report: dict) -> str:
         )
     gpu, cpu = report.get("gpu") or {}, report.get("cpu") or {}
     if "tokens_per_s" in gpu and "tokens_per_s" in cpu:
-        lines += ["", f"GPU / CPU: tokens/s x{gpu['tokens_per_s'] / cpu['tokens_per_s']:.2f}, "
-                  f"time to first token x{cpu['ttft_ms'] / gpu['ttft_ms']:.2f} faster."]
+        lines += [
+            "",
+            f"GPU / CPU: tokens/s x{gpu['tokens_per_s'] / cpu['tokens_per_s']:.2f}, "
+            f"time to first token x{cpu['ttft_ms'] / gpu['ttft_ms']:.2f} faster.",
+        ]
     for name in ("pipeline_gpu", "pipeline_cpu"):
         pipe = report.get(name)
         if pipe is None:
@@ -233,25 +234,32 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--pipeline-cpu", action="store_true",
-                        help="also run the cold pipeline CPU-only, for comparison")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gpu.md")
+    parser.add_argument(
+        "--pipeline-cpu",
+        action="store_true",
+        help="also run the cold pipeline CPU-only, for comparison",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "gpu.md")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     report: dict = {"device": device_report(), "max_tokens": args.max_tokens, "reps": args.reps}
-    print(f"device: {report['device']['device_name']} "
-          f"(llama.cpp GPU build: {report['device']['llama_cpp_gpu_build']})", flush=True)
+    print(
+        f"device: {report['device']['device_name']} "
+        f"(llama.cpp GPU build: {report['device']['llama_cpp_gpu_build']})",
+        flush=True,
+    )
 
     def save() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(render(report), encoding="utf-8")
+        write_results(args.out, render(report), echo=False)
         if args.json:
             args.json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
 
     messages, report["prompt"] = prompt_messages()
-    steps = [("gpu", lambda: measure(-1, args.model, messages, args.reps, args.max_tokens)),
-             ("cpu", lambda: measure(0, args.model, messages, args.reps, args.max_tokens))]
+    steps = [
+        ("gpu", lambda: measure(-1, args.model, messages, args.reps, args.max_tokens)),
+        ("cpu", lambda: measure(0, args.model, messages, args.reps, args.max_tokens)),
+    ]
     if args.pipeline:
         steps.append(("pipeline_gpu", lambda: cold_pipeline(-1, args.model)))
     if args.pipeline_cpu:

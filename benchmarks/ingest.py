@@ -13,7 +13,9 @@ database. The scale run builds a file of ``--scale`` reviews by repeating the de
 data under new user and item ids, then imports it and a tenth of it, to show rate,
 peak memory and database size, and that memory stays flat as the file grows.
 
-    python benchmarks/ingest.py [--repeats 3] [--scale 1000000] [--no-scale]
+    python -m benchmarks.ingest [--repeats 3] [--scale 1000000] [--no-scale]
+
+Writes benchmarks/results/ingest.md.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DPL_SHARED_DATA", REPO.parent / "shared" / "data")) / "amazon14-mi5"
-RESULTS = REPO / "benchmarks" / "results" / "ingest.md"
+from benchmarks.common import DATA, RESULTS_DIR, write_results
+
+RESULTS = RESULTS_DIR / "ingest.md"
 BOOKS_REVIEWS = 29_500_000
 
 
@@ -102,7 +104,6 @@ RUNNERS = {"plain": run_plain, "same-result": run_same_result, "dpl": run_dpl}
 
 def _child(kind: str, path: Path, db: Path) -> None:
     if kind != "plain":  # load the package first: import time is not ingest time
-        sys.path.insert(0, str(REPO))
         import user_store.ingest  # noqa: F401
     start = time.perf_counter()
     n = RUNNERS[kind](path, db)
@@ -125,7 +126,8 @@ def _child(kind: str, path: Path, db: Path) -> None:
 def measure(kind: str, path: Path, workdir: Path) -> dict:
     db = workdir / f"{kind}-{time.monotonic_ns()}.db"
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(path), str(db)],
+        # The same module in a fresh interpreter, found the way this one was (python -m).
+        [sys.executable, "-m", "benchmarks.ingest", "--child", kind, str(path), str(db)],
         check=True,
         capture_output=True,
         text=True,
@@ -172,7 +174,7 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}. "
-        f"Run {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/ingest.py`.",
+        f"Run {time.strftime('%Y-%m-%d %H:%M')} with `python -m benchmarks.ingest`.",
         "",
     ]
     with tempfile.TemporaryDirectory(prefix="dpl-bench-") as tmp:
@@ -204,8 +206,7 @@ def main() -> None:
         print("\n".join(lines))
         if not args.no_scale:
             lines += scale_run(work, dev, args.scale)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "\n".join(lines) + "\n", echo=False)
     print(f"\nwritten to {RESULTS}")
 
 

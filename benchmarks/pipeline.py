@@ -11,7 +11,7 @@ configuration (k=8, m=4, n=4), each repetition runs, on the same loaded models:
 Reported: median wall time, LLM calls and prompt/completion tokens, and the
 ratios cold/rag and warm/rag (the median of the per-repetition ratios).
 
-    python benchmarks/pipeline.py [--user ID] [--reps 3]
+    python -m benchmarks.pipeline [--user ID] [--reps 3]
 
 Writes benchmarks/results/pipeline.md.
 """
@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -31,12 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("DPL_SHARED_DATA", REPO.parent / "shared" / "data")) / "amazon14-mi5"
-RESULTS = REPO / "benchmarks" / "results" / "pipeline.md"
+from benchmarks.common import RESULTS_DIR, copy_db, dev_store, timed_run, write_results
+from models import TextGenerator
 
-from models import TextGenerator  # noqa: E402
+RESULTS = RESULTS_DIR / "pipeline.md"
 
 
 class Counting(TextGenerator):
@@ -90,36 +86,18 @@ class Run:
 
 
 def timed(engine, gen: Counting, target, method: str, label: str) -> Run:
-    from dpl_engine import ResultEvent, TokenEvent
-
     gen.reset()
     llm = getattr(gen.inner, "llm", None)
     if llm is not None:
         # Empty llama.cpp's KV cache: otherwise a run reuses the prompt prefix the previous
         # run left behind (the same past reviews), and first-token times measure that reuse.
         llm.reset()
-    start = time.perf_counter()
-    first = None
-    result = None
-    for event in engine.run(target, method):
-        if isinstance(event, TokenEvent) and first is None:
-            first = time.perf_counter() - start
-        elif isinstance(event, ResultEvent):
-            result = event.result
-    seconds = time.perf_counter() - start
+    run = timed_run(engine, target, method)
     calls, p, c = gen.totals()
+    result, seconds, first = run.result, run.seconds, run.first_token_s
     assert result is not None and result.llm_calls == calls, (result, calls)
     generated = result.stats.completion_tokens if result.stats else 0
     return Run(label, seconds, first if first is not None else seconds, calls, p, c, generated)
-
-
-def copy_db(src: Path, dst: Path) -> None:
-    a, b = sqlite3.connect(src), sqlite3.connect(dst)
-    try:
-        a.backup(b)
-    finally:
-        a.close()
-        b.close()
 
 
 def main() -> None:
@@ -132,13 +110,9 @@ def main() -> None:
     from models.embeddings import load_embedder
     from models.llama import load_generator
     from user_store import UserStore
-    from user_store.ingest import ingest_files
 
     tmp = Path(tempfile.mkdtemp(prefix="dpl-bench-"))
-    base = tmp / "base.db"
-    store = UserStore(base)
-    ingest_files(store, [DATA / "reviews.jsonl.gz"], [DATA / "meta.jsonl.gz"])
-    store.close()
+    base = dev_store(tmp / "base.db")
 
     t0 = time.perf_counter()
     gen = Counting(load_generator())
@@ -193,7 +167,7 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     report = f"""# Pipeline latency: dpl (cold and warm) against one rag generation
 
-`python benchmarks/pipeline.py --user {args.user} --reps {args.reps}`
+`python -m benchmarks.pipeline --user {args.user} --reps {args.reps}`
 
 - Data: amazon14-mi5 dev set; user `{args.user}`, target = latest review (held out).
 - Config: k={config.k}, m={config.m}, n={config.n}, seed={config.seed}; analysis max_tokens=\
@@ -228,9 +202,7 @@ Cold cost is one JSON-constrained differences call per comparison item plus the 
 and embedding every other reviewer of the comparison items. Warm runs reuse all of it and make
 only the generation call; what remains above 1x is the longer dpl prompt (profile added).
 """
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report, encoding="utf-8")
-    print(report)
+    write_results(RESULTS, report)
 
 
 if __name__ == "__main__":

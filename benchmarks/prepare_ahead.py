@@ -10,7 +10,7 @@ differences and the profile are on the screen. The time reported runs from the k
 that opens the user to that complete screen, pause included; the part after ``d`` is
 reported too. The baseline is the same run with preparation off, in the same invocation.
 
-    python benchmarks/prepare_ahead.py [--users ID ...] [--pause 20] [--repeats 1]
+    python -m benchmarks.prepare_ahead [--users ID ...] [--pause 20] [--repeats 1]
 
 Writes benchmarks/results/prepare-ahead.md.
 """
@@ -29,8 +29,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "prepare-ahead.md"
+from benchmarks.common import REPO, RESULTS_DIR, write_results
+
+RESULTS = RESULTS_DIR / "prepare-ahead.md"
 USERS = ["A2EZWZ8MBEDOLN", "ADH0O8UVJOT10"]
 
 DRIVER = """
@@ -135,7 +136,7 @@ def main() -> None:
     lines = [
         "# Background preparation: opening a user to a complete differences screen",
         "",
-        f"`python benchmarks/prepare_ahead.py --pause {args.pause:g} --repeats {args.repeats}` "
+        f"`python -m benchmarks.prepare_ahead --pause {args.pause:g} --repeats {args.repeats}` "
         f"on {platform.machine()}, {os.cpu_count()} CPUs ({default_threads()} llama.cpp "
         f"threads), Python {platform.python_version()}; a fresh process and a fresh copy of "
         "the bundled sample per run, bundled models, the app's default settings, headless "
@@ -149,9 +150,7 @@ def main() -> None:
         *table,
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_results(RESULTS, "\n".join(lines))
 
 
 if __name__ == "__main__":

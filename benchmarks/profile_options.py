@@ -1,6 +1,6 @@
 """Compare stored `dpl eval` runs that differ only in the dpl profile's options, user by user.
 
-    python benchmarks/profile_options.py DB BASE_RUN OTHER_RUN [OTHER_RUN ...] [--out FILE.md]
+    python -m benchmarks.profile_options DB BASE_RUN OTHER_RUN [OTHER_RUN ...] [--out FILE.md]
 
 Each run's ``dpl`` rows are matched by (user, seed) with the base run's; the table gives
 each option's mean difference, users better/worse and the two-sided Wilcoxon p per metric
@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import write_results
 
 
 def main() -> None:
@@ -100,9 +99,10 @@ def main() -> None:
         )
     store.close()
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text, encoding="utf-8")
+    if args.out is None:
+        print(text)
+    else:
+        write_results(args.out, text)
 
 
 if __name__ == "__main__":

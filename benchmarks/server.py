@@ -8,7 +8,7 @@ copy of the database so nothing is cached between configurations. Reported:
 generations per second, the ratio to in-process, the server's slot count, and
 whether each configuration wrote the same texts as the in-process run.
 
-    python benchmarks/server.py [--users 4] [--methods none,rag] [--max-tokens 48]
+    python -m benchmarks.server [--users 4] [--methods none,rag] [--max-tokens 48]
 
 Writes benchmarks/results/server.md.
 """
@@ -18,76 +18,42 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("DPL_SHARED_DATA", REPO.parent / "shared" / "data")) / "amazon14-mi5"
-RESULTS = REPO / "benchmarks" / "results" / "server.md"
+from benchmarks.common import (
+    RESULTS_DIR,
+    SERVED,
+    ServerFailed,
+    copy_db,
+    dev_store,
+    llama_cpp_server,
+    write_results,
+)
+
+RESULTS = RESULTS_DIR / "server.md"
 CONCURRENCY = (1, 2, 4, 8)
-SERVED = "smollm2-135m"
-
-
-def copy_db(source: Path, target: Path) -> Path:
-    src, dst = sqlite3.connect(str(source)), sqlite3.connect(str(target))
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    return target
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(gguf: Path, threads: int, n_ctx: int, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", SERVED,
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
-         "--n_threads", str(threads), "--n_threads_batch", str(threads),
-         # Without this the server ends a running answer when the next request arrives.
-         "--interrupt_requests", "False"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=2):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit(f"llama_cpp.server did not start; see {log}") from None
-            time.sleep(0.2)
 
 
 def run_slice(master: Path, workdir: Path, label: str, generator, cfg, concurrency: int):
     from dpl_engine.evaluation import runner as ev
     from dpl_engine.evaluation import split as sp
-    from tests.engine.fakes import FakeEmbedder
+    from models.embeddings import load_embedder
+    from models.registry import DEFAULT_EMBEDDER_ID
     from user_store import UserStore
 
     db = copy_db(master, workdir / f"{label}.db")
     with UserStore(db) as store:
-        split = sp.prepare(store, sp.SplitParams(min_chars=200, min_user_reviews=6,
-                                                 min_item_reviewers=3))
-        # none and rag never embed; the fake embedder keeps torch out of the timing.
-        runner = ev.Evaluation(store, split, generator, FakeEmbedder(), cfg)
+        split = sp.prepare(
+            store, sp.SplitParams(min_chars=200, min_user_reviews=6, min_item_reviewers=3)
+        )
+        # The embedder is handed over unloaded, as `dpl eval` does: none and rag never embed,
+        # so it never loads, and torch stays out of the timing.
+        runner = ev.Evaluation(
+            store, split, generator, load_embedder, cfg, embedder_id=DEFAULT_EMBEDDER_ID
+        )
         plan = runner.plan()
         started = time.perf_counter()
         runner.execute(plan, concurrency=concurrency)
@@ -112,8 +78,6 @@ def main() -> None:
     from models.llama import default_threads, load_generator
     from models.registry import default_gguf_path
     from models.server import ServerConfig, connect
-    from user_store import UserStore
-    from user_store.ingest import ingest_files
 
     gguf = default_gguf_path()
     threads = default_threads()
@@ -124,15 +88,14 @@ def main() -> None:
         methods=methods,  # type: ignore[arg-type]
         seeds=(args.seed,),
         users=args.users,
-        engine=replace(base, k=args.k,
-                       generation=replace(base.generation, max_tokens=args.max_tokens)),
+        engine=replace(
+            base, k=args.k, generation=replace(base.generation, max_tokens=args.max_tokens)
+        ),
     )
     results: list[tuple[str, int, float, int, int]] = []
     with tempfile.TemporaryDirectory(prefix="dpl-server-bench-") as tmp:
         work = Path(tmp)
-        master = work / "mi5.db"
-        with UserStore(master) as store:
-            ingest_files(store, [DATA / "reviews.jsonl.gz"], [DATA / "meta.jsonl.gz"])
+        master = dev_store(work / "mi5.db")
 
         local = load_generator(gguf, n_ctx=n_ctx, n_threads=threads)
         seconds, n, reference = run_slice(master, work, "inprocess", local, cfg, 1)
@@ -141,25 +104,32 @@ def main() -> None:
         local.llm.close()
         del local
 
-        proc, url = start_server(gguf, threads, n_ctx, work / "server.log")
+        slots = None
+        server = llama_cpp_server(work / "server.log", gguf=gguf, threads=threads, n_ctx=n_ctx)
         try:
-            slots = None
-            for c in CONCURRENCY:
-                gen = connect(ServerConfig(name="bench", url=url, model=SERVED,
-                                           context_length=n_ctx, concurrency=c, timeout_s=600))
-                slots = gen.slots
-                seconds, n, texts = run_slice(master, work, f"server-c{c}", gen, cfg, c)
-                same = sum(1 for k, t in texts.items() if reference.get(k) == t)
-                results.append((f"server, --concurrency {c}", c, seconds, n, same))
-                print(f"server c={c}: {n} generations in {seconds:.1f} s, {same} same texts",
-                      flush=True)
-                gen.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            with server as url:
+                for c in CONCURRENCY:
+                    gen = connect(
+                        ServerConfig(
+                            name="bench",
+                            url=url,
+                            model=SERVED,
+                            context_length=n_ctx,
+                            concurrency=c,
+                            timeout_s=600,
+                        )
+                    )
+                    slots = gen.slots
+                    seconds, n, texts = run_slice(master, work, f"server-c{c}", gen, cfg, c)
+                    same = sum(1 for k, t in texts.items() if reference.get(k) == t)
+                    results.append((f"server, --concurrency {c}", c, seconds, n, same))
+                    print(
+                        f"server c={c}: {n} generations in {seconds:.1f} s, {same} same texts",
+                        flush=True,
+                    )
+                    gen.close()
+        except ServerFailed as err:
+            raise SystemExit(str(err)) from None
     load = (load_before, os.getloadavg()[0])
     write(results, args, methods, threads, n_ctx, slots, load)
 
@@ -171,7 +141,7 @@ def write(results, args, methods, threads, n_ctx, slots, load) -> None:
     lines = [
         "# Evaluation slice: in-process llama.cpp against an LLM server",
         "",
-        f"`python benchmarks/server.py --users {args.users} --methods {','.join(methods)} "
+        f"`python -m benchmarks.server --users {args.users} --methods {','.join(methods)} "
         f"--max-tokens {args.max_tokens} --k {args.k}`",
         "",
         f"- Data: amazon14-mi5 dev set, split with --min-chars 200 --min-user-reviews 6 "
@@ -182,8 +152,12 @@ def write(results, args, methods, threads, n_ctx, slots, load) -> None:
         f"threads, llama-cpp-python {llama_cpp.__version__}, CPU only.",
         "- Server: llama-cpp-python's `python -m llama_cpp.server` on 127.0.0.1, same GGUF, "
         "threads and context. Slots: "
-        + (f"{slots} (its /props)." if slots else "1: this server runs one request at a time "
-           "(one model behind a lock) and reports no slot count; requests beyond it queue."),
+        + (
+            f"{slots} (its /props)."
+            if slots
+            else "1: this server runs one request at a time "
+            "(one model behind a lock) and reports no slot count; requests beyond it queue."
+        ),
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs visible; load average "
         f"{load[0]:.1f} before the run and {load[1]:.1f} at the end (the run's own model "
         "included).",
@@ -197,8 +171,10 @@ def write(results, args, methods, threads, n_ctx, slots, load) -> None:
     ]
     for label, _c, seconds, n, same in results:
         rate = n / seconds
-        lines.append(f"| {label} | {n} | {seconds:.1f} | {rate:.3f} | {rate / base_rate:.2f} "
-                     f"| {same} of {n} |")
+        lines.append(
+            f"| {label} | {n} | {seconds:.1f} | {rate:.3f} | {rate / base_rate:.2f} "
+            f"| {same} of {n} |"
+        )
     lines += [
         "",
         "What limits this machine: two CPU cores run both the model and everything "
@@ -210,7 +186,7 @@ def write(results, args, methods, threads, n_ctx, slots, load) -> None:
         "GPU: none was available for this run, so no figures with CUDA offload are given.",
         "",
     ]
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
+    write_results(RESULTS, "\n".join(lines), echo=False)
     print(f"wrote {RESULTS}")
 
 

@@ -9,7 +9,9 @@ sample. Measured from spawning the process to the users table holding all 203 us
 - *baseline*: a minimal Textual app with one DataTable filled from the same
   ``UserStore.users()`` query: what any Textual front end on this store costs.
 
-    python benchmarks/tui_startup.py [--repeats 5]
+    python -m benchmarks.tui_startup [--repeats 5]
+
+Writes benchmarks/results/tui.md.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import textwrap
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "tui.md"
+from benchmarks.common import REPO, RESULTS_DIR, write_results
+
+RESULTS = RESULTS_DIR / "tui.md"
 
 DPL = """
 import asyncio, json, time
@@ -82,7 +85,12 @@ def run(code: str, db: Path, home: Path) -> dict[str, float]:
     started = time.time()
     out = subprocess.run(
         [sys.executable, "-c", f"DB = {str(db)!r}\n" + textwrap.dedent(code)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=True,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     ).stdout
     stamps = json.loads(out.strip().splitlines()[-1])
     return {k: v - started for k, v in stamps.items()}
@@ -111,7 +119,7 @@ def main() -> None:
     lines = [
         "# dpl-tui start-up",
         "",
-        f"`python benchmarks/tui_startup.py --repeats {args.repeats}` on {platform.machine()}, "
+        f"`python -m benchmarks.tui_startup --repeats {args.repeats}` on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; medians of "
         f"{args.repeats} fresh processes each, headless at 120x36, bundled sample (203 users).",
         "",
@@ -126,9 +134,7 @@ def main() -> None:
         "The models load afterwards in a background thread worker; the table is usable meanwhile.",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_results(RESULTS, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,14 @@ model with adapters of several shapes applied (``with_adapter``), and the defaul
 merged into a model of its own (``dpl models merge``), interleaved, several
 repetitions; the ratio of decode rates is an adapter's cost (target >= 0.95x).
 
-    python benchmarks/tune.py [--steps 6] [--reps 3] [--max-tokens 128]
-    python benchmarks/tune.py --training-only --model X.gguf --out tune-gpu.md \
+    python -m benchmarks.tune [--steps 6] [--reps 3] [--max-tokens 128]
+    python -m benchmarks.tune --training-only --model X.gguf --out tune-gpu.md \
         [--check-ids ids.json --check-out DIR]      # on a GPU machine without llama.cpp
 
 Writes benchmarks/results/tune.md (or --out). With --check-ids, it also trains a rank-8 adapter
 briefly, exports it to DIR/check.gguf and saves transformers' logit changes (PEFT on against
 off) for the given token ids to DIR/check.npz, so the export of a GPU-trained adapter can be
-checked against llama.cpp elsewhere (benchmarks/tune_check.py).
+checked against llama.cpp elsewhere (``python -m benchmarks.tune_check``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-RESULTS = REPO / "benchmarks" / "results" / "tune.md"
+from benchmarks.common import RESULTS_DIR, write_results
+
+RESULTS = RESULTS_DIR / "tune.md"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -56,17 +56,27 @@ def training_speed(
             model = training.with_lora(base, options) if model is None else model
             prompt = length * 3 // 4
             examples = [
-                TrainingExample(tuple(rng.randrange(1000, 40000) for _ in range(prompt)),
-                                tuple(rng.randrange(1000, 40000) for _ in range(length - prompt)))
+                TrainingExample(
+                    tuple(rng.randrange(1000, 40000) for _ in range(prompt)),
+                    tuple(rng.randrange(1000, 40000) for _ in range(length - prompt)),
+                )
                 for _ in range(steps * per_step)
             ]
             result = training.train(model, examples, options)
             peak = result.peak_memory_bytes or (
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-            rows.append({"device": device, "batch": per_step, "tokens": length,
-                         "steps": result.steps, "step_s": result.seconds / result.steps,
-                         "tokens_per_s": result.tokens / result.seconds,
-                         "peak_gib": peak / 1024**3})
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            )
+            rows.append(
+                {
+                    "device": device,
+                    "batch": per_step,
+                    "tokens": length,
+                    "steps": result.steps,
+                    "step_s": result.seconds / result.steps,
+                    "tokens_per_s": result.tokens / result.seconds,
+                    "peak_gib": peak / 1024**3,
+                }
+            )
             print(rows[-1], flush=True)
     return rows, model, shape
 
@@ -105,20 +115,31 @@ def generation_cost(model, shape, reps: int, max_tokens: int) -> list[dict]:
 
     gen = load_generator()
     trained = training.lora_pairs(model)
-    messages = [{"role": "system", "content": "You write product reviews."},
-                {"role": "user", "content": "Write a long, detailed review of a guitar "
-                 "tuner that clips onto the headstock, rated 4 of 5."}]
+    messages = [
+        {"role": "system", "content": "You write product reviews."},
+        {
+            "role": "user",
+            "content": "Write a long, detailed review of a guitar "
+            "tuner that clips onto the headstock, rated 4 of 5.",
+        },
+    ]
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         runs = [("base model", 0, None, gen)]
         paths = []
         for i, (label, rank, targets) in enumerate(VARIANTS):
-            paths.append(write_adapter(
-                Path(tmp) / f"bench{i}.gguf", sliced(trained, rank, targets),
-                alpha=2.0 * rank, architecture=shape.architecture,
-                block_count=shape.block_count, n_head=shape.n_head,
-                n_head_kv=shape.n_head_kv, meta={"base_model_id": gen.model_id, "name": "bench"},
-            ))
+            paths.append(
+                write_adapter(
+                    Path(tmp) / f"bench{i}.gguf",
+                    sliced(trained, rank, targets),
+                    alpha=2.0 * rank,
+                    architecture=shape.architecture,
+                    block_count=shape.block_count,
+                    n_head=shape.n_head,
+                    n_head_kv=shape.n_head_kv,
+                    meta={"base_model_id": gen.model_id, "name": "bench"},
+                )
+            )
             runs.append((label, rank, targets, gen.with_adapter(paths[-1])))
         # the default shape (the first) folded into the weights, as `dpl models merge` does
         merged = merge_adapter(default_gguf_path(), paths[0], Path(tmp) / "merged.gguf")
@@ -129,12 +150,19 @@ def generation_cost(model, shape, reps: int, max_tokens: int) -> list[dict]:
                 _, stats = g.complete(messages, params)
                 rates[label].append(stats.tokens_per_s)
     base = statistics.median(rates["base model"])
-    return [{"label": label, "rank": rank,
-             "projections": len(targets) if targets else (7 if rank else 0),
-             "tokens_per_s": statistics.median(rates[label]),
-             "ratio": statistics.median(rates[label]) / base, "all": rates[label],
-             "reps": reps, "max_tokens": max_tokens}
-            for label, rank, targets, _ in runs]
+    return [
+        {
+            "label": label,
+            "rank": rank,
+            "projections": len(targets) if targets else (7 if rank else 0),
+            "tokens_per_s": statistics.median(rates[label]),
+            "ratio": statistics.median(rates[label]) / base,
+            "all": rates[label],
+            "reps": reps,
+            "max_tokens": max_tokens,
+        }
+        for label, rank, targets, _ in runs
+    ]
 
 
 def export_check(model_path: Path, ids_file: Path, out: Path) -> None:
@@ -155,11 +183,20 @@ def export_check(model_path: Path, ids_file: Path, out: Path) -> None:
     examples = [TrainingExample(tuple(ids), tuple(ids[-4:])) for ids in prompts]
     training.train(model, examples, options)
     out.mkdir(parents=True, exist_ok=True)
-    write_adapter(out / "check.gguf", training.lora_pairs(model), alpha=options.alpha,
-                  architecture=shape.architecture, block_count=shape.block_count,
-                  n_head=shape.n_head, n_head_kv=shape.n_head_kv,
-                  meta={"base_model_id": f"{model_path.name}:{model_path.stat().st_size}",
-                        "name": "check", "device": device})
+    write_adapter(
+        out / "check.gguf",
+        training.lora_pairs(model),
+        alpha=options.alpha,
+        architecture=shape.architecture,
+        block_count=shape.block_count,
+        n_head=shape.n_head,
+        n_head_kv=shape.n_head_kv,
+        meta={
+            "base_model_id": f"{model_path.name}:{model_path.stat().st_size}",
+            "name": "check",
+            "device": device,
+        },
+    )
     deltas = {}
     for i, ids in enumerate(prompts):
         with model.disable_adapter():
@@ -185,8 +222,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--check-ids", type=Path, default=None)
     parser.add_argument("--check-out", type=Path, default=None)
-    parser.add_argument("--batches", default="0",
-                        help="Comma-separated examples per step; 0 is the device's default.")
+    parser.add_argument(
+        "--batches",
+        default="0",
+        help="Comma-separated examples per step; 0 is the device's default.",
+    )
     args = parser.parse_args()
     from models.registry import default_gguf_path
 
@@ -196,13 +236,12 @@ def main() -> None:
     started = time.perf_counter()
     batches = tuple(int(b) for b in args.batches.split(","))
     rows, model, shape = training_speed(args.steps, (256, 512), model_path, batches)
-    gen = None if args.training_only else generation_cost(model, shape, args.reps,
-                                                          args.max_tokens)
+    gen = None if args.training_only else generation_cost(model, shape, args.reps, args.max_tokens)
     lines = [
         "# dpl tune: training speed and the adapter's cost at generation",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs{_gpu_name()}; "
-        f"{time.strftime('%Y-%m-%d')}; `python benchmarks/tune.py {' '.join(sys.argv[1:])}` "
+        f"{time.strftime('%Y-%m-%d')}; `python -m benchmarks.tune {' '.join(sys.argv[1:])}` "
         f"({time.perf_counter() - started:.0f} s in all).",
         "",
         "## Training (bundled SmolLM2-135M, LoRA rank 16 on 7 projections, AdamW)",
@@ -212,10 +251,12 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['device']} | {r['batch']} | {r['tokens']} | {r['steps']} | "
-                     f"{r['step_s']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_gib']:.2f} GiB |")
+        lines.append(
+            f"| {r['device']} | {r['batch']} | {r['tokens']} | {r['steps']} | "
+            f"{r['step_s']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_gib']:.2f} GiB |"
+        )
     if gen is None:
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_results(args.out, "\n".join(lines) + "\n", echo=False)
         print("\n".join(lines))
         return
     lines += [
@@ -230,10 +271,14 @@ def main() -> None:
     ]
     for r in gen:
         lines.append(f"| {r['label']} | {r['tokens_per_s']:.1f} | {r['ratio']:.2f}x |")
-    lines += ["", "Every run (tokens/s): " + "; ".join(
-        f"{r['label']} {[round(x, 1) for x in r['all']]}" for r in gen) + ".", ""]
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    lines += [
+        "",
+        "Every run (tokens/s): "
+        + "; ".join(f"{r['label']} {[round(x, 1) for x in r['all']]}" for r in gen)
+        + ".",
+        "",
+    ]
+    write_results(args.out, "\n".join(lines))
 
 
 if __name__ == "__main__":

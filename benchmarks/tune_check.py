@@ -1,29 +1,31 @@
-"""Check an adapter trained elsewhere (a GPU machine, by ``benchmarks/tune.py --check-ids``)
+"""Check an adapter trained elsewhere (a GPU machine, by ``benchmarks.tune --check-ids``)
 against llama.cpp here: the logit changes it causes must match the ones transformers saw.
 
-    python benchmarks/tune_check.py DIR     # DIR holds check.gguf, check.npz and ids.json
+    python -m benchmarks.tune_check DIR     # DIR holds check.gguf, check.npz and ids.json
 
 Appends the result to benchmarks/results/tune.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-RESULTS = REPO / "benchmarks" / "results" / "tune.md"
+from benchmarks.common import RESULTS_DIR
+
+RESULTS = RESULTS_DIR / "tune.md"
 
 
 def main() -> None:
     from models.adapters import inspect_adapter
     from models.llama import load_generator
 
-    folder = Path(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="holds check.gguf, check.npz and ids.json")
+    folder = parser.parse_args().folder
     ids = json.loads((folder / "ids.json").read_text())
     expected = np.load(folder / "check.npz")
     base = load_generator()
@@ -41,7 +43,8 @@ def main() -> None:
     for i, prompt in enumerate(ids):
         there = expected[f"p{i}"]
         here = np.array(adapted.next_token_logits(prompt)) - np.array(
-            base.next_token_logits(prompt))
+            base.next_token_logits(prompt)
+        )
         corr = float(np.corrcoef(there, here)[0, 1])
         slope = float(np.dot(there, here) / np.dot(there, there))
         lines.append(f"| {len(prompt)} | {corr:.4f} | {slope:.3f} |")

@@ -153,7 +153,7 @@ run timeout 300 "$VPY" -m pytest -p no:cacheprovider -rs -v --timeout 120 \
 [[ ${PIPESTATUS[0]} -eq 0 ]] || fail "GPU tests (see gpu-tests.txt)"
 
 section "benchmark"
-run timeout 360 "$VPY" benchmarks/gpu.py --reps 3 --pipeline-cpu \
+run timeout 360 "$VPY" -m benchmarks.gpu --reps 3 --pipeline-cpu \
     --out "$OUT/gpu.md" --json "$OUT/gpu.json" || fail "benchmarks/gpu.py"
 
 section "done"

@@ -25,5 +25,5 @@ MODEL=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf
 cat .gpu-a/model.part-* .gpu-b/model.part-* > "$MODEL"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/smi.txt"
 cp .gpu-a/ids.json "$OUT/ids.json"
-python3 benchmarks/tune.py --training-only --steps 20 --batches 1,8,16 --model "$MODEL" \
+python3 -m benchmarks.tune --training-only --steps 20 --batches 1,8,16 --model "$MODEL" \
     --out "$OUT/tune-gpu.md" --check-ids .gpu-a/ids.json --check-out "$OUT" 2>&1 | tee "$OUT/log.txt"

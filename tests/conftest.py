@@ -52,9 +52,9 @@ def mi5_db(tmp_path_factory: pytest.TempPathFactory, mi5: Path) -> Path:
 def dev(mi5_db: Path, tmp_path: Path):
     """(store, split): a private copy of the mi5 database, split under the tests' thresholds
     (``tests.dev_split.DEV_PARAMS``); engine caches written to it stay in this test."""
+    from benchmarks.common import copy_db
     from dpl_engine.evaluation import split as sp
     from tests.dev_split import DEV_PARAMS
-    from tests.engine.fakes import copy_db
     from user_store import UserStore
 
     store = UserStore(copy_db(mi5_db, tmp_path / "mi5.db"))

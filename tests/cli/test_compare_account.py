@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db
 from dpl_tui.cli import app
-from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
 
 runner = CliRunner()
 USER = "A34O0KQV4QXWNQ"

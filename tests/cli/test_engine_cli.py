@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db
 from dpl_tui.cli import app
-from tests.engine.fakes import copy_db
 
 runner = CliRunner()
 USER = "A34O0KQV4QXWNQ"  # hand-checked in tests/engine/test_dev_data.py

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db
 from dpl_tui.cli import app
 from tests.differences_check import assert_read
-from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
 
 runner = CliRunner()
 USER = "A34O0KQV4QXWNQ"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from benchmarks.common import copy_db
 from dpl_engine import Engine, EngineConfig
 from dpl_tui.commands.engine_cmds import _ProgressView
-from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
 from user_store import UserStore
 
 USER = "A34O0KQV4QXWNQ"

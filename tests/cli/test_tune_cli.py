@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db
 from dpl_tui.cli import app
-from tests.engine.fakes import copy_db
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

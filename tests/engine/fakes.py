@@ -338,16 +338,3 @@ class CountingEmbedder(Embedder):
     def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         self.embedded.extend(texts)
         return self.inner.embed(texts, batch_size=batch_size)
-
-
-def copy_db(source: Any, target: Any) -> Any:
-    """A private copy of a SQLite database (the session's mi5 database is shared)."""
-    import sqlite3
-
-    src, dst = sqlite3.connect(str(source)), sqlite3.connect(str(target))
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    return target

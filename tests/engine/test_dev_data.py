@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.common import copy_db
 from dpl_engine import Engine, EngineConfig, ProgressEvent, ResultEvent, TokenEvent
 from dpl_engine.method.selection import N_INIT, review_key
 from models import SamplingParams
 from tests.differences_check import assert_read
 from user_store import UserStore
 
-from .fakes import CountingEmbedder, RecordingGenerator, copy_db, prompt_text
+from .fakes import CountingEmbedder, RecordingGenerator, prompt_text
 
 # Hand-checked: this user's held-out review is titled "The Little Go-To Lifesaver"; the item has
 # only placeholder metadata, so BM25 matches review titles. Of the user's 27 other titles exactly

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import copy_db
 from dpl_engine import Engine, EngineConfig
 from dpl_engine.method.measures import has_text
 from dpl_engine.method.selection import review_key
 from user_store import UserStore
 from user_store.text import collapse_whitespace
 
-from .fakes import FakeEmbedder, FakeGenerator, copy_db
+from .fakes import FakeEmbedder, FakeGenerator
 
 
 def _doc(title: str, description: str) -> str:

@@ -89,9 +89,9 @@ def test_the_prompt_cost_adds_up_and_shrinks_with_the_cap(store):
 
 
 def test_an_evaluation_without_the_cap_keeps_its_earlier_run_key(mi5_db, tmp_path):
+    from benchmarks.common import copy_db
     from dpl_engine.evaluation import runner as ev
     from dpl_engine.evaluation import split as sp
-    from tests.engine.fakes import copy_db
 
     store = UserStore(copy_db(mi5_db, tmp_path / "dev.db"))
     split = sp.prepare(

@@ -163,8 +163,8 @@ def test_bad_paper_thresholds_are_refused_with_the_option_named(change, message)
 def test_cli_prints_every_stage_and_suggests_for_the_dev_data(
     mi5_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    from benchmarks.common import copy_db
     from dpl_tui.cli import app
-    from tests.engine.fakes import copy_db
 
     monkeypatch.setenv("COLUMNS", "200")  # the stage table on one line per stage
     db = copy_db(mi5_db, tmp_path / "mi5.db")

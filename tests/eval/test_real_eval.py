@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db
 from dpl_engine import EngineConfig
 from dpl_engine.evaluation import report as rp
 from dpl_engine.evaluation import runner as ev
 from dpl_engine.evaluation import split as sp
 from models import SamplingParams
-from tests.engine.fakes import RecordingGenerator, copy_db, prompt_text
+from tests.engine.fakes import RecordingGenerator, prompt_text
 from user_store import UserStore
 from user_store.eval_store import EvalStore
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db
 from dpl_engine import EngineConfig, EngineError
 from dpl_engine.evaluation import report as rp
 from dpl_engine.evaluation import runner as ev
@@ -17,7 +18,7 @@ from dpl_engine.evaluation import split as sp
 from dpl_engine.evaluation.run_file import export_run, import_run
 from dpl_tui.cli import app
 from tests.dev_split import DEV_PARAMS
-from tests.engine.fakes import FakeEmbedder, FakeGenerator, copy_db
+from tests.engine.fakes import FakeEmbedder, FakeGenerator
 from user_store import UserStore
 from user_store.eval_store import EvalStore
 

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import copy_db
 from dpl_engine import EngineConfig
 from dpl_engine.evaluation import metrics
 from dpl_engine.evaluation import report as rp
 from dpl_engine.evaluation import runner as ev
 from dpl_engine.evaluation import split as sp
 from models import ChatMessage, SamplingParams, TextStream
-from tests.engine.fakes import FakeEmbedder, FakeGenerator, ListStream, copy_db, prompt_text
+from tests.engine.fakes import FakeEmbedder, FakeGenerator, ListStream, prompt_text
 from user_store import UserStore
 from user_store.eval_store import EvalStore
 

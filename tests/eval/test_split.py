@@ -135,7 +135,7 @@ def check_fixed_point(split: sp.Split, rows) -> None:
 def test_on_the_dev_data_the_paper_defaults_leave_nobody_and_suggestions_keep_users(
     mi5_db: Path, tmp_path: Path
 ):
-    from tests.engine.fakes import copy_db
+    from benchmarks.common import copy_db
 
     with UserStore(copy_db(mi5_db, tmp_path / "mi5.db")) as store:
         rows = EvalStore(store).review_rows()

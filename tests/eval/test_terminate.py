@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.fakes import copy_db
+from benchmarks.common import copy_db
 
 BIN = Path(sys.executable).parent
 DEADLINE_S = 300.0

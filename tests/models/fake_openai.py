@@ -169,12 +169,3 @@ def fake_vector(text: str, dim: int = 8) -> list[float]:
 
     digest = hashlib.sha256(text.encode()).digest()
     return [float(b) - 127.5 for b in digest[:dim]]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

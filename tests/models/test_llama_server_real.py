@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import copy_db
 from dpl_engine import CancelToken, Engine, EngineConfig
 from dpl_engine.types import Cancelled
 from models import SamplingParams
 from models.server import ServerConfig, connect
 from tests.differences_check import assert_read
-from tests.engine.fakes import RecordingGenerator, copy_db
+from tests.engine.fakes import RecordingGenerator
 from user_store import UserStore
 
 from .llama_server import SERVED, cpp_llama_server, get_json

@@ -7,11 +7,12 @@ import json
 
 from typer.testing import CliRunner
 
+from benchmarks.common import free_port
 from dpl_tui.cli import app
 from user_store import locations
 from user_store.config import Settings
 
-from .fake_openai import FakeOpenAI, free_port
+from .fake_openai import FakeOpenAI
 
 runner = CliRunner()
 

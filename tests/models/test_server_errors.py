@@ -9,6 +9,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db, free_port
 from dpl_tui.cli import app
 from models import SamplingParams
 from models.errors import (
@@ -18,10 +19,10 @@ from models.errors import (
     ServerUnreachableError,
 )
 from models.server import ServerConfig, connect
-from tests.engine.fakes import FakeEmbedder, copy_db
+from tests.engine.fakes import FakeEmbedder
 from user_store.config import Settings
 
-from .fake_openai import FakeOpenAI, free_port
+from .fake_openai import FakeOpenAI
 
 MESSAGES = [{"role": "user", "content": "Say something."}]
 PARAMS = SamplingParams(max_tokens=32, seed=1)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.common import copy_db
 from dpl_tui.cli import app
 from models import SamplingParams
 from models.server import ServerConfig, connect
 from tests.differences_check import assert_read
-from tests.engine.fakes import copy_db
 from user_store import UserStore
 from user_store.config import Settings
 from user_store.eval_store import EvalStore
