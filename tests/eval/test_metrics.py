@@ -128,7 +128,7 @@ def test_scoring_leaves_the_root_logger_alone():
 
     code = (
         "import logging\n"
-        "from dpl_engine import metrics\n"
+        "from dpl_engine.evaluation import metrics\n"
         "metrics.rouge('a b', 'a c')\n"
         "print(len(logging.getLogger().handlers))\n"
     )
