@@ -36,9 +36,11 @@ from .gpu import (
     LoadSettings,
     OffloadState,
     choose_load_settings,
+    default_side_by_side,
     nvidia_devices,
 )
 from .registry import GGUFInfo, default_gguf_path, inspect_gguf
+from .side_by_side import SideBySide, SideBySideSettings
 
 DEFAULT_MAX_CTX = 8192
 """Context allocated when none is asked for (or the model's training context if smaller)."""
@@ -289,6 +291,7 @@ class LlamaGenerator(TextGenerator):
         offload: OffloadState,
         warnings_: list[str],
         load_settings: LoadSettings = CPU_SETTINGS,
+        side_by_side: SideBySide | None = None,
     ) -> None:
         self.llm = llm
         self.info = info
@@ -304,6 +307,14 @@ class LlamaGenerator(TextGenerator):
         """The LoRAs this view applies to every call, in order; empty for the base model."""
         self._applied: list[tuple[_Adapter, ...]] = [()]
         """What the shared context has applied now (one cell, shared by every view)."""
+        self.side_by_side = side_by_side
+        """The second context JSON calls are decoded in together; None: one after another."""
+        self._grammars: dict[str, str] = {}
+
+    @property
+    def concurrency(self) -> int:  # type: ignore[override]
+        """JSON calls served at once: the side-by-side sequences, or 1."""
+        return self.side_by_side.settings.sequences if self.side_by_side is not None else 1
 
     # locking -------------------------------------------------------------
     def _acquire(self) -> None:
@@ -525,16 +536,44 @@ class LlamaGenerator(TextGenerator):
     ) -> tuple[dict[str, Any], GenerationStats]:
         from .structured import complete_json
 
+        def open_stream(p: SamplingParams) -> TextStream:
+            side = self.side_by_side
+            if side is not None:
+                prompt_ids = self._prompt_ids(messages)
+                needed = len(prompt_ids) + p.max_tokens
+                if needed > self.n_ctx:
+                    raise ContextOverflowError(needed, self.n_ctx, self.info.model_id)
+                if side.fits(len(prompt_ids), p.max_tokens):
+                    return side.submit(
+                        prompt_ids,
+                        p,
+                        seed=p.seed if p.seed is not None else random.randrange(2**31),
+                        grammar=self._grammar(schema),
+                        adapters=tuple(self._adapters),
+                        stop=stop,
+                    )
+            fmt = {"type": "json_object", "schema": schema}
+            return self.stream(messages, p, response_format=fmt)
+
         return complete_json(
             self.info.model_id,
-            lambda p: self.stream(
-                messages, p, response_format={"type": "json_object", "schema": schema}
-            ),
+            open_stream,
             schema,
             params,
             retries=retries,
             stop=stop,
         )
+
+    def _grammar(self, schema: dict[str, Any]) -> str:
+        """The GBNF grammar llama-cpp-python would make of ``schema`` (kept per schema)."""
+        import json
+
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        key = json.dumps(schema)  # property order matters to the grammar, as it does there
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)._grammar
+        return self._grammars[key]
 
 
 def _check_memory(path: Path, size: int) -> None:
@@ -606,6 +645,7 @@ def load_generator(
     flash_attn: bool | None = None,
     verbose: bool = False,
     n_threads: int | None = None,
+    side_by_side: int | None = None,
 ) -> LlamaGenerator:
     """Load a GGUF chat model (default: the bundled SmolLM2-135M-Instruct).
 
@@ -616,6 +656,8 @@ def load_generator(
     Prompt batch size, flash attention and prompt re-reading follow from where the model runs
     (``models.gpu.choose_load_settings``; kept in ``generator.load_settings``); ``flash_attn``
     True or False overrides the choice of flash attention, None leaves it to the device.
+    ``side_by_side``: JSON calls decoded together (``models.side_by_side``); default
+    ``$DPL_SIDE_BY_SIDE`` or ``models.gpu.SIDE_BY_SIDE``; 1 runs them one after another.
 
     Raises ModelNotFoundError, NotGGUFError, CorruptModelError or ModelLoadError."""
     import llama_cpp
@@ -632,10 +674,13 @@ def load_generator(
     if n_ctx is None:
         n_ctx = min(DEFAULT_MAX_CTX, gguf.context_length or DEFAULT_MAX_CTX)
     threads = n_threads or default_threads()
+    sequences = side_by_side if side_by_side is not None else default_side_by_side()
+    if sequences < 1:
+        raise ModelLoadError(f"side_by_side must be at least 1, got {sequences}.")
     if n_gpu_layers == 0:
         _check_memory(path, gguf.size_bytes)
 
-    settings = choose_load_settings(built_with_gpu and n_gpu_layers != 0, flash_attn)
+    settings = choose_load_settings(built_with_gpu and n_gpu_layers != 0, flash_attn, sequences)
     try:
         llm, log = _make_llama(path, n_ctx, n_gpu_layers, settings, verbose, threads)
     except _LoadFailed as err:
@@ -645,7 +690,7 @@ def load_generator(
         notes.append(f"GPU initialisation failed ({reason}), so the model runs on the CPU.")
         _check_memory(path, gguf.size_bytes)
         n_gpu_layers = 0
-        settings = choose_load_settings(False, flash_attn)
+        settings = choose_load_settings(False, flash_attn, sequences)
         try:
             llm, log = _make_llama(path, n_ctx, 0, settings, verbose, threads)
         except _LoadFailed as err2:
@@ -686,7 +731,18 @@ def load_generator(
         if hasattr(formatter, "to_chat_handler")
         else _handler_for_function(formatter)
     )
-    return LlamaGenerator(llm, info, gguf, formatter, offload, notes, settings)
+    generator = LlamaGenerator(llm, info, gguf, formatter, offload, notes, settings)
+    if settings.side_by_side > 1:
+        side = SideBySide(
+            llm,
+            SideBySideSettings(settings.side_by_side),
+            acquire=generator._acquire,
+            release=generator._release,
+            stop_ids=[generator.end_of_turn_id],
+        )
+        llm._stack.callback(side.close)  # freed before the model it was made from
+        generator.side_by_side = side
+    return generator
 
 
 def _handler_for_function(formatter: Any) -> Any:

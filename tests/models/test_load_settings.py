@@ -28,7 +28,8 @@ def test_layers_on_a_gpu_get_flash_attention_512_token_batches_and_a_full_reread
     assert settings == LoadSettings(n_batch=512, n_ubatch=512, flash_attn=True,
                                     reread_prompt=True)
     assert settings.summary() == (
-        "512-token prompt batches, flash attention on, prompt re-read per call"
+        "512-token prompt batches, flash attention on, prompt re-read per call, "
+        "8 JSON calls side by side"
     )
 
 
@@ -39,7 +40,9 @@ def test_the_cpu_keeps_its_settings(state: OffloadState) -> None:
     assert settings == LoadSettings(n_batch=128, n_ubatch=128, flash_attn=False,
                                     reread_prompt=False)
     assert settings.n_batch == PROMPT_BATCH
-    assert settings.summary() == "128-token prompt batches, flash attention off"
+    assert settings.summary() == (
+        "128-token prompt batches, flash attention off, 8 JSON calls side by side"
+    )
 
 
 def test_an_explicit_flash_attn_wins_and_changes_nothing_else() -> None:
@@ -95,3 +98,9 @@ def test_the_default_cpu_load_uses_the_cpu_settings(bundled_generator) -> None:
     llm = bundled_generator.llm
     assert llm.n_batch == llm.context_params.n_ubatch == PROMPT_BATCH
     assert llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+
+
+def test_one_call_at_a_time_is_not_called_side_by_side() -> None:
+    from dataclasses import replace
+
+    assert "side by side" not in replace(CPU_SETTINGS, side_by_side=1).summary()

@@ -1,0 +1,519 @@
+"""Several generations decoded side by side in one llama.cpp context.
+
+A target's differences are up to eight independent JSON answers. One after another,
+each decode step feeds the model a single token, and on a GPU most of the step is
+overhead; in one context that holds several sequences, a step feeds one token of every
+sequence in flight, so the weights are read once for all of them.
+
+``SideBySide`` owns that second context (on the same loaded weights; created on first
+use) and schedules requests into it:
+
+* A request reads its prompt in the generator's prompt batches, as a call one after
+  another does, and then joins the shared decode steps; each sequence has its own
+  sampler chain and, for JSON, its own grammar state.
+* Each sequence has a stream of cells of its own (llama.cpp's non-unified cache), so it
+  attends over its own tokens only and its numbers are those of a call alone: at
+  temperature 0 the text is the one-after-another text. (With one shared stream every
+  sequence attended over all the others' masked cells; on two CPU cores that made eight
+  differences slower side by side, 131 s, than one after another, 72 s.)
+* A sequence starts when one of the streams is free; more calls than streams wait and
+  start as others finish. A call too long for one stream is not sent here (``fits``).
+* There is no thread of its own: whichever caller asks for a token while nobody is
+  stepping runs the next step for everyone, and the others wait for their pieces.
+  Each step holds the generator's lock, so the primary context and this one never
+  run at the same time.
+* A caller's ``stop`` is asked between prompt batches and before every step, so a
+  cancel lands within one batch; a cancelled sequence leaves the batch and frees its
+  cells at once.
+
+Sampling follows llama-cpp-python's chain (top-p, temperature, then a seeded draw;
+greedy at temperature 0) with one difference that matters for speed: the JSON grammar
+is asked only about the token drawn without it, and applied to the whole vocabulary
+only when it refuses that token (as llama.cpp's own server samples). At temperature 0
+that picks the same token as applying the grammar first; above it the texts differ
+from the one-after-another path for a given seed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import GenerationStats, SamplingParams, TextStream
+from .errors import ModelError
+
+STEP_WAIT_S = 0.05
+"""How often a caller waiting for its next piece looks at its ``stop``."""
+
+
+CELLS_PER_SEQUENCE = 2048
+"""Context each sequence gets: a differences prompt of the default settings is about 1.3k
+tokens, plus its 320 to generate. A call that needs more runs in the model's own context."""
+
+
+@dataclass(frozen=True)
+class SideBySideSettings:
+    """How many sequences share the context, and the cells each one has of it."""
+
+    sequences: int
+    cells: int = CELLS_PER_SEQUENCE
+
+    @property
+    def n_ctx(self) -> int:
+        return self.sequences * self.cells
+
+
+class _Sampler:
+    """One sequence's sampler: a free chain, and the same chain after a JSON grammar."""
+
+    def __init__(self, vocab: Any, params: SamplingParams, grammar: str | None, seed: int):
+        import llama_cpp
+
+        self._free = self._chain(params, seed, None, vocab)
+        self._constrained = self._chain(params, seed, grammar, vocab) if grammar else None
+        self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
+        self._one = llama_cpp.llama_token_data_array()
+        self._one_data = (llama_cpp.llama_token_data * 1)()
+        self.refused = 0
+        """Tokens the grammar refused, each of which cost a pass over the whole vocabulary."""
+
+    @staticmethod
+    def _chain(params: SamplingParams, seed: int, grammar: str | None, vocab: Any) -> Any:
+        import llama_cpp
+
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        if grammar is not None:
+            sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+            if not sampler:
+                llama_cpp.llama_sampler_free(chain)
+                raise ModelError("llama.cpp could not parse the JSON grammar for this schema.")
+            add(chain, sampler)
+        if params.temperature <= 0.0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+            add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        return chain
+
+    def sample(self, ctx: Any, index: int) -> int:
+        import llama_cpp
+
+        token = int(llama_cpp.llama_sampler_sample(self._free, ctx, index))
+        if self._constrained is None:
+            return token
+        if self._allowed(token, ctx, index):
+            llama_cpp.llama_sampler_accept(self._constrained, token)
+            return token
+        self.refused += 1
+        return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
+
+    def _allowed(self, token: int, ctx: Any, index: int) -> bool:
+        import llama_cpp
+
+        logits = llama_cpp.llama_get_logits_ith(ctx, index)
+        self._one_data[0].id = token
+        self._one_data[0].logit = logits[token]
+        self._one_data[0].p = 0.0
+        self._one.data = self._one_data
+        self._one.size = 1
+        self._one.selected = -1
+        self._one.sorted = False
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
+        return math.isfinite(self._one_data[0].logit)
+
+    def free(self) -> None:
+        import llama_cpp
+
+        for chain in (self._free, self._constrained):
+            if chain is not None:
+                llama_cpp.llama_sampler_free(chain)
+        self._free = self._constrained = self._grammar = None
+
+
+@dataclass(eq=False)
+class _Sequence:
+    prompt_ids: list[int]
+    params: SamplingParams
+    grammar: str | None
+    adapters: tuple[Any, ...]
+    stop: Callable[[], bool] | None
+    seed: int
+    pieces: deque[str] = field(default_factory=deque)
+    done: bool = False
+    finish: str = ""
+    error: BaseException | None = None
+    closed: bool = False
+    seq_id: int = -1
+    next_token: int = -1
+    pos: int = 0
+    completion: int = 0
+    refused: int = 0
+    sampler: _Sampler | None = None
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    submitted: float = field(default_factory=time.perf_counter)
+    started: float = 0.0
+    first: float = 0.0
+    ended: float = 0.0
+
+    def wants_stop(self) -> bool:
+        return self.closed or (self.stop is not None and self.stop())
+
+
+class SideBySideStream(TextStream):
+    """One sequence's text deltas; iterating may run decode steps for every sequence."""
+
+    def __init__(self, owner: SideBySide, seq: _Sequence) -> None:
+        self._owner = owner
+        self._seq = seq
+        self._parts: list[str] = []
+        self.stats = None
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return "".join(self._parts)
+
+    @property
+    def grammar_refusals(self) -> int:
+        """Tokens the JSON grammar refused (each cost a pass over the whole vocabulary)."""
+        seq = self._seq
+        return seq.sampler.refused if seq.sampler is not None else seq.refused
+
+    def __next__(self) -> str:
+        piece = self._owner._next_piece(self._seq)
+        if piece is None:
+            self._set_stats()
+            raise StopIteration
+        self._parts.append(piece)
+        return piece
+
+    def close(self) -> None:
+        self._owner._close(self._seq)
+        self._set_stats()
+
+    def _set_stats(self) -> None:
+        seq = self._seq
+        if self.stats is not None or not seq.done:
+            return
+        end = seq.ended or time.perf_counter()
+        start = seq.started or end
+        first = seq.first or end
+        decode_s = end - first
+        n = seq.completion
+        self.stats = GenerationStats(
+            prompt_tokens=len(seq.prompt_ids),
+            completion_tokens=n,
+            time_to_first_token_s=first - start,
+            total_s=end - start,
+            tokens_per_s=(n - 1) / decode_s if n > 1 and decode_s > 0 else 0.0,
+            finish_reason=seq.finish,
+        )
+
+
+class SideBySide:
+    """A llama.cpp context of several sequences beside a generator's own (see module doc)."""
+
+    def __init__(
+        self,
+        llm: Any,
+        settings: SideBySideSettings,
+        *,
+        acquire: Callable[[], None],
+        release: Callable[[], None],
+        stop_ids: Sequence[int] = (),
+    ) -> None:
+        self._llm = llm
+        self.settings = settings
+        self._acquire = acquire
+        self._release = release
+        self._stop_ids = frozenset(int(t) for t in stop_ids)
+        self._cond = threading.Condition()
+        self._waiting: deque[_Sequence] = deque()
+        self._active: list[_Sequence] = []
+        self._driving = False
+        self._ctx: Any = None
+        self._batch: Any = None
+        self._applied: tuple[Any, ...] = ()
+        self._piece_buffer = ctypes.create_string_buffer(64)
+        self.steps = 0
+        """Decode steps run so far (each feeds one token of every sequence in flight)."""
+        self.most_at_once = 0
+        """The most sequences one step has decoded together."""
+
+    # public ---------------------------------------------------------------
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        seed: int,
+        grammar: str | None = None,
+        adapters: tuple[Any, ...] = (),
+        stop: Callable[[], bool] | None = None,
+    ) -> SideBySideStream:
+        """Queue one generation; its stream yields text as the shared steps produce it."""
+        if not self.fits(len(prompt_ids), params.max_tokens):
+            raise ModelError(
+                f"a prompt of {len(prompt_ids)} tokens plus {params.max_tokens} to generate "
+                f"does not fit a side-by-side sequence of {self.settings.cells} tokens."
+            )
+        seq = _Sequence(list(prompt_ids), params, grammar, adapters, stop, seed)
+        with self._cond:
+            self._waiting.append(seq)
+        return SideBySideStream(self, seq)
+
+    def fits(self, prompt_tokens: int, max_tokens: int) -> bool:
+        """Whether a call of this size fits one sequence's cells."""
+        return prompt_tokens + max_tokens <= self.settings.cells
+
+    def close(self) -> None:
+        """Free the context (the generator is being dropped)."""
+        import llama_cpp
+
+        with self._cond:
+            for seq in [*self._active, *self._waiting]:
+                self._finish(seq, "cancelled")
+            self._active.clear()
+            self._waiting.clear()
+            if self._batch is not None:
+                llama_cpp.llama_batch_free(self._batch)
+                self._batch = None
+            if self._ctx is not None:
+                llama_cpp.llama_free(self._ctx)
+                self._ctx = None
+
+    # waiting and driving --------------------------------------------------
+    def _next_piece(self, seq: _Sequence) -> str | None:
+        while True:
+            with self._cond:
+                while True:
+                    if seq.pieces:
+                        return seq.pieces.popleft()
+                    if seq.done:
+                        if seq.error is not None:
+                            raise seq.error
+                        return None
+                    if not self._driving:
+                        self._driving = True
+                        break
+                    self._cond.wait(STEP_WAIT_S)
+            try:
+                self._step()
+            except BaseException as err:  # every sequence in flight shares the failure
+                with self._cond:
+                    for other in [*self._active, *self._waiting]:
+                        other.error = err
+                        self._finish(other, "error")
+                    self._active.clear()
+                    self._waiting.clear()
+                    self._reset_memory()
+            finally:
+                with self._cond:
+                    self._driving = False
+                    self._cond.notify_all()
+
+    def _close(self, seq: _Sequence) -> None:
+        with self._cond:
+            if seq.done:
+                return
+            seq.closed = True
+            if seq in self._waiting:
+                self._waiting.remove(seq)
+                self._finish(seq, "cancelled")
+                return
+        # in flight: the next step drops it; run one if nobody is stepping
+        while not seq.done:
+            self._next_piece(seq)
+
+    # one step ---------------------------------------------------------------
+    def _step(self) -> None:
+        self._acquire()
+        try:
+            self._ensure_context()
+            self._drop_stopped()
+            self._admit()
+            self._drop_stopped()
+            if self._active:
+                self._decode()
+        finally:
+            self._release()
+
+    def _drop_stopped(self) -> None:
+        with self._cond:
+            for seq in [s for s in self._active if s.wants_stop()]:
+                self._active.remove(seq)
+                self._remove_cells(seq)
+                self._finish(seq, "cancelled")
+            for seq in [s for s in self._waiting if s.wants_stop()]:
+                self._waiting.remove(seq)
+                self._finish(seq, "cancelled")
+
+    def _admit(self) -> None:
+        """Start waiting sequences while cells and sequence ids allow, reading their prompts."""
+        while True:
+            with self._cond:
+                if not self._waiting:
+                    return
+                seq = self._waiting[0]
+                used = {s.seq_id for s in self._active}
+                same_weights = not self._active or self._applied == seq.adapters
+                if len(used) >= self.settings.sequences or not same_weights:
+                    return
+                self._waiting.popleft()
+                seq.seq_id = min(set(range(self.settings.sequences)) - used)
+                self._active.append(seq)
+            self._apply_adapters(seq.adapters)
+            self._start(seq)
+
+    def _start(self, seq: _Sequence) -> None:
+        import llama_cpp
+
+        seq.started = time.perf_counter()
+        seq.sampler = _Sampler(
+            llama_cpp.llama_model_get_vocab(self._llm.model), seq.params, seq.grammar, seq.seed
+        )
+        ids, step = seq.prompt_ids, self._llm.n_batch
+        for begin in range(0, len(ids), step):
+            if seq.wants_stop():
+                return  # dropped by the next _drop_stopped
+            chunk = ids[begin : begin + step]
+            self._fill([(seq.seq_id, t, begin + j) for j, t in enumerate(chunk)], last_only=True)
+            self._run_batch()
+        seq.pos = len(ids)
+        self._take(seq, seq.sampler.sample(self._ctx, -1))
+
+    def _decode(self) -> None:
+        active = list(self._active)
+        self._fill([(s.seq_id, s.next_token, s.pos) for s in active], last_only=False)
+        self._run_batch()
+        self.steps += 1
+        self.most_at_once = max(self.most_at_once, len(active))
+        for i, seq in enumerate(active):
+            seq.pos += 1
+            assert seq.sampler is not None
+            self._take(seq, seq.sampler.sample(self._ctx, i))
+
+    def _take(self, seq: _Sequence, token: int) -> None:
+        """Record a sampled token: a piece of text, or the end of the sequence."""
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        if token in self._stop_ids or llama_cpp.llama_vocab_is_eog(vocab, token):
+            reason = "stop"
+        else:
+            seq.completion += 1
+            seq.next_token = token
+            piece = seq.decoder.decode(self._piece(vocab, token))
+            with self._cond:
+                if not seq.first:
+                    seq.first = time.perf_counter()
+                if piece:
+                    seq.pieces.append(piece)
+            if seq.completion < seq.params.max_tokens:
+                return
+            reason = "length"
+        tail = seq.decoder.decode(b"", final=True)
+        with self._cond:
+            if tail:
+                seq.pieces.append(tail)
+            self._active.remove(seq)
+            self._remove_cells(seq)
+            self._finish(seq, reason)
+
+    # llama.cpp --------------------------------------------------------------
+    def _piece(self, vocab: Any, token: int) -> bytes:
+        import llama_cpp
+
+        size = len(self._piece_buffer)
+        n = llama_cpp.llama_token_to_piece(vocab, token, self._piece_buffer, size, 0, False)
+        if n < 0:  # a longer piece than the buffer: grow it to the size asked for
+            self._piece_buffer = ctypes.create_string_buffer(-n)
+            return self._piece(vocab, token)
+        return self._piece_buffer.raw[:n]
+
+    def _ensure_context(self) -> None:
+        if self._ctx is not None:
+            return
+        import llama_cpp
+
+        params = type(self._llm.context_params).from_buffer_copy(self._llm.context_params)
+        params.n_ctx = self.settings.n_ctx
+        params.n_seq_max = self.settings.sequences
+        params.kv_unified = False  # a stream of cells per sequence: see the module doc
+        ctx = llama_cpp.llama_init_from_model(self._llm.model, params)
+        if not ctx:
+            raise ModelError(
+                f"llama.cpp could not make a context of {self.settings.n_ctx} tokens for "
+                f"{self.settings.sequences} sequences side by side (out of memory?)."
+            )
+        self._ctx = ctx
+        size = max(self._llm.n_batch, self.settings.sequences)
+        self._batch = llama_cpp.llama_batch_init(size, 0, 1)
+
+    def _apply_adapters(self, adapters: tuple[Any, ...]) -> None:
+        if adapters == self._applied:
+            return
+        import llama_cpp
+
+        count = len(adapters)
+        if not count:
+            failed = llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * count)(*(a.handle for a in adapters))
+            scales = (ctypes.c_float * count)(*(a.scale for a in adapters))
+            failed = llama_cpp.llama_set_adapters_lora(self._ctx, handles, count, scales)
+        if failed:
+            raise ModelError("llama.cpp could not switch adapters on the side-by-side context.")
+        self._applied = adapters
+
+    def _fill(self, tokens: list[tuple[int, int, int]], *, last_only: bool) -> None:
+        batch = self._batch
+        batch.n_tokens = len(tokens)
+        for i, (seq_id, token, pos) in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq_id
+            batch.logits[i] = (i == len(tokens) - 1) if last_only else True
+
+    def _run_batch(self) -> None:
+        import llama_cpp
+
+        result = llama_cpp.llama_decode(self._ctx, self._batch)
+        if result != 0:
+            raise ModelError(
+                f"llama.cpp could not decode a side-by-side batch (llama_decode returned {result})."
+            )
+
+    def _remove_cells(self, seq: _Sequence) -> None:
+        import llama_cpp
+
+        if seq.seq_id >= 0 and self._ctx is not None:
+            memory = llama_cpp.llama_get_memory(self._ctx)
+            llama_cpp.llama_memory_seq_rm(memory, seq.seq_id, -1, -1)
+        seq.seq_id = -1
+
+    def _reset_memory(self) -> None:
+        import llama_cpp
+
+        if self._ctx is not None:
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+
+    def _finish(self, seq: _Sequence, reason: str) -> None:
+        if seq.done:
+            return
+        seq.done = True
+        seq.finish = reason
+        seq.ended = time.perf_counter()
+        if seq.sampler is not None:
+            seq.refused = seq.sampler.refused
+            seq.sampler.free()
+            seq.sampler = None

@@ -1,0 +1,173 @@
+"""JSON calls decoded side by side in one llama.cpp context, on the bundled model (real
+llama.cpp): the same text as one after another at temperature 0, cancel, and more calls than
+the context holds."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from models import GenerationCancelled, ModelLoadError, SamplingParams
+from models.gpu import MAX_SIDE_BY_SIDE, SIDE_BY_SIDE, default_side_by_side
+from models.side_by_side import SideBySide, SideBySideSettings
+
+RECORDS = Path(__file__).resolve().parents[1] / "data" / "bundled_differences.json"
+SCHEMA = {
+    "type": "object",
+    "properties": {k: {"type": "string"} for k in ("writing", "emotional", "semantic")},
+    "required": ["writing", "emotional", "semantic"],
+}
+GREEDY = SamplingParams(temperature=0.0, max_tokens=96, seed=1)
+
+
+def differences_prompts(n: int) -> list[list[dict[str, str]]]:
+    """Real differences prompts (as the engine built them) from the recorded bundled answers."""
+    records = json.loads(RECORDS.read_text())["records"]
+    return [r["messages"] for r in records[:n]]
+
+
+def one_after_another(gen, prompts, params=GREEDY) -> list[str]:
+    """Each prompt alone in the model's own context, as every JSON call ran before."""
+    texts = []
+    for messages in prompts:
+        fmt = {"type": "json_object", "schema": SCHEMA}
+        with gen.stream(messages, params, response_format=fmt) as stream:
+            for _ in stream:
+                pass
+        texts.append(stream.text)
+    return texts
+
+
+def at_once(call, inputs) -> list:
+    """``call(x)`` for every input, each in its own thread started together; errors kept."""
+    results: list = [None] * len(inputs)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = call(inputs[i])
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.fixture(scope="module")
+def gen(bundled_generator):
+    assert bundled_generator.side_by_side is not None
+    return bundled_generator
+
+
+def test_a_loaded_model_serves_its_json_calls_side_by_side(gen) -> None:
+    assert gen.concurrency == SIDE_BY_SIDE == gen.load_settings.side_by_side
+    assert f"{SIDE_BY_SIDE} JSON calls side by side" in gen.load_settings.summary()
+
+
+def test_side_by_side_at_temperature_0_writes_what_one_after_another_writes(gen) -> None:
+    prompts = differences_prompts(4)
+    alone = one_after_another(gen, prompts)
+    side = gen.side_by_side
+    steps_before = side.steps
+    together = at_once(lambda m: gen.complete_json(m, SCHEMA, GREEDY), prompts)
+    for result in together:
+        assert not isinstance(result, BaseException), result
+    assert [value for value, _ in together] == [json.loads(text) for text in alone]
+    # they really shared decode steps: fewer steps than tokens written
+    tokens = sum(stats.completion_tokens for _, stats in together)
+    assert side.steps - steps_before < tokens
+    assert side.most_at_once >= 2
+
+
+def test_a_cancel_stops_every_call_of_the_batch_and_leaves_the_model_usable(gen) -> None:
+    prompts = differences_prompts(3)
+    stop = threading.Event()
+    arrived = threading.Semaphore(0)
+    side = gen.side_by_side
+
+    def call(messages):
+        with side.submit(
+            gen.prompt_token_ids(messages),
+            SamplingParams(temperature=0.8, max_tokens=200, seed=3),
+            seed=3,
+            stop=stop.is_set,
+        ) as stream:
+            for _ in stream:
+                arrived.release()
+        return stream.stats
+
+    def cancel_after_first_pieces() -> None:
+        arrived.acquire()  # a piece has come: the batch is decoding
+        stop.set()
+
+    canceller = threading.Thread(target=cancel_after_first_pieces)
+    canceller.start()
+    stats = at_once(call, prompts)
+    canceller.join()
+    assert all(s.finish_reason == "cancelled" for s in stats), stats
+    assert all(s.completion_tokens < 200 for s in stats)
+    assert not side._active and not side._waiting
+    # the next call runs from a clean batch
+    value, _ = gen.complete_json(prompts[0], SCHEMA, GREEDY)
+    assert set(value) == {"writing", "emotional", "semantic"}
+
+
+def test_a_stop_during_a_json_call_raises_generation_cancelled(gen) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(GenerationCancelled):
+        gen.complete_json(differences_prompts(1)[0], SCHEMA, GREEDY, stop=stop.is_set)
+
+
+def test_more_calls_than_sequences_run_in_turns_and_a_long_one_runs_alone(gen) -> None:
+    prompts = differences_prompts(4)
+    lengths = [len(gen.prompt_token_ids(m)) for m in prompts]
+    # two sequences, each just big enough for the three shorter prompts
+    cells = sorted(lengths)[2] + GREEDY.max_tokens
+    narrow = SideBySide(
+        gen.llm,
+        SideBySideSettings(2, cells),
+        acquire=gen._acquire,
+        release=gen._release,
+        stop_ids=[gen.end_of_turn_id],
+    )
+    wide, gen.side_by_side = gen.side_by_side, narrow
+    try:
+        together = at_once(lambda m: gen.complete_json(m, SCHEMA, GREEDY), prompts)
+    finally:
+        gen.side_by_side = wide
+        narrow.close()
+    for result in together:
+        assert not isinstance(result, BaseException), result
+    assert [value for value, _ in together] == [
+        json.loads(t) for t in one_after_another(gen, prompts)
+    ]
+    assert narrow.most_at_once == 2  # never more than the context holds
+    longest = max(lengths)
+    assert not narrow.fits(longest, GREEDY.max_tokens)  # that one ran in the model's context
+
+
+def test_side_by_side_count_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DPL_SIDE_BY_SIDE", raising=False)
+    assert default_side_by_side() == SIDE_BY_SIDE
+    monkeypatch.setenv("DPL_SIDE_BY_SIDE", " 1 ")
+    assert default_side_by_side() == 1
+    for bad in ("0", "many", str(MAX_SIDE_BY_SIDE + 1)):
+        monkeypatch.setenv("DPL_SIDE_BY_SIDE", bad)
+        with pytest.raises(ModelLoadError, match=f"DPL_SIDE_BY_SIDE='{bad}'.*unset it"):
+            default_side_by_side()
+
+
+def test_one_at_a_time_loads_no_second_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.llama import load_generator
+
+    monkeypatch.setenv("DPL_SIDE_BY_SIDE", "1")
+    one = load_generator()
+    assert one.side_by_side is None and one.concurrency == 1
+    assert "side by side" not in one.load_settings.summary()
