@@ -65,20 +65,25 @@ def gen(bundled_generator):
     return bundled_generator
 
 
+@pytest.fixture(scope="module")
+def alone(gen) -> list[dict]:
+    """The answers to four real prompts, each decoded alone (what the tests compare with)."""
+    return [json.loads(text) for text in one_after_another(gen, differences_prompts(4))]
+
+
 def test_a_loaded_model_serves_its_json_calls_side_by_side(gen) -> None:
     assert gen.concurrency == SIDE_BY_SIDE == gen.load_settings.side_by_side
     assert f"{SIDE_BY_SIDE} JSON calls side by side" in gen.load_settings.summary()
 
 
-def test_side_by_side_at_temperature_0_writes_what_one_after_another_writes(gen) -> None:
+def test_side_by_side_at_temperature_0_writes_what_one_after_another_writes(gen, alone) -> None:
     prompts = differences_prompts(4)
-    alone = one_after_another(gen, prompts)
     side = gen.side_by_side
     steps_before = side.steps
     together = at_once(lambda m: gen.complete_json(m, SCHEMA, GREEDY), prompts)
     for result in together:
         assert not isinstance(result, BaseException), result
-    assert [value for value, _ in together] == [json.loads(text) for text in alone]
+    assert [value for value, _ in together] == alone
     # they really shared decode steps: fewer steps than tokens written
     tokens = sum(stats.completion_tokens for _, stats in together)
     assert side.steps - steps_before < tokens
@@ -125,7 +130,7 @@ def test_a_stop_during_a_json_call_raises_generation_cancelled(gen) -> None:
         gen.complete_json(differences_prompts(1)[0], SCHEMA, GREEDY, stop=stop.is_set)
 
 
-def test_more_calls_than_sequences_run_in_turns_and_a_long_one_runs_alone(gen) -> None:
+def test_more_calls_than_sequences_run_in_turns_and_a_long_one_runs_alone(gen, alone) -> None:
     prompts = differences_prompts(4)
     lengths = [len(gen.prompt_token_ids(m)) for m in prompts]
     # two sequences, each just big enough for the three shorter prompts
@@ -145,9 +150,7 @@ def test_more_calls_than_sequences_run_in_turns_and_a_long_one_runs_alone(gen) -
         narrow.close()
     for result in together:
         assert not isinstance(result, BaseException), result
-    assert [value for value, _ in together] == [
-        json.loads(t) for t in one_after_another(gen, prompts)
-    ]
+    assert [value for value, _ in together] == alone
     assert narrow.most_at_once == 2  # never more than the context holds
     longest = max(lengths)
     assert not narrow.fits(longest, GREEDY.max_tokens)  # that one ran in the model's context
