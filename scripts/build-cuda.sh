@@ -31,9 +31,10 @@ DRY_RUN=0
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$REPO/build/cuda}"
 
-# Runtime dependencies of llama-cpp-python and of the GPU tests and benchmark.
+# Runtime dependencies of llama-cpp-python and of the GPU tests and benchmarks (gguf and
+# pyyaml: benchmarks/synthetic_gguf.py writes the synthetic 7B on the GPU machine).
 GPU_CHECK_DEPS=(numpy typing-extensions diskcache jinja2 jsonschema typer platformdirs
-                sqlite-utils pytest pytest-timeout)
+                sqlite-utils pytest pytest-timeout pyyaml gguf)
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die() { echo "build-cuda: $*" >&2; exit 1; }

@@ -3,8 +3,14 @@
 #
 # Installs the CUDA wheel that scripts/build-cuda.sh left in wheelhouse/ (plus any of the
 # --with-deps wheels in wheelhouse/deps/ that the machine lacks; no network needed), runs the
-# GPU tests and benchmarks/gpu.py, and saves everything under $OUT (default bench-out/gpu):
-#   gpu-check.log, nvidia-smi.txt, gpu-tests.txt/.xml, gpu.md/.json, dpl-models.txt
+# GPU tests, benchmarks/gpu.py and benchmarks/side_by_side.py on the bundled model, then
+# side_by_side.py again on a synthetic 7B-shaped model (benchmarks/synthetic_gguf.py: random
+# Q4_0 weights, Qwen2.5-7B's shape, the bundled tokenizer; its text is noise, its speed that of
+# a real 7B Q4_0), and saves everything under $OUT (default bench-out/gpu):
+#   gpu-check.log, nvidia-smi.txt, gpu-tests.txt/.xml, gpu.md/.json, dpl-models.txt,
+#   side-by-side.md/.json (bundled model), side-by-side-7b.md/.json (synthetic 7B)
+# The synthetic model (3.9 GB, about 20 s to write) is made on the GPU machine at $SYN7B
+# (default bench-out/syn7b.gguf, outside $OUT so it never travels back) and reused when there.
 #
 # Prepare on the build machine:
 #   scripts/build-cuda.sh --h100 --with-deps          # wheel for sm_90 (H100/H200)
@@ -22,7 +28,7 @@
 #
 # Usage: scripts/gpu-check.sh [--dry-run]
 # Environment: OUT, WHEELHOUSE (default wheelhouse), PYTHON (default python3.12 or python3),
-#              VENV (default /tmp/dpl-gpu-venv), DPL_SHARED_DATA.
+#              VENV (default /tmp/dpl-gpu-venv), DPL_SHARED_DATA, SYN7B.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,8 +52,9 @@ fi
 PY="${PY:-python3}"
 VENV="${VENV:-/tmp/dpl-gpu-venv}"
 VPY="$VENV/bin/python"
+SYN7B="${SYN7B:-$REPO/bench-out/syn7b.gguf}"
 DEPS=(numpy typing-extensions diskcache jinja2 jsonschema typer rich platformdirs sqlite-utils
-      textual pytest pytest-timeout)
+      textual pytest pytest-timeout pyyaml gguf)
 STATUS=0
 
 run() {
@@ -148,13 +155,30 @@ fi
 section "tests"
 run timeout 300 "$VPY" -m pytest -p no:cacheprovider -rs -v --timeout 120 \
     tests/models/test_gpu.py tests/models/test_llama.py tests/models/test_registry.py \
-    tests/models/test_model_cmds.py --junitxml "$OUT/gpu-tests.xml" \
+    tests/models/test_model_cmds.py tests/models/test_side_by_side.py --junitxml "$OUT/gpu-tests.xml" \
     | { if [[ $DRY_RUN -eq 0 ]]; then tee "$OUT/gpu-tests.txt"; else cat; fi; }
 [[ ${PIPESTATUS[0]} -eq 0 ]] || fail "GPU tests (see gpu-tests.txt)"
 
 section "benchmark"
 run timeout 360 "$VPY" -m benchmarks.gpu --reps 3 --pipeline-cpu \
     --out "$OUT/gpu.md" --json "$OUT/gpu.json" || fail "benchmarks/gpu.py"
+run timeout 300 "$VPY" -m benchmarks.side_by_side \
+    --out "$OUT/side-by-side.md" --json "$OUT/side-by-side.json" || fail "benchmarks/side_by_side.py"
+
+section "synthetic 7B"
+# Written atomically (a .partial file renamed when complete), so a file that is there is whole.
+if [[ -f "$SYN7B" ]]; then
+    echo "gpu-check: reusing $SYN7B"
+else
+    run mkdir -p "$(dirname "$SYN7B")"
+    run timeout 300 "$VPY" -m benchmarks.synthetic_gguf "$SYN7B" \
+        || fail "benchmarks/synthetic_gguf.py could not write $SYN7B"
+fi
+if [[ -f "$SYN7B" || $DRY_RUN -eq 1 ]]; then
+    run timeout 480 "$VPY" -m benchmarks.side_by_side --model "$SYN7B" \
+        --out "$OUT/side-by-side-7b.md" --json "$OUT/side-by-side-7b.json" \
+        || fail "benchmarks/side_by_side.py on the synthetic 7B"
+fi
 
 section "done"
 echo "results in $OUT; status $STATUS"
