@@ -125,11 +125,14 @@ def stop_on_terminate() -> Iterator[None]:
 
 
 def threads_note(generator) -> str:  # generator: TextGenerator
-    """How the model runs: llama.cpp's CPU threads, or the server it is on."""
+    """How the model runs: llama.cpp's CPU threads (and GPU layers, and JSON calls side by side),
+    or the server it is on."""
     info = generator.info
     if info.threads:
         where = f"{info.threads} CPU thread{'s' if info.threads != 1 else ''}"
         if info.gpu_layers:
             where += f", {info.gpu_layers} layers on {info.device}"
+        if generator.concurrency > 1:
+            where += f", {generator.concurrency} JSON calls side by side"
         return where
     return f"served ({generator.concurrency} at once)"

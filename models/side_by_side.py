@@ -46,8 +46,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .base import GenerationStats, SamplingParams, TextStream
 from .errors import ModelError
+
+NUCLEUS_FIRST = 256
+"""Candidates sorted first when looking for the top-p set (the bundled model's median top-p
+set along a review is 112 tokens; more are sorted only when these fall short)."""
 
 STEP_WAIT_S = 0.05
 """How often a caller waiting for its next piece looks at its ``stop``."""
@@ -70,19 +76,101 @@ class SideBySideSettings:
         return self.sequences * self.cells
 
 
-class _Sampler:
-    """One sequence's sampler: a free chain, and the same chain after a JSON grammar."""
+def nucleus(logits: np.ndarray, top_p: float) -> np.ndarray:
+    """The tokens top-p keeps, most probable first: the fewest whose probabilities (softmax of
+    ``logits``) add up to at least ``top_p``, as llama.cpp's top-p sampler keeps them.
 
-    def __init__(self, vocab: Any, params: SamplingParams, grammar: str | None, seed: int):
+    llama.cpp sorts the whole vocabulary for this on every token (3.7 ms on two CPU cores for a
+    49k vocabulary, ``benchmarks/sampler.py``); here only the top candidates are sorted, more
+    of them only when they do not reach ``top_p``."""
+    weights = np.exp(logits - logits.max())
+    target = top_p * float(weights.sum())
+    k = NUCLEUS_FIRST
+    while True:
+        if k >= len(weights):
+            order = np.argsort(-weights, kind="stable")
+            break
+        top = np.argpartition(weights, -k)[-k:]
+        order = top[np.argsort(-weights[top], kind="stable")]
+        if float(weights[order].sum()) >= target:
+            break
+        k *= 8
+    cumulative = np.cumsum(weights[order], dtype=np.float64)
+    keep = min(int(np.searchsorted(cumulative, target)) + 1, len(order))
+    return order[:keep]
+
+
+def draw(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
+    """One token as llama-cpp-python's chain draws it (top-p, then temperature, then a draw
+    from what is left; the most likely token at temperature 0), with its own random stream."""
+    if params.temperature <= 0.0:
+        return int(np.argmax(logits))
+    kept = nucleus(logits, params.top_p) if params.top_p < 1.0 else np.arange(len(logits))
+    scaled = (logits[kept] - logits[kept[0]]) / params.temperature
+    cumulative = np.cumsum(np.exp(scaled, dtype=np.float64))
+    return int(kept[np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")])
+
+
+class _Sampler:
+    """One sequence's sampler: a draw of its own over the logits, checked against a JSON
+    grammar when there is one (see the module doc)."""
+
+    def __init__(
+        self,
+        vocab: Any,
+        params: SamplingParams,
+        grammar: str | None,
+        seed: int,
+        grammar_first: bool = False,
+    ):
         import llama_cpp
 
-        self._free = self._chain(params, seed, None, vocab)
+        self._lib = llama_cpp  # kept: freeing may happen while the interpreter shuts down
+        self._params = params
+        self._rng = np.random.default_rng(seed)
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        self._grammar_first = grammar_first
         self._constrained = self._chain(params, seed, grammar, vocab) if grammar else None
         self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
         self._one = llama_cpp.llama_token_data_array()
         self._one_data = (llama_cpp.llama_token_data * 1)()
         self.refused = 0
         """Tokens the grammar refused, each of which cost a pass over the whole vocabulary."""
+
+    def sample(self, ctx: Any, index: int) -> int:
+        import llama_cpp
+
+        if self._constrained is not None and self._grammar_first:
+            return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
+        logits = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,)
+        )
+        token = draw(logits, self._params, self._rng)
+        if self._constrained is None:
+            return token
+        if self._allowed(token, float(logits[token])):
+            llama_cpp.llama_sampler_accept(self._constrained, token)
+            return token
+        self.refused += 1
+        return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
+
+    def _allowed(self, token: int, logit: float) -> bool:
+        import llama_cpp
+
+        self._one_data[0].id = token
+        self._one_data[0].logit = logit
+        self._one_data[0].p = 0.0
+        self._one.data = self._one_data
+        self._one.size = 1
+        self._one.selected = -1
+        self._one.sorted = False
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
+        return math.isfinite(self._one_data[0].logit)
+
+    def free(self) -> None:
+        if self._constrained is not None:
+            self._lib.llama_sampler_free(self._constrained)
+        self._constrained = self._grammar = None
 
     @staticmethod
     def _chain(params: SamplingParams, seed: int, grammar: str | None, vocab: Any) -> Any:
@@ -103,40 +191,6 @@ class _Sampler:
             add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
             add(chain, llama_cpp.llama_sampler_init_dist(seed))
         return chain
-
-    def sample(self, ctx: Any, index: int) -> int:
-        import llama_cpp
-
-        token = int(llama_cpp.llama_sampler_sample(self._free, ctx, index))
-        if self._constrained is None:
-            return token
-        if self._allowed(token, ctx, index):
-            llama_cpp.llama_sampler_accept(self._constrained, token)
-            return token
-        self.refused += 1
-        return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
-
-    def _allowed(self, token: int, ctx: Any, index: int) -> bool:
-        import llama_cpp
-
-        logits = llama_cpp.llama_get_logits_ith(ctx, index)
-        self._one_data[0].id = token
-        self._one_data[0].logit = logits[token]
-        self._one_data[0].p = 0.0
-        self._one.data = self._one_data
-        self._one.size = 1
-        self._one.selected = -1
-        self._one.sorted = False
-        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
-        return math.isfinite(self._one_data[0].logit)
-
-    def free(self) -> None:
-        import llama_cpp
-
-        for chain in (self._free, self._constrained):
-            if chain is not None:
-                llama_cpp.llama_sampler_free(chain)
-        self._free = self._constrained = self._grammar = None
 
 
 @dataclass(eq=False)
@@ -229,8 +283,15 @@ class SideBySide:
         acquire: Callable[[], None],
         release: Callable[[], None],
         stop_ids: Sequence[int] = (),
+        grammar_first: bool = False,
     ) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp  # kept: closing may happen while the interpreter shuts down
         self._llm = llm
+        self.grammar_first = grammar_first
+        """Apply a JSON grammar to the whole vocabulary before every draw, as llama-cpp-python
+        does (slower; kept to measure what asking it about the drawn token saves)."""
         self.settings = settings
         self._acquire = acquire
         self._release = release
@@ -276,8 +337,7 @@ class SideBySide:
 
     def close(self) -> None:
         """Free the context (the generator is being dropped)."""
-        import llama_cpp
-
+        llama_cpp = self._lib
         with self._cond:
             for seq in [*self._active, *self._waiting]:
                 self._finish(seq, "cancelled")
@@ -378,7 +438,11 @@ class SideBySide:
 
         seq.started = time.perf_counter()
         seq.sampler = _Sampler(
-            llama_cpp.llama_model_get_vocab(self._llm.model), seq.params, seq.grammar, seq.seed
+            llama_cpp.llama_model_get_vocab(self._llm.model),
+            seq.params,
+            seq.grammar,
+            seq.seed,
+            self.grammar_first,
         )
         ids, step = seq.prompt_ids, self._llm.n_batch
         for begin in range(0, len(ids), step):

@@ -133,7 +133,9 @@ def test_prepare_with_the_bundled_models(
     monkeypatch.setattr(models.embeddings, "load_embedder", lambda _p=None: bundled_embedder)
     out = runner.invoke(app, ["prepare", USER, "--db", str(dev_db), "--k", "2"])
     assert out.exit_code == 0, out.output
-    assert f"{bundled_generator.info.threads} CPU thread" in " ".join(out.output.split())
+    said = " ".join(out.output.split())
+    assert f"{bundled_generator.info.threads} CPU thread" in said
+    assert f"{bundled_generator.concurrency} JSON calls side by side" in said
     assert recording.calls["json"] == 2 and recording.calls["stream"] == 1
     args = ["generate", USER, "--db", str(dev_db), "--k", "2", "--max-tokens", "16", "--json"]
     out = runner.invoke(app, args)

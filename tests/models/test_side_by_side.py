@@ -174,3 +174,63 @@ def test_one_at_a_time_loads_no_second_context(monkeypatch: pytest.MonkeyPatch) 
     one = load_generator()
     assert one.side_by_side is None and one.concurrency == 1
     assert "side by side" not in one.load_settings.summary()
+
+
+def reference_nucleus(logits, top_p: float) -> list[int]:
+    """top-p as llama.cpp computes it: the whole vocabulary sorted, kept until the sum >= p."""
+    import numpy as np
+
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")
+    kept, total = [], 0.0
+    for token in order:
+        kept.append(int(token))
+        total += probs[token]
+        if total >= top_p:
+            break
+    return kept
+
+
+@pytest.mark.parametrize("spread", [0.5, 2.0, 6.0], ids=["flat", "medium", "peaked"])
+def test_the_top_p_set_is_llama_cpps_without_sorting_the_vocabulary(spread: float) -> None:
+    import numpy as np
+
+    from models.side_by_side import nucleus
+
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal(49_152) * spread).astype(np.float32)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    for top_p in (0.5, 0.95, 0.999):
+        ours, reference = nucleus(logits, top_p).tolist(), reference_nucleus(logits, top_p)
+        if spread == 6.0:  # a real model's peaked distribution: the very same list
+            assert ours == reference
+        # flat ones (thousands of tokens) differ only where rounding decides a tie or the
+        # last of thousands of tiny probabilities: a negligible mass
+        differ = list(set(ours) ^ set(reference))
+        assert probs[differ].sum() < 1e-4, (len(ours), len(reference))
+        assert abs(probs[ours].sum() - probs[reference].sum()) < 1e-4
+
+
+def test_a_draw_follows_top_p_and_temperature() -> None:
+    import numpy as np
+
+    from models.side_by_side import draw
+
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
+    rng = np.random.default_rng(1)
+    params = SamplingParams(temperature=1.0, top_p=0.9)
+    counts = np.bincount([draw(logits, params, rng) for _ in range(20_000)], minlength=4)
+    # top-p 0.9 keeps 0.5, 0.3 and 0.15 (the sum passes 0.9 with the third), renormalised
+    assert counts[3] == 0
+    assert np.allclose(counts[:3] / counts.sum(), np.array([0.5, 0.3, 0.15]) / 0.95, atol=0.015)
+    assert draw(logits, replace_temp(params, 0.0), rng) == 0
+    cold = [draw(logits, replace_temp(params, 0.1), rng) for _ in range(2_000)]
+    assert cold.count(0) > 1_900  # a low temperature sharpens what is left
+
+
+def replace_temp(params: SamplingParams, temperature: float) -> SamplingParams:
+    from dataclasses import replace
+
+    return replace(params, temperature=temperature)
