@@ -79,10 +79,11 @@ a cancel still lands at once, and reading is faster than in batches of 128."""
 
 
 SIDE_BY_SIDE = 8
-"""JSON calls decoded together: the eight differences of a target (k = 8 comparison items).
-Measured on two CPU cores with the bundled model, eight real differences prompts took 61 s
-side by side against 69 s one after another (prompt reading dominates there); on a GPU,
-where a decode step is mostly overhead, the gain is larger."""
+"""JSON calls decoded together with layers on a GPU: the eight differences of a target (k = 8
+comparison items). On the CPU they run one after another: on two cores with the bundled model
+a decode step of eight tokens costs about six single steps, and reading the prompts (the same
+work either way) dominates, so side by side measured between 0.83x and 1.14x there
+(``benchmarks/side_by_side.py``)."""
 
 MAX_SIDE_BY_SIDE = 64
 """The most sequences one llama.cpp context takes here (its own limit is 256)."""
@@ -91,12 +92,12 @@ MAX_SIDE_BY_SIDE = 64
 SIDE_BY_SIDE_ENV = "DPL_SIDE_BY_SIDE"
 
 
-def default_side_by_side() -> int:
-    """``$DPL_SIDE_BY_SIDE`` when set (1: JSON calls one after another), else
-    ``models.gpu.SIDE_BY_SIDE``. Raises ModelLoadError for a value below 1 or not a number."""
+def default_side_by_side() -> int | None:
+    """``$DPL_SIDE_BY_SIDE`` when set (1: JSON calls one after another), else None (the
+    device's choice). Raises ModelLoadError for a value below 1 or not a number."""
     value = os.environ.get(SIDE_BY_SIDE_ENV, "").strip()
     if not value:
-        return SIDE_BY_SIDE
+        return None
     try:
         sequences = int(value)
     except ValueError:
@@ -105,7 +106,7 @@ def default_side_by_side() -> int:
         raise ModelLoadError(
             f"{SIDE_BY_SIDE_ENV}={value!r} is not a number of calls side by side: set it to a "
             f"whole number from 1 (one after another) to {MAX_SIDE_BY_SIDE}, or unset it "
-            f"for {SIDE_BY_SIDE}."
+            "to leave it to the device."
         )
     return sequences
 
@@ -123,7 +124,7 @@ class LoadSettings:
     """Read the whole prompt on every call instead of reusing the prefix the context already
     holds: on a GPU a reused prefix changes the batch shapes, and with them the numbers, so the
     same seed would not give the same text."""
-    side_by_side: int = SIDE_BY_SIDE
+    side_by_side: int = 1
     """JSON calls decoded together in a second context (``models.side_by_side``); 1 runs them
     one after another in the model's own context."""
 
@@ -144,16 +145,22 @@ class LoadSettings:
 CPU_SETTINGS = LoadSettings(
     CPU_PROMPT_BATCH, CPU_PROMPT_BATCH, flash_attn=False, reread_prompt=False
 )
-GPU_SETTINGS = LoadSettings(GPU_PROMPT_BATCH, GPU_PROMPT_BATCH, flash_attn=True, reread_prompt=True)
+GPU_SETTINGS = LoadSettings(
+    GPU_PROMPT_BATCH,
+    GPU_PROMPT_BATCH,
+    flash_attn=True,
+    reread_prompt=True,
+    side_by_side=SIDE_BY_SIDE,
+)
 
 
 def choose_load_settings(
-    offloading: bool, flash_attn: bool | None = None, side_by_side: int = SIDE_BY_SIDE
+    offloading: bool, flash_attn: bool | None = None, side_by_side: int | None = None
 ) -> LoadSettings:
     """The settings for a model that will (``offloading``: n_gpu_layers != 0 on a GPU build)
     or will not put layers on a GPU; an explicit ``flash_attn`` overrides the choice of
-    flash attention and nothing else. ``side_by_side`` (JSON calls decoded together) is the
-    same on both devices.
+    flash attention and nothing else, an explicit ``side_by_side`` the JSON calls decoded
+    together (``SIDE_BY_SIDE`` on a GPU, one after another on the CPU).
 
     On a GPU: flash attention and 512-token prompt batches. With 128-token batches and flash
     attention off, a prompt of about 3k tokens aborted the whole process on an NVIDIA H200
@@ -161,7 +168,7 @@ def choose_load_settings(
     The prompt is re-read on every call, so the same seed gives the same text. On the CPU:
     128-token batches, flash attention off, the cached prompt prefix reused."""
     chosen = GPU_SETTINGS if offloading else CPU_SETTINGS
-    if side_by_side != chosen.side_by_side:
+    if side_by_side is not None and side_by_side != chosen.side_by_side:
         chosen = replace(chosen, side_by_side=side_by_side)
     if flash_attn is None or flash_attn == chosen.flash_attn:
         return chosen

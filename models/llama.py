@@ -657,7 +657,8 @@ def load_generator(
     (``models.gpu.choose_load_settings``; kept in ``generator.load_settings``); ``flash_attn``
     True or False overrides the choice of flash attention, None leaves it to the device.
     ``side_by_side``: JSON calls decoded together (``models.side_by_side``); default
-    ``$DPL_SIDE_BY_SIDE`` or ``models.gpu.SIDE_BY_SIDE``; 1 runs them one after another.
+    ``$DPL_SIDE_BY_SIDE``, else ``models.gpu.SIDE_BY_SIDE`` with layers on a GPU and one after
+    another (1) on the CPU.
 
     Raises ModelNotFoundError, NotGGUFError, CorruptModelError or ModelLoadError."""
     import llama_cpp
@@ -675,7 +676,7 @@ def load_generator(
         n_ctx = min(DEFAULT_MAX_CTX, gguf.context_length or DEFAULT_MAX_CTX)
     threads = n_threads or default_threads()
     sequences = side_by_side if side_by_side is not None else default_side_by_side()
-    if sequences < 1:
+    if sequences is not None and sequences < 1:
         raise ModelLoadError(f"side_by_side must be at least 1, got {sequences}.")
     if n_gpu_layers == 0:
         _check_memory(path, gguf.size_bytes)

@@ -17,7 +17,7 @@ def dpl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point every dpl location at a fresh folder, so no test touches real user data."""
     home = tmp_path / "dpl-home"
     monkeypatch.setenv("DPL_HOME", str(home))
-    for var in ("DPL_DB", "DPL_CONFIG", "DPL_MODEL"):
+    for var in ("DPL_DB", "DPL_CONFIG", "DPL_MODEL", "DPL_SIDE_BY_SIDE"):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -26,7 +26,7 @@ def test_layers_on_a_gpu_get_flash_attention_512_token_batches_and_a_full_reread
     settings = planned_settings(ON_GPU)
     assert settings == choose_load_settings(True) == GPU_SETTINGS
     assert settings == LoadSettings(n_batch=512, n_ubatch=512, flash_attn=True,
-                                    reread_prompt=True)
+                                    reread_prompt=True, side_by_side=8)
     assert settings.summary() == (
         "512-token prompt batches, flash attention on, prompt re-read per call, "
         "8 JSON calls side by side"
@@ -40,13 +40,12 @@ def test_the_cpu_keeps_its_settings(state: OffloadState) -> None:
     assert settings == LoadSettings(n_batch=128, n_ubatch=128, flash_attn=False,
                                     reread_prompt=False)
     assert settings.n_batch == PROMPT_BATCH
-    assert settings.summary() == (
-        "128-token prompt batches, flash attention off, 8 JSON calls side by side"
-    )
+    assert settings.side_by_side == 1
+    assert settings.summary() == "128-token prompt batches, flash attention off"
 
 
 def test_an_explicit_flash_attn_wins_and_changes_nothing_else() -> None:
-    assert choose_load_settings(True, flash_attn=False) == LoadSettings(512, 512, False, True)
+    assert choose_load_settings(True, flash_attn=False) == LoadSettings(512, 512, False, True, 8)
     assert choose_load_settings(False, flash_attn=True) == LoadSettings(128, 128, True, False)
     assert choose_load_settings(True, flash_attn=True) == GPU_SETTINGS
     assert choose_load_settings(False, flash_attn=False) == CPU_SETTINGS
@@ -100,7 +99,12 @@ def test_the_default_cpu_load_uses_the_cpu_settings(bundled_generator) -> None:
     assert llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
 
 
-def test_one_call_at_a_time_is_not_called_side_by_side() -> None:
-    from dataclasses import replace
-
-    assert "side by side" not in replace(CPU_SETTINGS, side_by_side=1).summary()
+def test_an_explicit_side_by_side_count_wins_on_either_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert choose_load_settings(True, side_by_side=1).side_by_side == 1
+    assert "side by side" not in choose_load_settings(True, side_by_side=1).summary()
+    assert choose_load_settings(False, side_by_side=4).side_by_side == 4
+    monkeypatch.setenv("DPL_SIDE_BY_SIDE", "3")
+    assert planned_settings(CPU_BUILD).side_by_side == 3
+    assert planned_settings(ON_GPU).side_by_side == 3

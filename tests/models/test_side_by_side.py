@@ -60,9 +60,11 @@ def at_once(call, inputs) -> list:
 
 
 @pytest.fixture(scope="module")
-def gen(bundled_generator):
-    assert bundled_generator.side_by_side is not None
-    return bundled_generator
+def gen():
+    """The bundled model with its JSON calls side by side (what a GPU load gets by default)."""
+    from models.llama import load_generator
+
+    return load_generator(side_by_side=SIDE_BY_SIDE)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,13 @@ def alone(gen) -> list[dict]:
 def test_a_loaded_model_serves_its_json_calls_side_by_side(gen) -> None:
     assert gen.concurrency == SIDE_BY_SIDE == gen.load_settings.side_by_side
     assert f"{SIDE_BY_SIDE} JSON calls side by side" in gen.load_settings.summary()
+
+
+def test_on_the_cpu_json_calls_run_one_after_another(bundled_generator, monkeypatch) -> None:
+    monkeypatch.delenv("DPL_SIDE_BY_SIDE", raising=False)
+    if bundled_generator.offload.active:
+        pytest.skip("the model's layers are on a GPU here")
+    assert bundled_generator.side_by_side is None and bundled_generator.concurrency == 1
 
 
 def test_side_by_side_at_temperature_0_writes_what_one_after_another_writes(gen, alone) -> None:
@@ -158,7 +167,7 @@ def test_more_calls_than_sequences_run_in_turns_and_a_long_one_runs_alone(gen, a
 
 def test_side_by_side_count_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DPL_SIDE_BY_SIDE", raising=False)
-    assert default_side_by_side() == SIDE_BY_SIDE
+    assert default_side_by_side() is None  # the device decides
     monkeypatch.setenv("DPL_SIDE_BY_SIDE", " 1 ")
     assert default_side_by_side() == 1
     for bad in ("0", "many", str(MAX_SIDE_BY_SIDE + 1)):
