@@ -160,7 +160,10 @@ def gpu_label(generator: TextGenerator) -> str:
             settings = getattr(generator, "load_settings", None)
             if settings is not None:
                 flash = "on" if settings.flash_attn else "off"
-                label += f" (flash attention {flash}, batch {settings.n_batch})"
+                label += f" (flash attention {flash}, batch {settings.n_batch}"
+                if settings.side_by_side > 1:
+                    label += f", {settings.side_by_side} JSON calls side by side"
+                label += ")"
             return label
         if offload.built_with_gpu:
             return "off (0 layers offloaded)"

@@ -4,6 +4,7 @@ the GPU status label."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 
 from dpl_tui.backend import ModelHolder, gpu_label
@@ -80,8 +81,12 @@ def test_the_gpu_label_names_flash_attention_and_batch_only_when_offloaded():
     on_gpu = OffloadState(True, (), 31, 31, measured=True, device_name="NVIDIA H200")
     gen = SimpleNamespace(offload=on_gpu, load_settings=GPU_SETTINGS)
     assert gpu_label(gen) == (
-        "on, 31/31 layers on NVIDIA H200 (flash attention on, batch 512)"
+        "on, 31/31 layers on NVIDIA H200 (flash attention on, batch 512, "
+        "8 JSON calls side by side)"
     )
+    one_at_a_time = SimpleNamespace(offload=on_gpu, load_settings=replace(GPU_SETTINGS,
+                                                                          side_by_side=1))
+    assert gpu_label(one_at_a_time).endswith("(flash attention on, batch 512)")
     cpu_build = SimpleNamespace(offload=OffloadState(False), load_settings=CPU_SETTINGS)
     assert gpu_label(cpu_build) == "off (CPU-only llama.cpp build)"
     fell_back = SimpleNamespace(offload=OffloadState(True, (), 0, 31), load_settings=CPU_SETTINGS)
