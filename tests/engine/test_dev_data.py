@@ -223,3 +223,25 @@ def test_unparseable_differences_keep_the_free_text(
     )
     (d,) = e.differences(e.held_out_target(USER))
     assert not d.structured and d.raw and (d.writing, d.emotional, d.semantic) == ("", "", "")
+
+
+def test_the_engine_runs_a_targets_differences_side_by_side_as_it_runs_them_in_turn(
+    mi5_db: Path, tmp_path: Path, bundled_generator, bundled_embedder
+):
+    """Through the engine's own concurrency: a generator that serves its JSON calls side by
+    side gets them all at once, and at temperature 0 answers what one after another answers."""
+    from dataclasses import replace
+
+    from models.llama import load_generator
+
+    greedy = replace(SMALL, analysis=SamplingParams(temperature=0.0, max_tokens=64))
+    side = RecordingGenerator(load_generator(side_by_side=8))
+    assert side.concurrency == 8
+    answers = []
+    for i, gen in enumerate((RecordingGenerator(bundled_generator), side)):
+        with UserStore(copy_db(mi5_db, tmp_path / f"copy{i}.db")) as store:
+            e = Engine(store, gen, bundled_embedder, greedy)
+            answers.append(e.differences(e.held_out_target(USER)))
+        assert gen.calls["json"] == len(answers[-1]) >= 2
+    assert answers[0] == answers[1]
+    assert side.inner.side_by_side.most_at_once >= 2  # they really ran together

@@ -184,3 +184,36 @@ def test_dpl_models_reports_the_gpu() -> None:
     assert row["vram"].endswith("MiB")
     assert row["load_settings"] == GPU_SETTINGS.summary()
     assert (row["n_batch"], row["flash_attn"], row["reread_prompt"]) == (512, True, True)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_json_calls_run_side_by_side_on_the_gpu_with_the_same_seed_giving_the_same_text() -> None:
+    """A GPU load serves eight JSON calls at once; run twice with the same seeds, the side-by-side
+    texts repeat (each sequence's numbers do not depend on what shares its steps)."""
+    import threading
+
+    gen = load_generator()
+    assert gen.concurrency == GPU_SETTINGS.side_by_side > 1 and gen.side_by_side is not None
+    schema = {"type": "object", "properties": {"review": {"type": "string"}},
+              "required": ["review"]}  # fmt: skip
+    prompts = [MESSAGES, OTHER] * 2
+
+    def answers() -> list:
+        out: list = [None] * len(prompts)
+
+        def one(i: int) -> None:
+            params = SamplingParams(max_tokens=48, seed=20 + i)
+            out[i] = gen.complete_json(prompts[i], schema, params)[0]
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    first = answers()
+    assert all(isinstance(a, dict) for a in first)
+    assert answers() == first
+    assert gen.side_by_side.most_at_once >= 2

@@ -69,7 +69,13 @@ def gen():
 
 @pytest.fixture(scope="module")
 def alone(gen) -> list[dict]:
-    """The answers to four real prompts, each decoded alone (what the tests compare with)."""
+    """The answers to four real prompts, each decoded alone (what the tests compare with).
+
+    Asserted on the CPU. On a GPU the kernels for a step of several rows may round otherwise
+    than for one row, so equality is reported by ``benchmarks/side_by_side.py`` there, not
+    asserted."""
+    if gen.offload.active:
+        pytest.skip("texts equal to one after another are asserted on the CPU only")
     return [json.loads(text) for text in one_after_another(gen, differences_prompts(4))]
 
 
