@@ -1,11 +1,13 @@
 """The differences of one target decoded one after another against side by side, in one process.
 
 Eight real differences prompts (recorded from the bundled model in
-``tests/data/bundled_differences.json``) are answered four ways on the same loaded model, the
+``tests/data/bundled_differences.json``) are answered five ways on the same loaded model, the
 ways alternating over ``--reps`` rounds:
 
 * one after another: each JSON call alone in the model's own context, llama-cpp-python's
-  completion with its grammar (what every JSON call did before side-by-side decoding);
+  completion with its grammar applied to the whole vocabulary before every draw;
+* one after another, dpl's sampler: each call alone in the JSON context (what the CPU does),
+  its grammar asked only about the token drawn without it, top-p without a full sort;
 * side by side: all eight in the second context, each sequence asking its JSON grammar only
   about the token drawn without it (dpl's default);
 * side by side, grammar first: the same, with the grammar applied to the whole vocabulary
@@ -14,7 +16,8 @@ ways alternating over ``--reps`` rounds:
 
 Sampling is the engine's analysis setting (temperature 0.8, top-p 0.95, 320 tokens, one seed per
 prompt). Reported: wall time for the eight, tokens written, tokens per second of wall time, the
-ratio to one after another, and decode steps; the texts at temperature 0 are compared too.
+ratio to one after another, decode steps, and the time dpl's sampler took per token (grammar
+included); the texts at temperature 0 are compared too.
 
     python -m benchmarks.side_by_side [--model PATH] [--reps 1] [--prompts 8]
         [--out benchmarks/results/side_by_side.md] [--json PATH]
@@ -38,7 +41,13 @@ from benchmarks.common import RESULTS_DIR, write_results
 
 RESULTS = RESULTS_DIR / "side_by_side.md"
 PROMPTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "bundled_differences.json"
-WAYS = ("one after another", "side by side", "side by side, grammar first", "side by side, free")
+WAYS = (
+    "one after another",
+    "one after another, dpl's sampler",
+    "side by side",
+    "side by side, grammar first",
+    "side by side, free",
+)
 
 
 def load_prompts(n: int) -> list[list[dict[str, str]]]:
@@ -79,6 +88,18 @@ def side_by_side(gen, side, prompts, grammar, params) -> tuple[list[str], int]:
     return [s.text for s in streams], sum(s.stats.completion_tokens for s in streams)
 
 
+def in_turn(gen, side, prompts, grammar, params) -> tuple[list[str], int]:
+    texts, tokens = [], 0
+    for i, m in enumerate(prompts):
+        p = _seeded(params, i)
+        with side.submit(gen.prompt_token_ids(m), p, seed=p.seed, grammar=grammar) as stream:
+            for _ in stream:
+                pass
+        texts.append(stream.text)
+        tokens += stream.stats.completion_tokens
+    return texts, tokens
+
+
 def _seeded(params, i: int):
     from dataclasses import replace
 
@@ -88,7 +109,7 @@ def _seeded(params, i: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="A GGUF file (default: the bundled model).")
-    ap.add_argument("--reps", type=int, default=1, help="Rounds of the four ways (default 1).")
+    ap.add_argument("--reps", type=int, default=1, help="Rounds of the five ways (default 1).")
     ap.add_argument("--prompts", type=int, default=8, help="Differences prompts (default 8).")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures as JSON.")
@@ -119,18 +140,27 @@ def main() -> None:
     for _ in range(args.reps):
         for way in WAYS:
             start = time.perf_counter()
+            sampled, sampling_s = side.sampled, side.sampling_s
             if way == WAYS[0]:
                 texts, tokens = one_after_another(gen, prompts, schema, params)
                 steps = tokens
+            elif way == WAYS[1]:
+                side.grammar_first = False
+                texts, tokens = in_turn(gen, side, prompts, grammar, params)
+                steps = tokens
             else:
-                side.grammar_first = way == WAYS[2]
+                side.grammar_first = way == WAYS[3]
                 before = side.steps
                 texts, tokens = side_by_side(
-                    gen, side, prompts, None if way == WAYS[3] else grammar, params
+                    gen, side, prompts, None if way == WAYS[4] else grammar, params
                 )
                 steps = side.steps - before
+            sampled, sampling_s = side.sampled - sampled, side.sampling_s - sampling_s
             wall = time.perf_counter() - start
-            runs[way].append({"wall_s": wall, "tokens": tokens, "steps": steps})
+            per_token_ms = sampling_s / sampled * 1000 if sampled else None
+            runs[way].append(
+                {"wall_s": wall, "tokens": tokens, "steps": steps, "sampling_ms": per_token_ms}
+            )
             print(f"{way}: {wall:.1f} s, {tokens} tokens, {steps} decode steps", flush=True)
 
     greedy = replace(params, temperature=0.0)
@@ -146,10 +176,12 @@ def main() -> None:
         wall = statistics.median(r["wall_s"] for r in runs[way])
         tokens = statistics.median(r["tokens"] for r in runs[way])
         steps = statistics.median(r["steps"] for r in runs[way])
+        timed = [r["sampling_ms"] for r in runs[way] if r["sampling_ms"] is not None]
+        sampling = f"{statistics.median(timed):.2f}" if timed else "(inside llama.cpp)"
         figures[way] = {"wall_s": wall, "tokens": tokens, "steps": steps, "runs": runs[way]}
         rows.append(
             f"| {way} | {wall:.1f} | {tokens:.0f} | {tokens / wall:.1f} | {base / wall:.2f}x "
-            f"| {steps:.0f} |"
+            f"| {steps:.0f} | {sampling} |"
         )
     device = gen.info.device if gen.info.gpu_layers else (platform.processor() or "CPU")
     model = Path(gen.info.path).name
@@ -164,8 +196,9 @@ def main() -> None:
             f"top-p {params.top_p}, at most {params.max_tokens} tokens; "
             f"{time.strftime('%Y-%m-%d')}. Median of {args.reps} round(s).",
             "",
-            "| way | wall s | tokens | tokens/s of wall | speed-up | decode steps |",
-            "|---|---|---|---|---|---|",
+            "| way | wall s | tokens | tokens/s of wall | speed-up | decode steps "
+            "| sampling ms/token |",
+            "|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"At temperature 0, {equal} of {len(prompts)} side-by-side answers are the text "

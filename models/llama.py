@@ -308,12 +308,13 @@ class LlamaGenerator(TextGenerator):
         self._applied: list[tuple[_Adapter, ...]] = [()]
         """What the shared context has applied now (one cell, shared by every view)."""
         self.side_by_side = side_by_side
-        """The second context JSON calls are decoded in together; None: one after another."""
+        """The second context JSON calls are decoded in (together where it holds several
+        sequences); None: they run through llama-cpp-python in the model's own context."""
         self._grammars: dict[str, str] = {}
 
     @property
     def concurrency(self) -> int:  # type: ignore[override]
-        """JSON calls served at once: the side-by-side sequences, or 1."""
+        """JSON calls served at once: the side-by-side sequences (1 on the CPU)."""
         return self.side_by_side.settings.sequences if self.side_by_side is not None else 1
 
     # locking -------------------------------------------------------------
@@ -733,16 +734,17 @@ def load_generator(
         else _handler_for_function(formatter)
     )
     generator = LlamaGenerator(llm, info, gguf, formatter, offload, notes, settings)
-    if settings.side_by_side > 1:
-        side = SideBySide(
-            llm,
-            SideBySideSettings(settings.side_by_side),
-            acquire=generator._acquire,
-            release=generator._release,
-            stop_ids=[generator.end_of_turn_id],
-        )
-        llm._stack.callback(side.close)  # freed before the model it was made from
-        generator.side_by_side = side
+    # JSON calls are decoded in a context of their own, side by side on a GPU and one at a
+    # time on the CPU, with dpl's sampler (see models.side_by_side)
+    side = SideBySide(
+        llm,
+        SideBySideSettings(settings.side_by_side),
+        acquire=generator._acquire,
+        release=generator._release,
+        stop_ids=[generator.end_of_turn_id],
+    )
+    llm._stack.callback(side.close)  # freed before the model it was made from
+    generator.side_by_side = side
     return generator
 
 

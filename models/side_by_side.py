@@ -308,6 +308,9 @@ class SideBySide:
         """Decode steps run so far (each feeds one token of every sequence in flight)."""
         self.most_at_once = 0
         """The most sequences one step has decoded together."""
+        self.sampled = 0
+        self.sampling_s = 0.0
+        """Tokens sampled so far, and the seconds their sampling took (grammar included)."""
 
     # public ---------------------------------------------------------------
     def submit(
@@ -452,7 +455,7 @@ class SideBySide:
             self._fill([(seq.seq_id, t, begin + j) for j, t in enumerate(chunk)], last_only=True)
             self._run_batch()
         seq.pos = len(ids)
-        self._take(seq, seq.sampler.sample(self._ctx, -1))
+        self._take(seq, self._sample(seq, -1))
 
     def _decode(self) -> None:
         active = list(self._active)
@@ -462,8 +465,15 @@ class SideBySide:
         self.most_at_once = max(self.most_at_once, len(active))
         for i, seq in enumerate(active):
             seq.pos += 1
-            assert seq.sampler is not None
-            self._take(seq, seq.sampler.sample(self._ctx, i))
+            self._take(seq, self._sample(seq, i))
+
+    def _sample(self, seq: _Sequence, index: int) -> int:
+        assert seq.sampler is not None
+        start = time.perf_counter()
+        token = seq.sampler.sample(self._ctx, index)
+        self.sampling_s += time.perf_counter() - start
+        self.sampled += 1
+        return token
 
     def _take(self, seq: _Sequence, token: int) -> None:
         """Record a sampled token: a piece of text, or the end of the sequence."""

@@ -88,7 +88,8 @@ def test_on_the_cpu_json_calls_run_one_after_another(bundled_generator, monkeypa
     monkeypatch.delenv("DPL_SIDE_BY_SIDE", raising=False)
     if bundled_generator.offload.active:
         pytest.skip("the model's layers are on a GPU here")
-    assert bundled_generator.side_by_side is None and bundled_generator.concurrency == 1
+    assert bundled_generator.concurrency == 1
+    assert bundled_generator.side_by_side.settings.sequences == 1  # dpl's sampler, one at a time
 
 
 def test_side_by_side_at_temperature_0_writes_what_one_after_another_writes(gen, alone) -> None:
@@ -182,13 +183,16 @@ def test_side_by_side_count_from_the_environment(monkeypatch: pytest.MonkeyPatch
             default_side_by_side()
 
 
-def test_one_at_a_time_loads_no_second_context(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_at_a_time_is_the_same_path_with_one_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
     from models.llama import load_generator
 
     monkeypatch.setenv("DPL_SIDE_BY_SIDE", "1")
     one = load_generator()
-    assert one.side_by_side is None and one.concurrency == 1
+    assert one.concurrency == 1 and one.side_by_side.settings.sequences == 1
     assert "side by side" not in one.load_settings.summary()
+    value, stats = one.complete_json(differences_prompts(1)[0], SCHEMA, GREEDY)
+    assert set(value) == set(SCHEMA["required"]) and stats.completion_tokens > 0
+    assert one.side_by_side.sampled > stats.completion_tokens - 1  # it went through that path
 
 
 def reference_nucleus(logits, top_p: float) -> list[int]:
