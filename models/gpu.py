@@ -82,7 +82,7 @@ SIDE_BY_SIDE = 8
 """JSON calls decoded together with layers on a GPU: the eight differences of a target (k = 8
 comparison items). On the CPU they run one after another: on two cores with the bundled model
 a decode step of eight tokens costs about six single steps, and reading the prompts (the same
-work either way) dominates, so side by side measured between 0.83x and 1.14x there
+work either way) dominates, so side by side measured between 0.79x and 1.14x there
 (``benchmarks/side_by_side.py``)."""
 
 MAX_SIDE_BY_SIDE = 64
