@@ -125,8 +125,8 @@ class LoadSettings:
     holds: on a GPU a reused prefix changes the batch shapes, and with them the numbers, so the
     same seed would not give the same text."""
     side_by_side: int = 1
-    """JSON calls decoded together in a second context (``models.side_by_side``); 1 runs them
-    one after another in the model's own context."""
+    """JSON calls decoded together in their own context (``models.side_by_side``); with 1 they
+    run there one after another."""
 
     def summary(self) -> str:
         """One line, e.g. '512-token prompt batches, flash attention on, prompt re-read per

@@ -33,6 +33,7 @@ from .errors import (
 from .gpu import (
     CPU_PROMPT_BATCH,
     CPU_SETTINGS,
+    MAX_SIDE_BY_SIDE,
     LoadSettings,
     OffloadState,
     choose_load_settings,
@@ -677,8 +678,8 @@ def load_generator(
         n_ctx = min(DEFAULT_MAX_CTX, gguf.context_length or DEFAULT_MAX_CTX)
     threads = n_threads or default_threads()
     sequences = side_by_side if side_by_side is not None else default_side_by_side()
-    if sequences is not None and sequences < 1:
-        raise ModelLoadError(f"side_by_side must be at least 1, got {sequences}.")
+    if sequences is not None and not 1 <= sequences <= MAX_SIDE_BY_SIDE:
+        raise ModelLoadError(f"side_by_side must be from 1 to {MAX_SIDE_BY_SIDE}, got {sequences}.")
     if n_gpu_layers == 0:
         _check_memory(path, gguf.size_bytes)
 

@@ -134,12 +134,9 @@ class _Sampler:
         self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
         self._one = llama_cpp.llama_token_data_array()
         self._one_data = (llama_cpp.llama_token_data * 1)()
-        self.refused = 0
-        """Tokens the grammar refused, each of which cost a pass over the whole vocabulary."""
 
     def sample(self, ctx: Any, index: int) -> int:
-        import llama_cpp
-
+        llama_cpp = self._lib
         if self._constrained is not None and self._grammar_first:
             return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
         logits = np.ctypeslib.as_array(
@@ -151,12 +148,9 @@ class _Sampler:
         if self._allowed(token, float(logits[token])):
             llama_cpp.llama_sampler_accept(self._constrained, token)
             return token
-        self.refused += 1
         return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
 
     def _allowed(self, token: int, logit: float) -> bool:
-        import llama_cpp
-
         self._one_data[0].id = token
         self._one_data[0].logit = logit
         self._one_data[0].p = 0.0
@@ -164,7 +158,7 @@ class _Sampler:
         self._one.size = 1
         self._one.selected = -1
         self._one.sorted = False
-        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
+        self._lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
         return math.isfinite(self._one_data[0].logit)
 
     def free(self) -> None:
@@ -210,10 +204,8 @@ class _Sequence:
     next_token: int = -1
     pos: int = 0
     completion: int = 0
-    refused: int = 0
     sampler: _Sampler | None = None
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    submitted: float = field(default_factory=time.perf_counter)
     started: float = 0.0
     first: float = 0.0
     ended: float = 0.0
@@ -234,12 +226,6 @@ class SideBySideStream(TextStream):
     @property
     def text(self) -> str:  # type: ignore[override]
         return "".join(self._parts)
-
-    @property
-    def grammar_refusals(self) -> int:
-        """Tokens the JSON grammar refused (each cost a pass over the whole vocabulary)."""
-        seq = self._seq
-        return seq.sampler.refused if seq.sampler is not None else seq.refused
 
     def __next__(self) -> str:
         piece = self._owner._next_piece(self._seq)
@@ -289,6 +275,7 @@ class SideBySide:
 
         self._lib = llama_cpp  # kept: closing may happen while the interpreter shuts down
         self._llm = llm
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self.grammar_first = grammar_first
         """Apply a JSON grammar to the whole vocabulary before every draw, as llama-cpp-python
         does (slower; kept to measure what asking it about the drawn token saves)."""
@@ -437,11 +424,9 @@ class SideBySide:
             self._start(seq)
 
     def _start(self, seq: _Sequence) -> None:
-        import llama_cpp
-
         seq.started = time.perf_counter()
         seq.sampler = _Sampler(
-            llama_cpp.llama_model_get_vocab(self._llm.model),
+            self._vocab,
             seq.params,
             seq.grammar,
             seq.seed,
@@ -477,15 +462,12 @@ class SideBySide:
 
     def _take(self, seq: _Sequence, token: int) -> None:
         """Record a sampled token: a piece of text, or the end of the sequence."""
-        import llama_cpp
-
-        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
-        if token in self._stop_ids or llama_cpp.llama_vocab_is_eog(vocab, token):
+        if token in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, token):
             reason = "stop"
         else:
             seq.completion += 1
             seq.next_token = token
-            piece = seq.decoder.decode(self._piece(vocab, token))
+            piece = seq.decoder.decode(self._piece(token))
             with self._cond:
                 if not seq.first:
                     seq.first = time.perf_counter()
@@ -503,14 +485,14 @@ class SideBySide:
             self._finish(seq, reason)
 
     # llama.cpp --------------------------------------------------------------
-    def _piece(self, vocab: Any, token: int) -> bytes:
-        import llama_cpp
-
+    def _piece(self, token: int) -> bytes:
+        """The token's text as bytes (llama-cpp-python's own helper returns a fixed 32-byte
+        buffer, trailing zeros included)."""
         size = len(self._piece_buffer)
-        n = llama_cpp.llama_token_to_piece(vocab, token, self._piece_buffer, size, 0, False)
+        n = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buffer, size, 0, False)
         if n < 0:  # a longer piece than the buffer: grow it to the size asked for
             self._piece_buffer = ctypes.create_string_buffer(-n)
-            return self._piece(vocab, token)
+            return self._piece(token)
         return self._piece_buffer.raw[:n]
 
     def _ensure_context(self) -> None:
@@ -588,6 +570,5 @@ class SideBySide:
         seq.finish = reason
         seq.ended = time.perf_counter()
         if seq.sampler is not None:
-            seq.refused = seq.sampler.refused
             seq.sampler.free()
             seq.sampler = None

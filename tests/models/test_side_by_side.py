@@ -253,3 +253,11 @@ def replace_temp(params: SamplingParams, temperature: float) -> SamplingParams:
     from dataclasses import replace
 
     return replace(params, temperature=temperature)
+
+
+@pytest.mark.parametrize("count", [0, MAX_SIDE_BY_SIDE + 1])
+def test_a_side_by_side_count_out_of_range_is_refused_before_loading(count: int) -> None:
+    from models.llama import load_generator
+
+    with pytest.raises(ModelLoadError, match=f"side_by_side must be from 1 to .*got {count}"):
+        load_generator(side_by_side=count)
