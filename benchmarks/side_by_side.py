@@ -56,14 +56,24 @@ def load_prompts(n: int) -> list[list[dict[str, str]]]:
 
 
 def one_after_another(gen, prompts, schema, params) -> tuple[list[str], int]:
+    """llama-cpp-python's own JSON-constrained chat call, each prompt alone."""
     texts, tokens = [], 0
     fmt = {"type": "json_object", "schema": schema}
     for i, messages in enumerate(prompts):
-        with gen.stream(messages, _seeded(params, i), response_format=fmt) as stream:
-            for _ in stream:
-                pass
-        texts.append(stream.text)
-        tokens += stream.stats.completion_tokens
+        seeded = _seeded(params, i)
+        raw = gen.llm.create_chat_completion(
+            messages=messages,
+            temperature=seeded.temperature,
+            top_p=seeded.top_p,
+            top_k=0,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            max_tokens=seeded.max_tokens,
+            seed=seeded.seed,
+            response_format=fmt,
+        )
+        texts.append(raw["choices"][0]["message"]["content"])
+        tokens += raw["usage"]["completion_tokens"]
     return texts, tokens
 
 
@@ -134,7 +144,7 @@ def main() -> None:
         SideBySideSettings(sequences),
         acquire=gen._acquire,  # noqa: SLF001
         release=gen._release,  # noqa: SLF001
-        stop_ids=[gen.end_of_turn_id],
+        vocab=gen.vocab,
     )
     runs: dict[str, list[dict]] = {way: [] for way in WAYS}
     for _ in range(args.reps):

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from .gpu import (
     nvidia_devices,
 )
 from .registry import GGUFInfo, default_gguf_path, inspect_gguf
+from .sampling import Sampler, Vocabulary
 from .side_by_side import SideBySide, SideBySideSettings
 
 DEFAULT_MAX_CTX = 8192
@@ -170,24 +171,30 @@ class _LlamaLog:
 
 
 class LlamaStream(TextStream):
-    """Text deltas from one generation; holds the model's lock until exhausted or closed."""
+    """Text deltas from one generation; holds the model's lock until exhausted or closed.
+
+    dpl decodes token by token itself: the prompt is read in batches (``_read_prompt``),
+    then each token is drawn by dpl's sampler (``models.sampling``) from the context's last
+    logits and fed back to the model before the next one is drawn."""
 
     def __init__(
         self,
         generator: LlamaGenerator,
-        chunks: Iterator[dict],
         prompt_ids: list[int],
+        sampler: Sampler,
         max_tokens: int,
     ) -> None:
         self._gen = generator
-        self._chunks: Iterator[dict] | None = chunks
+        self._sampler: Sampler | None = sampler
         self._prompt_ids = prompt_ids
-        self._prompt_tokens = len(prompt_ids)
         self._max_tokens = max_tokens
+        self._decoder = Vocabulary.text_decoder()
+        self._fed: int | None = None
+        """The token drawn last, fed to the model before the next draw."""
+        self._count = 0
+        self._ending = ""
         self._start = 0.0
         self._first = 0.0
-        self._deltas = 0
-        self._finish = ""
         self._parts: list[str] = []
         self._cancel = threading.Event()
         self._busy = threading.Lock()
@@ -200,67 +207,75 @@ class LlamaStream(TextStream):
     def __next__(self) -> str:
         with self._busy:
             while True:
-                if self._chunks is None:
+                if self._sampler is None:
                     raise StopIteration
-                if self._cancel.is_set():
-                    self._finish_stream("cancelled")
+                if self._ending or self._cancel.is_set():
+                    self._finish_stream(self._ending or "cancelled")
                     raise StopIteration
                 try:
-                    if not self._start:
-                        self._start = time.perf_counter()
-                        if not self._gen._read_prompt(self._prompt_ids, self._cancel.is_set):
-                            continue  # cancelled while reading: finished at the loop's top
-                    chunk = next(self._chunks)
-                except StopIteration:
-                    self._finish_stream(self._finish or "stop")
-                    raise
+                    piece = self._advance()
                 except BaseException:
                     self._finish_stream("error")
                     raise
-                choice = (chunk.get("choices") or [{}])[0]
-                if choice.get("finish_reason"):
-                    self._finish = choice["finish_reason"]
-                delta = (choice.get("delta") or {}).get("content")
-                if delta:
+                if piece:
                     if not self._first:
                         self._first = time.perf_counter()
-                    self._deltas += 1
-                    self._parts.append(delta)
-                    return delta
+                    self._parts.append(piece)
+                    return piece
+
+    def _advance(self) -> str:
+        """Read the prompt or feed the last token, then draw one: its text (maybe empty)."""
+        gen, llm = self._gen, self._gen.llm
+        if not self._start:
+            self._start = time.perf_counter()
+            if not gen._read_prompt(self._prompt_ids, self._cancel.is_set):
+                return ""  # cancelled while reading: finished at the loop's top
+        elif self._fed is not None:
+            llm.eval([self._fed])
+        assert self._sampler is not None
+        token = self._sampler.sample(llm.ctx, -1)
+        if gen.vocab.ends(token):
+            self._ending = "stop"
+            return self._decoder.decode(b"", final=True)
+        self._count += 1
+        self._fed = token
+        piece = self._decoder.decode(gen.vocab.piece(token))
+        if self._count >= self._max_tokens:
+            self._ending = "length"
+            piece += self._decoder.decode(b"", final=True)
+        return piece
 
     def close(self) -> None:
         """Stop generating now; the model is free for the next request when this returns.
 
         From another thread while a token is being produced, it asks the stream to
         stop after that token."""
-        if self._chunks is None:
+        if self._sampler is None:
             return
         if not self._busy.acquire(blocking=False):
             self._cancel.set()
             return
         try:
-            if self._chunks is not None:
+            if self._sampler is not None:
                 self._finish_stream("cancelled")
         finally:
             self._busy.release()
 
     def _finish_stream(self, reason: str) -> None:
-        chunks, self._chunks = self._chunks, None
-        if chunks is None:
+        sampler, self._sampler = self._sampler, None
+        if sampler is None:
             return
         end = time.perf_counter()
         try:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-            completion = self._gen._completion_tokens(self._prompt_tokens, reason, self._deltas)
+            sampler.free()
         finally:
             self._gen._release()
         start = self._start or end
         first = self._first or end
         decode_s = end - first
+        completion = self._count
         self.stats = GenerationStats(
-            prompt_tokens=self._prompt_tokens,
+            prompt_tokens=len(self._prompt_ids),
             completion_tokens=completion,
             time_to_first_token_s=first - start,
             total_s=end - start,
@@ -295,6 +310,8 @@ class LlamaGenerator(TextGenerator):
         side_by_side: SideBySide | None = None,
     ) -> None:
         self.llm = llm
+        self.vocab = Vocabulary(llm.model, _end_of_turn_ids(formatter, llm))
+        """Token texts and the tokens that end the model's turn, for dpl's decoders."""
         self.info = info
         self.gguf = gguf
         self.offload = offload
@@ -429,8 +446,7 @@ class LlamaGenerator(TextGenerator):
     @property
     def end_of_turn_id(self) -> int:
         """The token that ends the model's turn under its chat template."""
-        stops = sorted(getattr(self._formatter, "stop_token_ids", None) or ())
-        return int(stops[0]) if stops else int(self.llm.token_eos())
+        return _end_of_turn_ids(self._formatter, self.llm)[0]
 
     # tokens --------------------------------------------------------------
     def _prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
@@ -450,9 +466,8 @@ class LlamaGenerator(TextGenerator):
         of batches, and reads the rest in batches: every prompt is then computed in the same
         batches as when it was read from its first token, so the same seed gives the same
         text (kept states from a batch of another shape differ in the last bits, and on long
-        prompts that was seen to change the text). At most one batch is read again. The
-        completion call then finds the whole prompt read and samples at once. (Where its
-        tokens differed from ``ids`` it would re-read from there; only time would be lost.)
+        prompts that was seen to change the text). At most one batch is read again, and at
+        least the prompt's last token, whose logits the first draw takes.
 
         With ``load_settings.reread_prompt`` (layers on a GPU) nothing is kept: the context is
         emptied and the whole prompt read from its first token, so every call computes the
@@ -483,25 +498,19 @@ class LlamaGenerator(TextGenerator):
             llm.eval(ids[begin : begin + llm.n_batch])
         return not stop()
 
-    def _completion_tokens(self, prompt_tokens: int, reason: str, deltas: int) -> int:
-        # llama.cpp evaluates each sampled token only when the next one is asked for,
-        # so the context holds every completion token but the last sampled one (an
-        # end-of-generation token on 'stop', which is not part of the completion).
-        if deltas == 0 and reason == "cancelled":
-            return 0
-        evaluated = max(0, self.llm.n_tokens - prompt_tokens)
-        return evaluated if reason == "stop" else evaluated + 1
-
     # generation ----------------------------------------------------------
     def stream(
         self,
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         *,
-        response_format: dict[str, Any] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> LlamaStream:
+        """A generation in the model's own context; ``schema``: constrained to that JSON
+        schema by a llama.cpp grammar (``complete_json`` parses and checks the text)."""
         if params.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {params.max_tokens}")
+        grammar = self._grammar(schema) if schema is not None else None
         self._acquire()
         try:
             self._apply_adapter()
@@ -510,22 +519,11 @@ class LlamaGenerator(TextGenerator):
             if needed > self.n_ctx:
                 raise ContextOverflowError(needed, self.n_ctx, self.info.model_id)
             seed = params.seed if params.seed is not None else random.randrange(2**31)
-            chunks = self.llm.create_chat_completion(
-                messages=[dict(m) for m in messages],
-                stream=True,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=0,
-                min_p=0.0,
-                repeat_penalty=1.0,
-                max_tokens=params.max_tokens,
-                seed=seed,
-                response_format=response_format,
-            )
+            sampler = Sampler(self.vocab, params, grammar, seed)
         except BaseException:
             self._release()
             raise
-        return LlamaStream(self, iter(chunks), prompt_ids, params.max_tokens)
+        return LlamaStream(self, prompt_ids, sampler, params.max_tokens)
 
     def complete_json(
         self,
@@ -554,8 +552,7 @@ class LlamaGenerator(TextGenerator):
                         adapters=tuple(self._adapters),
                         stop=stop,
                     )
-            fmt = {"type": "json_object", "schema": schema}
-            return self.stream(messages, p, response_format=fmt)
+            return self.stream(messages, p, schema=schema)
 
         return complete_json(
             self.info.model_id,
@@ -576,6 +573,13 @@ class LlamaGenerator(TextGenerator):
         if key not in self._grammars:
             self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)._grammar
         return self._grammars[key]
+
+
+def _end_of_turn_ids(formatter: Any, llm: Any) -> list[int]:
+    """The tokens that end the model's turn under its chat template (the first one is the
+    one training examples end with)."""
+    stops = sorted(int(t) for t in getattr(formatter, "stop_token_ids", None) or ())
+    return stops or [int(llm.token_eos())]
 
 
 def _check_memory(path: Path, size: int) -> None:
@@ -729,6 +733,8 @@ def load_generator(
         threads=threads,
     )
     formatter = _formatter_for(llm, gguf)
+    # dpl decodes itself (LlamaStream); llama-cpp-python's own chat calls on this Llama, which
+    # tests and benchmarks compare against, get the same template
     llm.chat_handler = (
         formatter.to_chat_handler()
         if hasattr(formatter, "to_chat_handler")
@@ -742,7 +748,7 @@ def load_generator(
         SideBySideSettings(settings.side_by_side),
         acquire=generator._acquire,
         release=generator._release,
-        stop_ids=[generator.end_of_turn_id],
+        vocab=generator.vocab,
     )
     llm._stack.callback(side.close)  # freed before the model it was made from
     generator.side_by_side = side

@@ -10,10 +10,10 @@ use) and schedules requests into it:
 
 * A request reads its prompt in the generator's prompt batches, as a call one after
   another does, and then joins the shared decode steps; each sequence has its own
-  sampler chain and, for JSON, its own grammar state.
+  sampler and, for JSON, its own grammar state.
 * Each sequence has a stream of cells of its own (llama.cpp's non-unified cache), so it
-  attends over its own tokens only and its numbers are those of a call alone: at
-  temperature 0 the text is the one-after-another text. (With one shared stream every
+  attends over its own tokens only and its numbers are those of a call alone: for a given
+  seed the text is the one-after-another text. (With one shared stream every
   sequence attended over all the others' masked cells; on two CPU cores that made eight
   differences slower side by side, 131 s, than one after another, 72 s.)
 * A sequence starts when one of the streams is free; more calls than streams wait and
@@ -26,34 +26,25 @@ use) and schedules requests into it:
   cancel lands within one batch; a cancelled sequence leaves the batch and frees its
   cells at once.
 
-Sampling follows llama-cpp-python's chain (top-p, temperature, then a seeded draw;
-greedy at temperature 0) with one difference that matters for speed: the JSON grammar
-is asked only about the token drawn without it, and applied to the whole vocabulary
-only when it refuses that token (as llama.cpp's own server samples). At temperature 0
-that picks the same token as applying the grammar first; above it the texts differ
-from the one-after-another path for a given seed.
+Every sequence samples with dpl's own sampler (``models.sampling``): a random stream of its
+own per sequence and the JSON grammar asked about the drawn token only, as a call through the
+model's own context samples, so a JSON answer is the same side by side as one after another
+for a given seed.
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
-import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .base import GenerationStats, SamplingParams, TextStream
 from .errors import ModelError
-
-NUCLEUS_FIRST = 256
-"""Candidates sorted first when looking for the top-p set (the bundled model's median top-p
-set along a review is 112 tokens; more are sorted only when these fall short)."""
+from .sampling import Sampler, Vocabulary
 
 STEP_WAIT_S = 0.05
 """How often a caller waiting for its next piece looks at its ``stop``."""
@@ -76,117 +67,6 @@ class SideBySideSettings:
         return self.sequences * self.cells
 
 
-def nucleus(logits: np.ndarray, top_p: float) -> np.ndarray:
-    """The tokens top-p keeps, most probable first: the fewest whose probabilities (softmax of
-    ``logits``) add up to at least ``top_p``, as llama.cpp's top-p sampler keeps them.
-
-    llama.cpp sorts the whole vocabulary for this on every token (3.7 ms on two CPU cores for a
-    49k vocabulary, ``benchmarks/sampler.py``); here only the top candidates are sorted, more
-    of them only when they do not reach ``top_p``."""
-    weights = np.exp(logits - logits.max())
-    target = top_p * float(weights.sum())
-    k = NUCLEUS_FIRST
-    while True:
-        if k >= len(weights):
-            order = np.argsort(-weights, kind="stable")
-            break
-        top = np.argpartition(weights, -k)[-k:]
-        order = top[np.argsort(-weights[top], kind="stable")]
-        if float(weights[order].sum()) >= target:
-            break
-        k *= 8
-    cumulative = np.cumsum(weights[order], dtype=np.float64)
-    keep = min(int(np.searchsorted(cumulative, target)) + 1, len(order))
-    return order[:keep]
-
-
-def draw(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
-    """One token as llama-cpp-python's chain draws it (top-p, then temperature, then a draw
-    from what is left; the most likely token at temperature 0), with its own random stream."""
-    if params.temperature <= 0.0:
-        return int(np.argmax(logits))
-    kept = nucleus(logits, params.top_p) if params.top_p < 1.0 else np.arange(len(logits))
-    scaled = (logits[kept] - logits[kept[0]]) / params.temperature
-    cumulative = np.cumsum(np.exp(scaled, dtype=np.float64))
-    return int(kept[np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")])
-
-
-class _Sampler:
-    """One sequence's sampler: a draw of its own over the logits, checked against a JSON
-    grammar when there is one (see the module doc)."""
-
-    def __init__(
-        self,
-        vocab: Any,
-        params: SamplingParams,
-        grammar: str | None,
-        seed: int,
-        grammar_first: bool = False,
-    ):
-        import llama_cpp
-
-        self._lib = llama_cpp  # kept: freeing may happen while the interpreter shuts down
-        self._params = params
-        self._rng = np.random.default_rng(seed)
-        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
-        self._grammar_first = grammar_first
-        self._constrained = self._chain(params, seed, grammar, vocab) if grammar else None
-        self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
-        self._one = llama_cpp.llama_token_data_array()
-        self._one_data = (llama_cpp.llama_token_data * 1)()
-
-    def sample(self, ctx: Any, index: int) -> int:
-        llama_cpp = self._lib
-        if self._constrained is not None and self._grammar_first:
-            return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
-        logits = np.ctypeslib.as_array(
-            llama_cpp.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,)
-        )
-        token = draw(logits, self._params, self._rng)
-        if self._constrained is None:
-            return token
-        if self._allowed(token, float(logits[token])):
-            llama_cpp.llama_sampler_accept(self._constrained, token)
-            return token
-        return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
-
-    def _allowed(self, token: int, logit: float) -> bool:
-        self._one_data[0].id = token
-        self._one_data[0].logit = logit
-        self._one_data[0].p = 0.0
-        self._one.data = self._one_data
-        self._one.size = 1
-        self._one.selected = -1
-        self._one.sorted = False
-        self._lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
-        return math.isfinite(self._one_data[0].logit)
-
-    def free(self) -> None:
-        if self._constrained is not None:
-            self._lib.llama_sampler_free(self._constrained)
-        self._constrained = self._grammar = None
-
-    @staticmethod
-    def _chain(params: SamplingParams, seed: int, grammar: str | None, vocab: Any) -> Any:
-        import llama_cpp
-
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        add = llama_cpp.llama_sampler_chain_add
-        if grammar is not None:
-            sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
-            if not sampler:
-                llama_cpp.llama_sampler_free(chain)
-                raise ModelError("llama.cpp could not parse the JSON grammar for this schema.")
-            add(chain, sampler)
-        if params.temperature <= 0.0:
-            add(chain, llama_cpp.llama_sampler_init_greedy())
-        else:
-            add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
-            add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
-            add(chain, llama_cpp.llama_sampler_init_dist(seed))
-        return chain
-
-
 @dataclass(eq=False)
 class _Sequence:
     prompt_ids: list[int]
@@ -204,8 +84,8 @@ class _Sequence:
     next_token: int = -1
     pos: int = 0
     completion: int = 0
-    sampler: _Sampler | None = None
-    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    sampler: Sampler | None = None
+    decoder: Any = field(default_factory=Vocabulary.text_decoder)
     started: float = 0.0
     first: float = 0.0
     ended: float = 0.0
@@ -268,21 +148,20 @@ class SideBySide:
         *,
         acquire: Callable[[], None],
         release: Callable[[], None],
-        stop_ids: Sequence[int] = (),
+        vocab: Vocabulary,
         grammar_first: bool = False,
     ) -> None:
         import llama_cpp
 
         self._lib = llama_cpp  # kept: closing may happen while the interpreter shuts down
         self._llm = llm
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._vocab = vocab
         self.grammar_first = grammar_first
         """Apply a JSON grammar to the whole vocabulary before every draw, as llama-cpp-python
         does (slower; kept to measure what asking it about the drawn token saves)."""
         self.settings = settings
         self._acquire = acquire
         self._release = release
-        self._stop_ids = frozenset(int(t) for t in stop_ids)
         self._cond = threading.Condition()
         self._waiting: deque[_Sequence] = deque()
         self._active: list[_Sequence] = []
@@ -290,7 +169,6 @@ class SideBySide:
         self._ctx: Any = None
         self._batch: Any = None
         self._applied: tuple[Any, ...] = ()
-        self._piece_buffer = ctypes.create_string_buffer(64)
         self.steps = 0
         """Decode steps run so far (each feeds one token of every sequence in flight)."""
         self.most_at_once = 0
@@ -425,7 +303,7 @@ class SideBySide:
 
     def _start(self, seq: _Sequence) -> None:
         seq.started = time.perf_counter()
-        seq.sampler = _Sampler(
+        seq.sampler = Sampler(
             self._vocab,
             seq.params,
             seq.grammar,
@@ -462,12 +340,12 @@ class SideBySide:
 
     def _take(self, seq: _Sequence, token: int) -> None:
         """Record a sampled token: a piece of text, or the end of the sequence."""
-        if token in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, token):
+        if self._vocab.ends(token):
             reason = "stop"
         else:
             seq.completion += 1
             seq.next_token = token
-            piece = seq.decoder.decode(self._piece(token))
+            piece = seq.decoder.decode(self._vocab.piece(token))
             with self._cond:
                 if not seq.first:
                     seq.first = time.perf_counter()
@@ -485,16 +363,6 @@ class SideBySide:
             self._finish(seq, reason)
 
     # llama.cpp --------------------------------------------------------------
-    def _piece(self, token: int) -> bytes:
-        """The token's text as bytes (llama-cpp-python's own helper returns a fixed 32-byte
-        buffer, trailing zeros included)."""
-        size = len(self._piece_buffer)
-        n = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buffer, size, 0, False)
-        if n < 0:  # a longer piece than the buffer: grow it to the size asked for
-            self._piece_buffer = ctypes.create_string_buffer(-n)
-            return self._piece(token)
-        return self._piece_buffer.raw[:n]
-
     def _ensure_context(self) -> None:
         if self._ctx is not None:
             return

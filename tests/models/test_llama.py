@@ -62,21 +62,23 @@ def test_stream_deltas_join_to_the_text_and_counts_agree(
     assert 0 < stats.time_to_first_token_s <= stats.total_s
     assert stats.tokens_per_s > 0
 
-    # llama-cpp-python's own non-streamed call, same seed: same text, same token counts.
+
+def test_greedy_text_and_token_counts_are_llama_cpp_pythons(
+    bundled_generator: LlamaGenerator,
+) -> None:
+    """dpl decodes and samples itself; at temperature 0 its text and counts are those of
+    llama-cpp-python's own call (above it each draws from its own random stream)."""
+    text, stats = bundled_generator.complete(
+        MESSAGES, SamplingParams(temperature=0.0, max_tokens=16, seed=11)
+    )
     # Where dpl re-reads every prompt (layers on a GPU), llama-cpp-python must read it afresh
     # too: its reuse of the cached prompt would read the last token alone, in another shape.
     if bundled_generator.load_settings.reread_prompt:
         bundled_generator.llm.reset()
     raw = bundled_generator.llm.create_chat_completion(
-        messages=MESSAGES,
-        temperature=0.8,
-        top_p=0.95,
-        top_k=0,
-        min_p=0.0,
-        max_tokens=16,
-        seed=11,
+        messages=MESSAGES, temperature=0.0, max_tokens=16, seed=11
     )
-    assert raw["choices"][0]["message"]["content"] == stream.text
+    assert raw["choices"][0]["message"]["content"] == text
     assert raw["usage"]["prompt_tokens"] == stats.prompt_tokens
     assert raw["usage"]["completion_tokens"] == stats.completion_tokens
 
@@ -99,8 +101,12 @@ def test_a_long_prompt_twice_with_one_seed_writes_the_same_text(
     """Keeping a cached prefix that ends inside a batch once changed the text of a second call
     on a prompt this long; the prefix is now kept in whole batches only."""
     line = "The strings held their tune through a long evening of practice; the tone stayed warm. "
-    messages = [{"role": "user", "content": "Past reviews:\n" + line * 230 +
-                 "\nWrite a short review of a capo."}]
+    messages = [
+        {
+            "role": "user",
+            "content": "Past reviews:\n" + line * 230 + "\nWrite a short review of a capo.",
+        }
+    ]
     assert bundled_generator.count_tokens(messages) > 3500
     params = SamplingParams(temperature=0.8, max_tokens=24, seed=7)
     first, _ = bundled_generator.complete(messages, params)
@@ -156,14 +162,11 @@ def test_a_long_prompt_is_cancelled_between_batches_of_reading(
     assert stream.stats is not None and stream.stats.finish_reason == "cancelled"
     assert stream.stats.completion_tokens == 0 and stream.stats.prompt_tokens > 4 * batch
     # The model is free at once; the half-read prompt changes nothing about the next answer,
-    # which is what llama-cpp-python alone gives for the same seed.
+    # which is what a fresh context gives for the same seed.
     text, _ = bundled_generator.complete(long_messages, params)
     llm.reset()
-    raw = llm.create_chat_completion(
-        messages=long_messages, temperature=0.8, top_p=0.95, top_k=0, min_p=0.0, max_tokens=8,
-        seed=1,
-    )  # fmt: skip
-    assert text and raw["choices"][0]["message"]["content"] == text
+    fresh, _ = bundled_generator.complete(long_messages, params)
+    assert text and fresh == text
 
 
 def test_dropping_a_stream_releases_the_model(bundled_generator: LlamaGenerator) -> None:

@@ -1,11 +1,12 @@
 """JSON calls decoded side by side in one llama.cpp context, on the bundled model (real
-llama.cpp): the same text as one after another at temperature 0, cancel, and more calls than
-the context holds."""
+llama.cpp): the same text as llama-cpp-python's own JSON calls at temperature 0 and as dpl's
+calls one after another at any temperature, cancel, and more calls than the context holds."""
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,12 +30,29 @@ def differences_prompts(n: int) -> list[list[dict[str, str]]]:
     return [r["messages"] for r in records[:n]]
 
 
-def one_after_another(gen, prompts, params=GREEDY) -> list[str]:
-    """Each prompt alone in the model's own context, as every JSON call ran before."""
+def llama_cpp_python_alone(gen, prompts) -> list[str]:
+    """Each prompt alone through llama-cpp-python's own JSON-constrained chat call, greedy, from
+    an empty context: what dpl's calls must equal at temperature 0."""
     texts = []
     for messages in prompts:
-        fmt = {"type": "json_object", "schema": SCHEMA}
-        with gen.stream(messages, params, response_format=fmt) as stream:
+        gen.llm.reset()
+        raw = gen.llm.create_chat_completion(
+            messages=messages,
+            temperature=0.0,
+            max_tokens=GREEDY.max_tokens,
+            response_format={"type": "json_object", "schema": SCHEMA},
+        )
+        texts.append(raw["choices"][0]["message"]["content"])
+    return texts
+
+
+def one_after_another(gen, prompts, params) -> list[str]:
+    """Each prompt alone in the model's own context (dpl's path for a call too long to go
+    side by side), with seeds counting up from ``params.seed``."""
+    texts = []
+    for i, messages in enumerate(prompts):
+        seeded = replace(params, seed=params.seed + i)
+        with gen.stream(messages, seeded, schema=SCHEMA) as stream:
             for _ in stream:
                 pass
         texts.append(stream.text)
@@ -76,7 +94,7 @@ def alone(gen) -> list[dict]:
     asserted."""
     if gen.offload.active:
         pytest.skip("texts equal to one after another are asserted on the CPU only")
-    return [json.loads(text) for text in one_after_another(gen, differences_prompts(4))]
+    return [json.loads(text) for text in llama_cpp_python_alone(gen, differences_prompts(4))]
 
 
 def test_a_loaded_model_serves_its_json_calls_side_by_side(gen) -> None:
@@ -104,6 +122,29 @@ def test_side_by_side_at_temperature_0_writes_what_one_after_another_writes(gen,
     tokens = sum(stats.completion_tokens for _, stats in together)
     assert side.steps - steps_before < tokens
     assert side.most_at_once >= 2
+
+
+def test_side_by_side_writes_what_one_after_another_writes_at_temperature_0_8(gen) -> None:
+    """Both paths sample with dpl's sampler, seeded alike: the same text above temperature 0."""
+    if gen.offload.active:
+        pytest.skip("texts equal to one after another are asserted on the CPU only")
+    prompts = differences_prompts(4)
+    warm = SamplingParams(temperature=0.8, max_tokens=96, seed=40)
+    alone = one_after_another(gen, prompts, warm)
+    seeded = [(m, replace(warm, seed=warm.seed + i)) for i, m in enumerate(prompts)]
+
+    def side_by_side(item) -> str:
+        messages, params = item
+        with gen.side_by_side.submit(
+            gen.prompt_token_ids(messages), params, seed=params.seed, grammar=gen._grammar(SCHEMA)
+        ) as stream:
+            for _ in stream:
+                pass
+        return stream.text
+
+    together = at_once(side_by_side, seeded)
+    assert together == alone
+    assert len(set(alone)) == len(alone)
 
 
 def test_a_cancel_stops_every_call_of_the_batch_and_leaves_the_model_usable(gen) -> None:
@@ -156,7 +197,7 @@ def test_more_calls_than_sequences_run_in_turns_and_a_long_one_runs_alone(gen, a
         SideBySideSettings(2, cells),
         acquire=gen._acquire,
         release=gen._release,
-        stop_ids=[gen.end_of_turn_id],
+        vocab=gen.vocab,
     )
     wide, gen.side_by_side = gen.side_by_side, narrow
     try:
@@ -193,66 +234,6 @@ def test_one_at_a_time_is_the_same_path_with_one_sequence(monkeypatch: pytest.Mo
     value, stats = one.complete_json(differences_prompts(1)[0], SCHEMA, GREEDY)
     assert set(value) == set(SCHEMA["required"]) and stats.completion_tokens > 0
     assert one.side_by_side.sampled > stats.completion_tokens - 1  # it went through that path
-
-
-def reference_nucleus(logits, top_p: float) -> list[int]:
-    """top-p as llama.cpp computes it: the whole vocabulary sorted, kept until the sum >= p."""
-    import numpy as np
-
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    order = np.argsort(-probs, kind="stable")
-    kept, total = [], 0.0
-    for token in order:
-        kept.append(int(token))
-        total += probs[token]
-        if total >= top_p:
-            break
-    return kept
-
-
-@pytest.mark.parametrize("spread", [0.5, 2.0, 6.0], ids=["flat", "medium", "peaked"])
-def test_the_top_p_set_is_llama_cpps_without_sorting_the_vocabulary(spread: float) -> None:
-    import numpy as np
-
-    from models.side_by_side import nucleus
-
-    rng = np.random.default_rng(0)
-    logits = (rng.standard_normal(49_152) * spread).astype(np.float32)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    for top_p in (0.5, 0.95, 0.999):
-        ours, reference = nucleus(logits, top_p).tolist(), reference_nucleus(logits, top_p)
-        if spread == 6.0:  # a real model's peaked distribution: the very same list
-            assert ours == reference
-        # flat ones (thousands of tokens) differ only where rounding decides a tie or the
-        # last of thousands of tiny probabilities: a negligible mass
-        differ = list(set(ours) ^ set(reference))
-        assert probs[differ].sum() < 1e-4, (len(ours), len(reference))
-        assert abs(probs[ours].sum() - probs[reference].sum()) < 1e-4
-
-
-def test_a_draw_follows_top_p_and_temperature() -> None:
-    import numpy as np
-
-    from models.side_by_side import draw
-
-    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
-    rng = np.random.default_rng(1)
-    params = SamplingParams(temperature=1.0, top_p=0.9)
-    counts = np.bincount([draw(logits, params, rng) for _ in range(20_000)], minlength=4)
-    # top-p 0.9 keeps 0.5, 0.3 and 0.15 (the sum passes 0.9 with the third), renormalised
-    assert counts[3] == 0
-    assert np.allclose(counts[:3] / counts.sum(), np.array([0.5, 0.3, 0.15]) / 0.95, atol=0.015)
-    assert draw(logits, replace_temp(params, 0.0), rng) == 0
-    cold = [draw(logits, replace_temp(params, 0.1), rng) for _ in range(2_000)]
-    assert cold.count(0) > 1_900  # a low temperature sharpens what is left
-
-
-def replace_temp(params: SamplingParams, temperature: float) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(params, temperature=temperature)
 
 
 @pytest.mark.parametrize("count", [0, MAX_SIDE_BY_SIDE + 1])
