@@ -8,7 +8,8 @@ with llama-cpp-python's chain the decode ran at half speed there. ``draw`` takes
 distribution without sorting:
 
 * a candidate is drawn from the temperature-scaled distribution over the whole vocabulary
-  (one pass of ``exp`` and a cumulative sum);
+  (one pass of ``exp`` and a sum per block of ``BLOCK`` tokens: a block is picked, then a
+  token within it, each by a short cumulative sum);
 * it is kept when it belongs to the top-p set, i.e. when the tokens ranked above it hold less
   than ``top_p`` of the probability (one comparison over the vocabulary); otherwise another
   candidate is drawn. Rejecting the tokens outside the set leaves exactly the distribution
@@ -42,6 +43,35 @@ REDRAWS = 8
 NUCLEUS_FIRST = 256
 """Candidates sorted first when the top-p set is found by sorting (the bundled model's median
 top-p set along a review is 112 tokens; more are sorted only when these fall short)."""
+
+BLOCK = 256
+"""Tokens summed together when a candidate is picked: one cumulative sum over the whole
+vocabulary costs more than the rest of a draw (numpy runs it element by element), one over
+the block sums and one within a block cost little."""
+
+
+class _Weights:
+    """Weights over a vocabulary, summed per block so that a token can be picked in proportion
+    to its weight without a cumulative sum over them all."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self._weights = weights.astype(np.float64)
+        self._cumulative = np.cumsum(
+            np.add.reduceat(self._weights, np.arange(0, len(weights), BLOCK))
+        )
+
+    def pick(self, u: float) -> int:
+        """The token where ``u`` (in [0, 1)) of the total weight is reached."""
+        cumulative = self._cumulative
+        target = u * float(cumulative[-1])
+        block = min(int(np.searchsorted(cumulative, target, side="right")), len(cumulative) - 1)
+        start = block * BLOCK
+        weights = self._weights[start : start + BLOCK]
+        before = float(cumulative[block - 1]) if block else 0.0
+        index = int(np.searchsorted(np.cumsum(weights), target - before, side="right"))
+        if index >= len(weights):  # rounding at the block's end: its last token with weight
+            index = int(np.flatnonzero(weights)[-1])
+        return start + index
 
 
 def nucleus(logits: np.ndarray, top_p: float) -> np.ndarray:
@@ -81,12 +111,12 @@ def draw(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -
     if params.temperature <= 0.0:
         return int(np.argmax(logits))
     shifted = logits - logits.max()
-    cumulative = np.cumsum(np.exp(shifted / params.temperature), dtype=np.float64)
+    weights = _Weights(np.exp(shifted / params.temperature))
     if params.top_p >= 1.0:
-        return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        return weights.pick(rng.random())
     target = params.top_p * float(np.exp(shifted).sum(dtype=np.float64))
     for _ in range(REDRAWS):
-        token = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        token = weights.pick(rng.random())
         if in_nucleus(shifted, token, target):
             return token
     kept = nucleus(logits, params.top_p)

@@ -157,8 +157,7 @@ class SideBySide:
         self._llm = llm
         self._vocab = vocab
         self.grammar_first = grammar_first
-        """Apply a JSON grammar to the whole vocabulary before every draw, as llama-cpp-python
-        does (slower; kept to measure what asking it about the drawn token saves)."""
+        """Passed to each sequence's ``Sampler`` (see there)."""
         self.settings = settings
         self._acquire = acquire
         self._release = release

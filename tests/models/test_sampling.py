@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models import SamplingParams
-from models.sampling import REDRAWS, draw, in_nucleus, nucleus
+from models.sampling import BLOCK, REDRAWS, _Weights, draw, in_nucleus, nucleus
 
 WARM = SamplingParams(temperature=0.8, top_p=0.95)
 
@@ -136,8 +136,26 @@ def test_after_too_many_refusals_the_set_is_sorted_and_drawn_from(monkeypatch) -
     assert sorted_calls, f"never fell back after {REDRAWS} refusals"
 
 
+def test_a_token_is_picked_where_its_share_of_the_cumulative_weight_lies() -> None:
+    """Blocks of weights, a vocabulary that is no multiple of a block, tokens without weight:
+    the token picked is the one a cumulative sum over the whole vocabulary points at."""
+    rng = np.random.default_rng(3)
+    weights = rng.exponential(size=3 * BLOCK + 17) * (rng.random(3 * BLOCK + 17) < 0.6)
+    weights[BLOCK : 2 * BLOCK] = 0.0  # a whole block without weight
+    cumulative = np.cumsum(weights)
+    picker = _Weights(weights)
+    for u in [0.0, 1e-12, 0.25, 0.5, 0.999999, *rng.random(2000)]:
+        expected = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
+        assert picker.pick(u) == expected, u
+    assert weights[[picker.pick(u) for u in rng.random(500)]].min() > 0
+
+
 def test_the_same_seed_gives_the_same_draws() -> None:
     logits = model_like_logits(6, spread=2.0)
-    a = [draw(logits, WARM, rng) for rng in [np.random.default_rng(7)] for _ in range(50)]
-    b = [draw(logits, WARM, rng) for rng in [np.random.default_rng(7)] for _ in range(50)]
-    assert a == b and len(set(a)) > 5
+
+    def fifty_draws(seed: int) -> list[int]:
+        rng = np.random.default_rng(seed)
+        return [draw(logits, WARM, rng) for _ in range(50)]
+
+    assert fifty_draws(7) == fifty_draws(7)
+    assert len(set(fifty_draws(7))) > 5
