@@ -3,12 +3,15 @@
 #
 # Installs the CUDA wheel that scripts/build-cuda.sh left in wheelhouse/ (plus any of the
 # --with-deps wheels in wheelhouse/deps/ that the machine lacks; no network needed), runs the
-# GPU tests, benchmarks/gpu.py and benchmarks/side_by_side.py on the bundled model, then
-# side_by_side.py again on a synthetic 7B-shaped model (benchmarks/synthetic_gguf.py: random
+# GPU tests, benchmarks/gpu.py, generation.py and side_by_side.py on the bundled model, then
+# generation.py and side_by_side.py again on a synthetic 7B-shaped model (benchmarks/synthetic_gguf.py: random
 # Q4_0 weights, Qwen2.5-7B's shape, the bundled tokenizer; its text is noise, its speed that of
 # a real 7B Q4_0), and saves everything under $OUT (default bench-out/gpu):
 #   gpu-check.log, nvidia-smi.txt, gpu-tests.txt/.xml, gpu.md/.json, dpl-models.txt,
-#   side-by-side.md/.json (bundled model), side-by-side-7b.md/.json (synthetic 7B)
+#   generation.md, side-by-side.md/.json (bundled model),
+#   generation-7b.md, side-by-side-7b.md/.json (synthetic 7B)
+# generation*.md compare dpl's decode with llama-cpp-python's own streamed completion at the
+# same settings (the per-token target: >= 0.9x on a GPU).
 # The synthetic model (3.9 GB, about 20 s to write) is made on the GPU machine at $SYN7B
 # (default bench-out/syn7b.gguf, outside $OUT so it never travels back) and reused when there.
 #
@@ -162,6 +165,8 @@ run timeout 300 "$VPY" -m pytest -p no:cacheprovider -rs -v --timeout 120 \
 section "benchmark"
 run timeout 360 "$VPY" -m benchmarks.gpu --reps 3 --pipeline-cpu \
     --out "$OUT/gpu.md" --json "$OUT/gpu.json" || fail "benchmarks/gpu.py"
+run timeout 240 "$VPY" -m benchmarks.generation --reps 3 --generation-only \
+    --out "$OUT/generation.md" || fail "benchmarks/generation.py"
 run timeout 300 "$VPY" -m benchmarks.side_by_side \
     --out "$OUT/side-by-side.md" --json "$OUT/side-by-side.json" || fail "benchmarks/side_by_side.py"
 
@@ -175,6 +180,8 @@ else
         || fail "benchmarks/synthetic_gguf.py could not write $SYN7B"
 fi
 if [[ -f "$SYN7B" || $DRY_RUN -eq 1 ]]; then
+    run timeout 300 "$VPY" -m benchmarks.generation --model "$SYN7B" --reps 3 --generation-only \
+        --out "$OUT/generation-7b.md" || fail "benchmarks/generation.py on the synthetic 7B"
     run timeout 480 "$VPY" -m benchmarks.side_by_side --model "$SYN7B" \
         --out "$OUT/side-by-side-7b.md" --json "$OUT/side-by-side-7b.json" \
         || fail "benchmarks/side_by_side.py on the synthetic 7B"

@@ -31,7 +31,7 @@ def dry_run(tmp_path: Path) -> str:
     return done.stdout
 
 
-def test_the_dry_run_shows_the_tests_and_both_side_by_side_runs(tmp_path: Path) -> None:
+def test_the_dry_run_shows_the_tests_and_the_benchmarks_on_both_models(tmp_path: Path) -> None:
     out = dry_run(tmp_path)
     assert "tests/models/test_gpu.py" in out
     assert "tests/models/test_side_by_side.py" in out
@@ -40,7 +40,14 @@ def test_the_dry_run_shows_the_tests_and_both_side_by_side_runs(tmp_path: Path) 
         f"-m benchmarks.side_by_side --out {tmp_path}/out/side-by-side.md "
         f"--json {tmp_path}/out/side-by-side.json"
     ) in out
+    assert (
+        f"-m benchmarks.generation --reps 3 --generation-only --out {tmp_path}/out/generation.md"
+    ) in out
     assert f"-m benchmarks.synthetic_gguf {tmp_path}/syn7b.gguf" in out
+    assert (
+        f"-m benchmarks.generation --model {tmp_path}/syn7b.gguf --reps 3 --generation-only "
+        f"--out {tmp_path}/out/generation-7b.md"
+    ) in out
     assert (
         f"-m benchmarks.side_by_side --model {tmp_path}/syn7b.gguf "
         f"--out {tmp_path}/out/side-by-side-7b.md --json {tmp_path}/out/side-by-side-7b.json"
