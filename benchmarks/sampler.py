@@ -3,13 +3,14 @@ defaults and against dpl's own draw (``models.sampling``), on the same logits.
 
 dpl samples the paper's way, temperature 0.8 and top-p 0.95 with no top-k and no min-p;
 llama-cpp-python's completion calls default to top-k 40 and min-p 0.05. Without a top-k,
-llama.cpp's top-p sorts the whole vocabulary on every token; dpl's draw takes the same
-distribution without sorting. This reads one real prompt, then times each sampler alone (no
-decoding) on its last logits, alternating, and reports microseconds per sampled token and the
-ratio, beside one decode step for scale. Along one review it then times llama.cpp's chain and
-dpl's draw at every position, counts the tokens top-p keeps there (whether a top-k would
-change what is sampled) and the share of the temperature-scaled probability inside that set
-(one over it is the mean number of candidates dpl draws). Last, both on a vocabulary of
+llama.cpp's top-p ranks the vocabulary on every token, at a cost that grows with the tokens it
+keeps; dpl's draw takes the same distribution without sorting. This reads one real prompt,
+then times each sampler alone (no decoding) on its last logits, alternating, and reports
+microseconds per sampled token and the ratio, beside one decode step for scale. Along one
+review it then times llama.cpp's chain and dpl's draw at every position, counts the tokens
+top-p keeps there (whether a top-k would change what is sampled) and the share of the
+temperature-scaled probability inside that set (one over it is the mean number of candidates
+dpl draws). Last, both on a vocabulary of
 Qwen2.5's size (152,064), made from the real logits plus a tail resampled from them, since a
 7B model's vocabulary is three times the bundled one's.
 

@@ -43,7 +43,8 @@ REDRAWS = 8
 
 NUCLEUS_FIRST = 256
 """Candidates sorted first when the top-p set is found by sorting (the bundled model's median
-top-p set along a review is 112 tokens; more are sorted only when these fall short)."""
+top-p set along a review was 63 and 112 tokens in two runs of ``benchmarks/sampler.py``; more
+are sorted only when these fall short)."""
 
 BLOCK = 256
 """Tokens summed together when a candidate is picked: one cumulative sum over the whole
