@@ -184,6 +184,8 @@ class Sampler:
         self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
         self._one = llama_cpp.llama_token_data_array()
         self._one_data = (llama_cpp.llama_token_data * 1)()
+        self.refused = 0
+        """Drawn tokens the grammar refused (each then costs the grammar over the vocabulary)."""
 
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits of output ``index`` of llama.cpp context ``ctx``."""
@@ -199,6 +201,7 @@ class Sampler:
         if self._allowed(token, float(logits[token])):
             llama_cpp.llama_sampler_accept(self._constrained, token)
             return token
+        self.refused += 1
         return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
 
     def _allowed(self, token: int, logit: float) -> bool:

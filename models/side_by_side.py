@@ -175,6 +175,8 @@ class SideBySide:
         self.sampled = 0
         self.sampling_s = 0.0
         """Tokens sampled so far, and the seconds their sampling took (grammar included)."""
+        self.refused = 0
+        """Of those, the tokens first drawn that a JSON grammar refused (``Sampler.refused``)."""
 
     # public ---------------------------------------------------------------
     def submit(
@@ -331,10 +333,12 @@ class SideBySide:
 
     def _sample(self, seq: _Sequence, index: int) -> int:
         assert seq.sampler is not None
+        refused = seq.sampler.refused
         start = time.perf_counter()
         token = seq.sampler.sample(self._ctx, index)
         self.sampling_s += time.perf_counter() - start
         self.sampled += 1
+        self.refused += seq.sampler.refused - refused
         return token
 
     def _take(self, seq: _Sequence, token: int) -> None:

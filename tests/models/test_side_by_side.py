@@ -113,11 +113,13 @@ def test_on_the_cpu_json_calls_run_one_after_another(bundled_generator, monkeypa
 def test_side_by_side_at_temperature_0_writes_what_one_after_another_writes(gen, alone) -> None:
     prompts = differences_prompts(4)
     side = gen.side_by_side
-    steps_before = side.steps
+    steps_before, sampled_before, refused_before = side.steps, side.sampled, side.refused
     together = at_once(lambda m: gen.complete_json(m, SCHEMA, GREEDY), prompts)
     for result in together:
         assert not isinstance(result, BaseException), result
     assert [value for value, _ in together] == alone
+    # equal although the grammar refused some of the tokens first drawn without it
+    assert 0 < side.refused - refused_before < side.sampled - sampled_before
     # they really shared decode steps: fewer steps than tokens written
     tokens = sum(stats.completion_tokens for _, stats in together)
     assert side.steps - steps_before < tokens
