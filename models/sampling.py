@@ -18,11 +18,15 @@ distribution without sorting, in about 0.1 ms here (0.27 ms for a 152k vocabular
   probability too, so one draw in twenty is redrawn at most; after ``REDRAWS`` refusals
   the set is found by sorting (``nucleus``) and drawn from directly.
 
-A JSON grammar is asked only about the drawn token and applied to the whole vocabulary when
-it refuses that token (as llama.cpp's server samples): 7x cheaper per token than applying it
-first (``benchmarks/side_by_side.py``). At temperature 0 that picks the same token as
-applying it first; above it, the texts differ from llama-cpp-python's for a given seed, as
-every text above temperature 0 does: dpl's draws use a random stream of their own.
+A JSON grammar is asked only about the drawn token. When it refuses it, the grammar is asked
+about the rest of the top-p set at once (one call over those tokens, not the vocabulary) and a
+token is drawn from the ones it allows, weighted as before: so every token comes from the
+model's top-p distribution conditioned on the grammar, exactly what drawing again until the
+grammar accepts would give. Only when the grammar allows nothing in the set is it applied to
+the whole vocabulary (top-p then taken over what it allows). At temperature 0 the token is the
+most likely one the grammar allows, as applying the grammar first picks it; above it, the
+texts differ from llama-cpp-python's for a given seed, as every text above temperature 0 does:
+dpl's draws use a random stream of their own.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ NUCLEUS_FIRST = 256
 """Candidates sorted first when the top-p set is found by sorting (the bundled model's median
 top-p set along a review was 63 and 112 tokens in two runs of ``benchmarks/sampler.py``; more
 are sorted only when these fall short)."""
+
+_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+"""llama.cpp's ``llama_token_data``, as numpy sees an array of them."""
 
 BLOCK = 256
 """Tokens summed together when a candidate is picked: one cumulative sum over the whole
@@ -183,7 +190,6 @@ class Sampler:
         self._constrained = self._chain(params, seed, grammar, vocab.handle) if grammar else None
         self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
         self._one = llama_cpp.llama_token_data_array()
-        self._one_data = (llama_cpp.llama_token_data * 1)()
         self.refused = 0
         """Drawn tokens the grammar refused (each then costs the grammar over the vocabulary)."""
 
@@ -198,22 +204,46 @@ class Sampler:
         token = draw(logits, self._params, self._rng)
         if self._constrained is None:
             return token
-        if self._allowed(token, float(logits[token])):
+        if self._allowed(np.array([token]), logits).size:
             llama_cpp.llama_sampler_accept(self._constrained, token)
             return token
         self.refused += 1
-        return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
+        token = self._allowed_in_nucleus(logits)
+        if token is None:
+            return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
+        llama_cpp.llama_sampler_accept(self._constrained, token)
+        return token
 
-    def _allowed(self, token: int, logit: float) -> bool:
-        self._one_data[0].id = token
-        self._one_data[0].logit = logit
-        self._one_data[0].p = 0.0
-        self._one.data = self._one_data
-        self._one.size = 1
+    def _allowed_in_nucleus(self, logits: np.ndarray) -> int | None:
+        """After a refusal: a token drawn from the top-p set's tokens that the grammar allows
+        (the most likely of them at temperature 0), or None when it allows none of them."""
+        params = self._params
+        if params.temperature <= 0.0:  # the most likely allowed token, if among the top ones
+            top = np.sort(np.argpartition(logits, -NUCLEUS_FIRST)[-NUCLEUS_FIRST:])
+            allowed = self._allowed(top[np.argsort(-logits[top], kind="stable")], logits)
+            return int(allowed[0]) if allowed.size else None
+        allowed = self._allowed(nucleus(logits, params.top_p), logits)
+        if not allowed.size:
+            return None
+        scaled = (logits[allowed] - logits[allowed[0]]) / params.temperature
+        within = np.cumsum(np.exp(scaled, dtype=np.float64))
+        return int(allowed[np.searchsorted(within, self._rng.random() * within[-1], side="right")])
+
+    def _allowed(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Those of ``tokens`` the grammar allows next, in their order: one grammar call over
+        them, not over the vocabulary."""
+        llama_cpp = self._lib
+        data = (llama_cpp.llama_token_data * len(tokens))()
+        view = np.ctypeslib.as_array(data).view(_TOKEN_DATA)
+        view["id"] = tokens
+        view["logit"] = logits[tokens]
+        view["p"] = 0.0
+        self._one.data = data
+        self._one.size = len(tokens)
         self._one.selected = -1
         self._one.sorted = False
-        self._lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
-        return math.isfinite(self._one_data[0].logit)
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
+        return tokens[np.isfinite(view["logit"])]
 
     def free(self) -> None:
         if self._constrained is not None:
