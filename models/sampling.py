@@ -189,7 +189,7 @@ class Sampler:
         self._grammar_first = grammar_first
         self._constrained = self._chain(params, seed, grammar, vocab.handle) if grammar else None
         self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
-        self._one = llama_cpp.llama_token_data_array()
+        self._candidates = llama_cpp.llama_token_data_array()
         self.refused = 0
         """Drawn tokens the grammar refused (each then costs the grammar over the vocabulary)."""
 
@@ -238,11 +238,11 @@ class Sampler:
         view["id"] = tokens
         view["logit"] = logits[tokens]
         view["p"] = 0.0
-        self._one.data = data
-        self._one.size = len(tokens)
-        self._one.selected = -1
-        self._one.sorted = False
-        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
+        self._candidates.data = data
+        self._candidates.size = len(tokens)
+        self._candidates.selected = -1
+        self._candidates.sorted = False
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._candidates))
         return tokens[np.isfinite(view["logit"])]
 
     def free(self) -> None:
@@ -253,7 +253,7 @@ class Sampler:
     @staticmethod
     def _chain(params: SamplingParams, seed: int, grammar: str, vocab: Any) -> Any:
         """The grammar followed by llama.cpp's own top-p, temperature and draw: used when the
-        grammar refuses the token ``draw`` picked."""
+        grammar allows no token of the top-p set (and in every draw with ``grammar_first``)."""
         import llama_cpp
 
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
