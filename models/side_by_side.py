@@ -27,9 +27,9 @@ use) and schedules requests into it:
   cells at once.
 
 Every sequence samples with dpl's own sampler (``models.sampling``): a random stream of its
-own per sequence and the JSON grammar asked about the drawn token only, as a call through the
-model's own context samples, so a JSON answer is the same side by side as one after another
-for a given seed.
+own per sequence and the JSON grammar asked about the drawn token (after a refusal, about the
+top-p set), as a call through the model's own context samples, so a JSON answer is the same
+side by side as one after another for a given seed.
 """
 
 from __future__ import annotations
