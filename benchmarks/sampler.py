@@ -136,13 +136,11 @@ def time_on_array(logits, samples: int, rounds: int) -> dict[str, float]:
     import numpy as np
 
     from models import SamplingParams
-    from models.sampling import draw
+    from models.sampling import TOKEN_DATA, draw
 
     n = len(logits)
     data = (llama_cpp.llama_token_data * n)()
-    view = np.ctypeslib.as_array(data).view(
-        np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
-    )
+    view = np.ctypeslib.as_array(data).view(TOKEN_DATA)
     array = llama_cpp.llama_token_data_array()
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(0.95, 1))

@@ -50,7 +50,7 @@ NUCLEUS_FIRST = 256
 top-p set along a review was 63 and 112 tokens in two runs of ``benchmarks/sampler.py``; more
 are sorted only when these fall short)."""
 
-_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 """llama.cpp's ``llama_token_data``, as numpy sees an array of them."""
 
 BLOCK = 256
@@ -191,7 +191,8 @@ class Sampler:
         self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
         self._candidates = llama_cpp.llama_token_data_array()
         self.refused = 0
-        """Drawn tokens the grammar refused (each then costs the grammar over the vocabulary)."""
+        """Drawn tokens the grammar refused (each then costs a grammar question about the top-p
+        set, and the grammar over the vocabulary when it allows nothing there)."""
 
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits of output ``index`` of llama.cpp context ``ctx``."""
@@ -234,7 +235,7 @@ class Sampler:
         them, not over the vocabulary."""
         llama_cpp = self._lib
         data = (llama_cpp.llama_token_data * len(tokens))()
-        view = np.ctypeslib.as_array(data).view(_TOKEN_DATA)
+        view = np.ctypeslib.as_array(data).view(TOKEN_DATA)
         view["id"] = tokens
         view["logit"] = logits[tokens]
         view["p"] = 0.0

@@ -172,26 +172,26 @@ def test_a_refused_token_is_replaced_from_the_top_p_set_as_the_grammar_allows(
     vocab = bundled_generator.vocab
     allowed = {t for t in range(vocab.size) if vocab.piece(t) and b"yes".startswith(vocab.piece(t))}
     allowed |= {t for t in range(vocab.size) if vocab.piece(t) and b"no".startswith(vocab.piece(t))}
-    yes, no = sorted(allowed)[:2]
+    likelier, other = sorted(allowed)[:2]  # two tokens the grammar allows first
     refused = list(range(200, 210))
     assert not allowed & set(refused)
     logits = np.full(vocab.size, -20.0, dtype=np.float32)
     logits[refused] = 0.9  # most of the top-p set, none of it allowed
-    logits[yes], logits[no] = 2.0, 1.0
+    logits[likelier], logits[other] = 2.0, 1.0
     grammar = 'root ::= "yes" | "no"'
 
     sampler = Sampler(vocab, WARM, grammar, seed=11)
     draws = [sampler._allowed_in_nucleus(logits) for _ in range(3000)]
-    assert set(draws) == {yes, no}
-    share = draws.count(yes) / len(draws)
-    expected = 1 / (1 + np.exp(-1.0 / WARM.temperature))  # yes against no at temperature 0.8
+    assert set(draws) == {likelier, other}
+    share = draws.count(likelier) / len(draws)
+    expected = 1 / (1 + np.exp(-1.0 / WARM.temperature))  # one logit apart, temperature 0.8
     assert abs(share - expected) < 0.03, (share, expected)
 
     greedy = Sampler(vocab, replace(WARM, temperature=0.0), grammar, seed=11)
-    logits[refused] = 3.0  # the most likely tokens are refused; yes is the best allowed
-    assert greedy._allowed_in_nucleus(logits) == yes
+    logits[refused] = 3.0  # the most likely tokens are refused; likelier is the best allowed
+    assert greedy._allowed_in_nucleus(logits) == likelier
 
-    logits[[yes, no]] = -15.0  # now outside the top-p set: nothing there is allowed
+    logits[[likelier, other]] = -15.0  # now outside the top-p set: nothing there is allowed
     assert sampler._allowed_in_nucleus(logits) is None
     sampler.free()
     greedy.free()
