@@ -151,6 +151,7 @@ def main() -> None:
         for way in WAYS:
             start = time.perf_counter()
             sampled, sampling_s, refused = side.sampled, side.sampling_s, side.refused
+            fell_back = side.fell_back
             if way == WAYS[0]:
                 texts, tokens = one_after_another(gen, prompts, schema, params)
                 steps = tokens
@@ -166,10 +167,12 @@ def main() -> None:
                 )
                 steps = side.steps - before
             sampled, sampling_s = side.sampled - sampled, side.sampling_s - sampling_s
-            refused = side.refused - refused
+            refused, fell_back = side.refused - refused, side.fell_back - fell_back
             wall = time.perf_counter() - start
             per_token_ms = sampling_s / sampled * 1000 if sampled else None
-            refused_share = refused / sampled if sampled and not side.grammar_first else None
+            counted = sampled and not side.grammar_first
+            refused_share = refused / sampled if counted else None
+            fell_back_share = fell_back / sampled if counted else None
             runs[way].append(
                 {
                     "wall_s": wall,
@@ -177,6 +180,7 @@ def main() -> None:
                     "steps": steps,
                     "sampling_ms": per_token_ms,
                     "refused": refused_share,
+                    "fell_back": fell_back_share,
                 }
             )
             print(f"{way}: {wall:.1f} s, {tokens} tokens, {steps} decode steps", flush=True)
@@ -198,10 +202,12 @@ def main() -> None:
         sampling = f"{statistics.median(timed):.2f}" if timed else "(inside llama.cpp)"
         shares = [r["refused"] for r in runs[way] if r["refused"] is not None]
         refused = f"{statistics.median(shares):.1%}" if shares and way != WAYS[4] else ""
+        shares = [r["fell_back"] for r in runs[way] if r["fell_back"] is not None]
+        fell_back = f"{statistics.median(shares):.2%}" if shares and way != WAYS[4] else ""
         figures[way] = {"wall_s": wall, "tokens": tokens, "steps": steps, "runs": runs[way]}
         rows.append(
             f"| {way} | {wall:.1f} | {tokens:.0f} | {tokens / wall:.1f} | {base / wall:.2f}x "
-            f"| {steps:.0f} | {sampling} | {refused} |"
+            f"| {steps:.0f} | {sampling} | {refused} | {fell_back} |"
         )
     device = gen.info.device if gen.info.gpu_layers else (platform.processor() or "CPU")
     model = Path(gen.info.path).name
@@ -217,8 +223,9 @@ def main() -> None:
             f"{time.strftime('%Y-%m-%d')}. Median of {args.reps} round(s).",
             "",
             "| way | wall s | tokens | tokens/s of wall | speed-up | decode steps "
-            "| sampling ms/token | drawn tokens the grammar refused |",
-            "|---|---|---|---|---|---|---|---|",
+            "| sampling ms/token | drawn tokens the grammar refused "
+            "| of all tokens, the grammar over the whole vocabulary |",
+            "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"At temperature 0, {equal} of {len(prompts)} side-by-side answers are the text "

@@ -190,9 +190,14 @@ class Sampler:
         self._constrained = self._chain(params, seed, grammar, vocab.handle) if grammar else None
         self._grammar = llama_cpp.llama_sampler_chain_get(self._constrained, 0) if grammar else None
         self._candidates = llama_cpp.llama_token_data_array()
+        self._data: Any = None  # the grammar's candidates, reused while large enough
+        self._view = np.empty(0, TOKEN_DATA)
         self.refused = 0
         """Drawn tokens the grammar refused (each then costs a grammar question about the top-p
-        set, and the grammar over the vocabulary when it allows nothing there)."""
+        set)."""
+        self.fell_back = 0
+        """Of those, the ones where the grammar allowed nothing in the top-p set, so that it was
+        applied to the whole vocabulary."""
 
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits of output ``index`` of llama.cpp context ``ctx``."""
@@ -211,6 +216,7 @@ class Sampler:
         self.refused += 1
         token = self._allowed_in_nucleus(logits)
         if token is None:
+            self.fell_back += 1
             return int(llama_cpp.llama_sampler_sample(self._constrained, ctx, index))
         llama_cpp.llama_sampler_accept(self._constrained, token)
         return token
@@ -234,13 +240,16 @@ class Sampler:
         """Those of ``tokens`` the grammar allows next, in their order: one grammar call over
         them, not over the vocabulary."""
         llama_cpp = self._lib
-        data = (llama_cpp.llama_token_data * len(tokens))()
-        view = np.ctypeslib.as_array(data).view(TOKEN_DATA)
+        n = len(tokens)
+        if n > len(self._view):  # grown to the largest set yet: one allocation, not one a call
+            self._data = (llama_cpp.llama_token_data * max(n, NUCLEUS_FIRST))()
+            self._view = np.ctypeslib.as_array(self._data).view(TOKEN_DATA)
+            self._candidates.data = self._data
+        view = self._view[:n]
         view["id"] = tokens
         view["logit"] = logits[tokens]
         view["p"] = 0.0
-        self._candidates.data = data
-        self._candidates.size = len(tokens)
+        self._candidates.size = n
         self._candidates.selected = -1
         self._candidates.sorted = False
         llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._candidates))

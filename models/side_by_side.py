@@ -177,6 +177,9 @@ class SideBySide:
         """Tokens sampled so far, and the seconds their sampling took (grammar included)."""
         self.refused = 0
         """Of those, the tokens first drawn that a JSON grammar refused (``Sampler.refused``)."""
+        self.fell_back = 0
+        """Of those, the ones replaced with the grammar over the whole vocabulary
+        (``Sampler.fell_back``)."""
 
     # public ---------------------------------------------------------------
     def submit(
@@ -333,12 +336,13 @@ class SideBySide:
 
     def _sample(self, seq: _Sequence, index: int) -> int:
         assert seq.sampler is not None
-        refused = seq.sampler.refused
+        refused, fell_back = seq.sampler.refused, seq.sampler.fell_back
         start = time.perf_counter()
         token = seq.sampler.sample(self._ctx, index)
         self.sampling_s += time.perf_counter() - start
         self.sampled += 1
         self.refused += seq.sampler.refused - refused
+        self.fell_back += seq.sampler.fell_back - fell_back
         return token
 
     def _take(self, seq: _Sequence, token: int) -> None:

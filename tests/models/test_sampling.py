@@ -3,6 +3,7 @@ sorting the whole vocabulary: the same set of tokens, and draws from the same di
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import replace
 
 import numpy as np
@@ -191,7 +192,64 @@ def test_a_refused_token_is_replaced_from_the_top_p_set_as_the_grammar_allows(
     logits[refused] = 3.0  # the most likely tokens are refused; likelier is the best allowed
     assert greedy._allowed_in_nucleus(logits) == likelier
 
+    crowd = np.arange(1000, 2000)  # a top-p set larger than any asked about before
+    logits[:] = -20.0
+    logits[crowd], logits[likelier] = 0.5, 0.6
+    assert greedy._allowed_in_nucleus(logits) == likelier
+    assert list(greedy._allowed(np.array([refused[0], likelier]), logits)) == [likelier]
+
     logits[[likelier, other]] = -15.0  # now outside the top-p set: nothing there is allowed
     assert sampler._allowed_in_nucleus(logits) is None
     sampler.free()
     greedy.free()
+
+
+class _GivenLogits:
+    """llama_cpp, except that a context's logits are the ones given."""
+
+    def __init__(self, logits: np.ndarray) -> None:
+        import llama_cpp
+
+        self._lib, self._logits = llama_cpp, logits
+
+    def __getattr__(self, name: str):
+        return getattr(self._lib, name)
+
+    def llama_get_logits_ith(self, ctx, index):
+        return self._logits.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+def test_the_grammar_goes_over_the_vocabulary_only_when_it_allows_nothing_in_the_top_p_set(
+    bundled_generator,
+) -> None:
+    """Each refusal is counted, and so is each one the top-p set could not replace: only then
+    is the grammar applied to the whole vocabulary (here: the real context's last logits)."""
+    from models.sampling import Sampler
+
+    vocab, llm = bundled_generator.vocab, bundled_generator.llm
+    llm.reset()
+    llm.eval(llm.tokenize(b"Is the guitar good? Answer yes or no:"))  # real logits at -1
+    starts = {t for t in range(vocab.size) if vocab.piece(t) and b"yes".startswith(vocab.piece(t))}
+    allowed = sorted(starts)[0]
+    logits = np.full(vocab.size, -20.0, dtype=np.float32)
+    logits[200:210] = 3.0  # the whole top-p set, none of it allowed
+
+    sampler = Sampler(vocab, WARM, 'root ::= "yes"', seed=5)
+    sampler._lib = _GivenLogits(logits)
+    token = sampler.sample(llm.ctx, -1)
+    assert token in starts
+    assert (sampler.refused, sampler.fell_back) == (1, 1)
+    sampler.free()
+
+    logits[allowed] = 2.5  # now in the top-p set, below the refused tokens
+    sampler = Sampler(vocab, WARM, 'root ::= "yes"', seed=5)
+    sampler._lib = _GivenLogits(logits)
+    taken = [sampler.sample(llm.ctx, -1)]
+    while sampler.refused == 0:  # until a refused token is drawn first
+        sampler.free()
+        sampler = Sampler(vocab, WARM, 'root ::= "yes"', seed=5 + len(taken))
+        sampler._lib = _GivenLogits(logits)
+        taken.append(sampler.sample(llm.ctx, -1))
+    assert taken[-1] == allowed
+    assert (sampler.refused, sampler.fell_back) == (1, 0)
+    sampler.free()
