@@ -36,6 +36,9 @@ class GenerationStats:
     """Completion tokens per second, measured from the first token."""
     finish_reason: str
     """'stop', 'length' or 'cancelled'."""
+    attempts: int = 1
+    """Generations this result took: a JSON call that retried holds the tokens and seconds of
+    every attempt (time to first token and finish reason are its last attempt's)."""
 
 
 @dataclass(frozen=True)

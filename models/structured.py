@@ -33,6 +33,7 @@ def complete_json(
     import jsonschema
 
     raw, problem = "", ""
+    spent: list[GenerationStats] = []
     for attempt in range(retries + 1):
         seed = None if params.seed is None else params.seed + attempt
         with open_stream(replace(params, seed=seed)) as s:
@@ -43,6 +44,7 @@ def complete_json(
                         f"{model_id}: the JSON generation was stopped by its caller."
                     )
         assert s.stats is not None
+        spent.append(s.stats)
         if s.stats.finish_reason == "cancelled":
             raise GenerationCancelled(f"{model_id}: the JSON generation was stopped by its caller.")
         raw = s.text
@@ -60,9 +62,26 @@ def complete_json(
         if not isinstance(value, dict):
             problem = "is not a JSON object"
             continue
-        return value, s.stats
+        return value, _summed(spent)
     raise StructuredOutputError(
         f"{model_id} returned output that is {problem}, after {retries + 1} "
         "attempts. Raise max_tokens or use a larger model.",
         raw=raw,
+    )
+
+
+def _summed(spent: list[GenerationStats]) -> GenerationStats:
+    """The last attempt's stats with the tokens and seconds of all of them."""
+    last = spent[-1]
+    if len(spent) == 1:
+        return last
+    completion = sum(s.completion_tokens for s in spent)
+    decoding = sum(s.total_s - s.time_to_first_token_s for s in spent)
+    return replace(
+        last,
+        prompt_tokens=sum(s.prompt_tokens for s in spent),
+        completion_tokens=completion,
+        total_s=sum(s.total_s for s in spent),
+        tokens_per_s=completion / decoding if decoding > 0 else last.tokens_per_s,
+        attempts=len(spent),
     )
