@@ -745,7 +745,7 @@ def load_generator(
     # time on the CPU, with dpl's sampler (see models.side_by_side)
     side = SideBySide(
         llm,
-        SideBySideSettings(settings.side_by_side),
+        SideBySideSettings(settings.side_by_side, keep_prompts=not settings.reread_prompt),
         acquire=generator._acquire,
         release=generator._release,
         vocab=generator.vocab,

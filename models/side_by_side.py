@@ -61,6 +61,12 @@ class SideBySideSettings:
 
     sequences: int
     cells: int = CELLS_PER_SEQUENCE
+    keep_prompts: bool = False
+    """A finished call's prompt stays in its sequence's cells, and a later call whose prompt
+    begins the same way (a retry of a JSON answer cut off by its token limit) reads only what
+    follows the prompt batches they share: kept in whole batches, as a first read makes them,
+    a prompt gives the same numbers on the CPU (kept up to its last token, it did not always).
+    On a GPU the batch shapes change the numbers anyway, and prompts are read whole there."""
 
     @property
     def n_ctx(self) -> int:
@@ -177,6 +183,11 @@ class SideBySide:
         """Tokens sampled so far, and the seconds their sampling took (grammar included)."""
         self.refused = 0
         """Of those, the tokens first drawn that a JSON grammar refused (``Sampler.refused``)."""
+        self.reused = 0
+        """Prompt tokens not read again: found in a sequence's cells (``keep_prompts``)."""
+        self._kept: dict[int, tuple[list[int], tuple[Any, ...]]] = {}
+        """Per free sequence id: the prompt its cells still hold, and the adapters it was read
+        with."""
         self.fell_back = 0
         """Of those, the ones replaced with the grammar over the whole vocabulary
         (``Sampler.fell_back``)."""
@@ -300,7 +311,8 @@ class SideBySide:
                 if len(used) >= self.settings.sequences or not same_weights:
                     return
                 self._waiting.popleft()
-                seq.seq_id = min(set(range(self.settings.sequences)) - used)
+                free = sorted(set(range(self.settings.sequences)) - used)
+                seq.seq_id = max(free, key=lambda i: self._held(i, seq))  # the first on ties
                 self._active.append(seq)
             self._apply_adapters(seq.adapters)
             self._start(seq)
@@ -315,7 +327,15 @@ class SideBySide:
             self.grammar_first,
         )
         ids, step = seq.prompt_ids, self._llm.n_batch
-        for begin in range(0, len(ids), step):
+        start = min(self._held(seq.seq_id, seq), len(ids) - 1)  # the last one gives the logits
+        start -= start % step  # whole batches only, as a first read makes them (same numbers)
+        self._kept.pop(seq.seq_id, None)
+        memory = self._lib.llama_get_memory(self._ctx)
+        if not self._lib.llama_memory_seq_rm(memory, seq.seq_id, start, -1):
+            self._lib.llama_memory_seq_rm(memory, seq.seq_id, -1, -1)
+            start = 0
+        self.reused += start
+        for begin in range(start, len(ids), step):
             if seq.wants_stop():
                 return  # dropped by the next _drop_stopped
             chunk = ids[begin : begin + step]
@@ -366,7 +386,11 @@ class SideBySide:
             if tail:
                 seq.pieces.append(tail)
             self._active.remove(seq)
-            self._remove_cells(seq)
+            if self.settings.keep_prompts:  # its prompt was read whole: kept for a later call
+                self._kept[seq.seq_id] = (seq.prompt_ids, seq.adapters)
+                seq.seq_id = -1
+            else:
+                self._remove_cells(seq)
             self._finish(seq, reason)
 
     # llama.cpp --------------------------------------------------------------
@@ -424,9 +448,22 @@ class SideBySide:
                 f"llama.cpp could not decode a side-by-side batch (llama_decode returned {result})."
             )
 
+    def _held(self, seq_id: int, seq: _Sequence) -> int:
+        """How many of ``seq``'s first prompt tokens sequence ``seq_id``'s cells hold."""
+        kept = self._kept.get(seq_id)
+        if kept is None or kept[1] != seq.adapters:
+            return 0
+        held = 0
+        for mine, theirs in zip(kept[0], seq.prompt_ids, strict=False):
+            if mine != theirs:
+                break
+            held += 1
+        return held
+
     def _remove_cells(self, seq: _Sequence) -> None:
         import llama_cpp
 
+        self._kept.pop(seq.seq_id, None)
         if seq.seq_id >= 0 and self._ctx is not None:
             memory = llama_cpp.llama_get_memory(self._ctx)
             llama_cpp.llama_memory_seq_rm(memory, seq.seq_id, -1, -1)
@@ -435,6 +472,7 @@ class SideBySide:
     def _reset_memory(self) -> None:
         import llama_cpp
 
+        self._kept.clear()
         if self._ctx is not None:
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
 

@@ -195,6 +195,7 @@ def test_json_calls_run_side_by_side_on_the_gpu_with_the_same_seed_giving_the_sa
 
     gen = load_generator()
     assert gen.concurrency == GPU_SETTINGS.side_by_side > 1 and gen.side_by_side is not None
+    assert not gen.side_by_side.settings.keep_prompts  # prompts read whole, as in the model's
     schema = {"type": "object", "properties": {"review": {"type": "string"}},
               "required": ["review"]}  # fmt: skip
     prompts = [MESSAGES, OTHER] * 2

@@ -244,3 +244,51 @@ def test_a_side_by_side_count_out_of_range_is_refused_before_loading(count: int)
 
     with pytest.raises(ModelLoadError, match=f"side_by_side must be from 1 to .*got {count}"):
         load_generator(side_by_side=count)
+
+
+def test_a_prompt_that_begins_like_a_finished_one_is_read_from_where_they_part(gen) -> None:
+    """With ``keep_prompts`` (the CPU's setting), a retry reads only the last prompt batch again
+    and a call that shares less than a batch with the last one reads its whole prompt; the
+    texts are those of prompts read whole (temperature 0.8, seeded)."""
+    if gen.offload.active:
+        pytest.skip("prompts are read whole on a GPU")
+    prompts = differences_prompts(2)
+    first, second = (gen.prompt_token_ids(m) for m in prompts)
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert 0 < shared < len(first) - 1  # the instructions, not the reviews
+    warm = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=48)
+    calls = [(first, 1), (first, 2), (second, 3)]  # a call, its retry, the next item's call
+
+    def answers(keep: bool) -> tuple[list[str], int]:
+        side = SideBySide(
+            gen.llm,
+            SideBySideSettings(1, keep_prompts=keep),
+            acquire=gen._acquire,
+            release=gen._release,
+            vocab=gen.vocab,
+        )
+        texts = []
+        try:
+            for ids, seed in calls:
+                with side.submit(ids, warm, seed=seed, grammar=gen._grammar(SCHEMA)) as stream:
+                    for _ in stream:
+                        pass
+                texts.append(stream.text)
+            return texts, side.reused
+        finally:
+            side.close()
+
+    kept, reused = answers(keep=True)
+    whole, none = answers(keep=False)
+    assert kept == whole
+    assert len(set(kept)) == 3  # three different answers, so the comparison says something
+    assert none == 0
+    step = gen.llm.n_batch
+    assert shared < step < len(first)  # the instructions fill less than one batch
+    assert reused == (len(first) - 1) // step * step
+
+
+def test_on_the_cpu_the_json_context_keeps_prompts(bundled_generator) -> None:
+    if bundled_generator.offload.active:
+        pytest.skip("the model's layers are on a GPU here")
+    assert bundled_generator.side_by_side.settings.keep_prompts
