@@ -183,14 +183,14 @@ class SideBySide:
         """Tokens sampled so far, and the seconds their sampling took (grammar included)."""
         self.refused = 0
         """Of those, the tokens first drawn that a JSON grammar refused (``Sampler.refused``)."""
+        self.fell_back = 0
+        """Of those, the ones replaced with the grammar over the whole vocabulary
+        (``Sampler.fell_back``)."""
         self.reused = 0
         """Prompt tokens not read again: found in a sequence's cells (``keep_prompts``)."""
         self._kept: dict[int, tuple[list[int], tuple[Any, ...]]] = {}
         """Per free sequence id: the prompt its cells still hold, and the adapters it was read
         with."""
-        self.fell_back = 0
-        """Of those, the ones replaced with the grammar over the whole vocabulary
-        (``Sampler.fell_back``)."""
 
     # public ---------------------------------------------------------------
     def submit(
