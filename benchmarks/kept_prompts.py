@@ -84,7 +84,6 @@ def main() -> None:
         for _ in range(args.reps):
             for way in WAYS:
                 side.settings = replace(settings, keep_prompts=way == "kept")
-                side._kept.clear()  # noqa: SLF001 - each run starts from an empty context
                 runs[way].append(
                     differences_once(base, tmp / "run.db", gen, embedder, config, user)
                 )

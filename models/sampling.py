@@ -128,10 +128,17 @@ def draw(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -
         token = weights.pick(rng.random())
         if in_nucleus(shifted, token, target):
             return token
-    kept = nucleus(logits, params.top_p)
-    scaled = (logits[kept] - logits[kept[0]]) / params.temperature
+    return draw_among(nucleus(logits, params.top_p), logits, params.temperature, rng)
+
+
+def draw_among(
+    tokens: np.ndarray, logits: np.ndarray, temperature: float, rng: np.random.Generator
+) -> int:
+    """One of ``tokens`` (most likely first), in proportion to their temperature-scaled
+    probabilities."""
+    scaled = (logits[tokens] - logits[tokens[0]]) / temperature
     within = np.cumsum(np.exp(scaled, dtype=np.float64))
-    return int(kept[np.searchsorted(within, rng.random() * within[-1], side="right")])
+    return int(tokens[np.searchsorted(within, rng.random() * within[-1], side="right")])
 
 
 class Vocabulary:
@@ -232,9 +239,7 @@ class Sampler:
         allowed = self._allowed(nucleus(logits, params.top_p), logits)
         if not allowed.size:
             return None
-        scaled = (logits[allowed] - logits[allowed[0]]) / params.temperature
-        within = np.cumsum(np.exp(scaled, dtype=np.float64))
-        return int(allowed[np.searchsorted(within, self._rng.random() * within[-1], side="right")])
+        return draw_among(allowed, logits, params.temperature, self._rng)
 
     def _allowed(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """Those of ``tokens`` the grammar allows next, in their order: one grammar call over

@@ -450,7 +450,7 @@ class SideBySide:
 
     def _held(self, seq_id: int, seq: _Sequence) -> int:
         """How many of ``seq``'s first prompt tokens sequence ``seq_id``'s cells hold."""
-        kept = self._kept.get(seq_id)
+        kept = self._kept.get(seq_id) if self.settings.keep_prompts else None
         if kept is None or kept[1] != seq.adapters:
             return 0
         held = 0
