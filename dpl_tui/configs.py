@@ -125,7 +125,7 @@ class PrepareRequest:
     users: int | None = None
     """With a split: the first N users `dpl eval --users N` takes."""
     seeds: tuple[int, ...] = ()
-    """As given (--seed, repeatable); without a split only the first counts."""
+    """As given (--seed, repeatable; one at most without a split)."""
     rest: bool = False
     """Also the user's other comparable items (without a split)."""
     model: str | None = None
@@ -144,6 +144,38 @@ class PrepareRequest:
             raise EngineError(
                 "Name the users to prepare, or pass --all (with --split, --users N also works)."
             )
+        unused = self._unused_options()
+        if unused:
+            several = len(unused) > 1
+            if self.split is None:
+                where, remedy = "with", "add --split val/test to prepare the evaluation's targets"
+            else:
+                where, remedy = "without", "leave out --split to prepare each user's default target"
+            raise EngineError(
+                f"{', '.join(unused)} only {'apply' if several else 'applies'} {where} --split: "
+                f"drop {'them' if several else 'it'}, or {remedy}."
+            )
+
+    def _unused_options(self) -> list[str]:
+        """The options given that this kind of preparation would ignore: default targets use
+        the app's settings under one seed; a split's targets take no --rest."""
+        if self.split is not None:
+            return ["--rest"] if self.rest else []
+        options, thresholds = self.options, self.thresholds
+        named = {
+            "--users": self.users,
+            "--max-tokens": options.max_tokens,
+            "--analysis-max-tokens": options.analysis_max_tokens,
+            "--max-review-chars": options.max_review_chars,
+            "--min-chars": thresholds.min_chars,
+            "--min-user-reviews": thresholds.min_user_reviews,
+            "--max-user-reviews": thresholds.max_user_reviews,
+            "--min-item-reviewers": thresholds.min_item_reviewers,
+        }
+        unused = [name for name, value in named.items() if value is not None]
+        if len(self.seeds) > 1:
+            unused.append("more than one --seed")
+        return unused
 
     def default_options(self) -> EngineOptions:
         """Without a split: the options of `dpl generate`, under its first seed. The token and

@@ -44,7 +44,8 @@ PREPARE_EPILOG = (
     "Without --split, each user's default target is the one the app and `dpl generate` use "
     "(the latest review, held out), under the saved settings. With --split, the targets and "
     "options are those of `dpl eval` with the same options, so the evaluation reads what was "
-    "prepared. Example: dpl prepare --split test --users 40 --seed 1 --seed 2"
+    "prepared. Options the chosen kind of target would ignore are refused. Example: dpl prepare "
+    "--split test --users 40 --seed 1 --seed 2"
 )
 
 

@@ -123,6 +123,36 @@ def test_prepare_request_checks() -> None:
     PrepareRequest(split="val", users=3).check()
 
 
+def test_prepare_refuses_the_options_its_kind_of_targets_would_ignore() -> None:
+    # Default targets use the app's settings under one seed: split-only options are refused,
+    # named in one line with the remedy, instead of being dropped without a word.
+    with pytest.raises(EngineError, match=r"^--max-tokens only applies with --split: drop it"):
+        PrepareRequest(user_ids=("u",), options=EngineOptions(max_tokens=64)).check()
+    with pytest.raises(
+        EngineError,
+        match=r"^--users, --analysis-max-tokens, --min-chars, more than one --seed only apply "
+        r"with --split: drop them, or add --split val/test",
+    ):
+        PrepareRequest(
+            user_ids=("u",),
+            users=3,
+            seeds=(1, 2),
+            options=EngineOptions(analysis_max_tokens=64),
+            thresholds=SplitThresholds(min_chars=10),
+        ).check()
+    with pytest.raises(EngineError, match=r"^--rest only applies without --split: drop it, or"):
+        PrepareRequest(split="val", users=3, rest=True).check()
+    # What each kind does take passes.
+    PrepareRequest(user_ids=("u",), seeds=(7,), rest=True, options=EngineOptions(k=3)).check()
+    PrepareRequest(
+        split="test",
+        users=2,
+        seeds=(1, 2),
+        options=EngineOptions(max_tokens=64, max_review_chars=900),
+        thresholds=SplitThresholds(min_chars=10),
+    ).check()
+
+
 def test_no_command_module_imports_another() -> None:
     commands = {p.stem for p in COMMANDS.glob("*_cmds.py")}
     for path in COMMANDS.glob("*_cmds.py"):

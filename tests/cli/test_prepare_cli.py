@@ -109,6 +109,11 @@ def test_a_prepared_split_is_what_the_evaluation_reads(dev_db: Path, model):
         (["nobody"], "nobody"),
         (["--split", "test", "nobody", *SPLIT], "Not in split"),
         (["--split", "later", "--all"], "--split must be 'val' or 'test'"),
+        (["u", "--max-tokens", "64"], "--max-tokens only applies with --split"),
+        (
+            ["--split", "test", "--users", "2", "--rest", *SPLIT],
+            "--rest only applies without --split",
+        ),
     ],
 )
 def test_bad_requests_say_what_to_do(dev_db: Path, model, args, message):
