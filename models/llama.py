@@ -582,14 +582,21 @@ def _end_of_turn_ids(formatter: Any, llm: Any) -> list[int]:
     return stops or [int(llm.token_eos())]
 
 
-def _check_memory(path: Path, size: int) -> None:
+def _check_memory(gguf: GGUFInfo, n_ctx: int, settings: LoadSettings) -> None:
+    """Refuse a CPU load that would not fit: the model file, the KV cache of its context and
+    that of the JSON calls' context (``models.side_by_side``), against the memory available."""
+    cells = n_ctx + SideBySideSettings(settings.side_by_side).n_ctx
+    cache = gguf.kv_cache_bytes(cells)
+    size = gguf.size_bytes + cache
     available = available_memory_bytes()
     if available is not None and size > available:
         gib = 1024**3
         raise ModelLoadError(
-            f"Model {str(path)!r} needs about {size / gib:.1f} GiB of memory but only "
-            f"{available / gib:.1f} GiB is available. Close other programs, pick a smaller "
-            "quantization (e.g. Q4_K_M) or model, or offload layers to a GPU."
+            f"Model {gguf.path!r} needs about {size / gib:.1f} GiB of memory "
+            f"({gguf.size_bytes / gib:.1f} GiB of weights, {cache / gib:.1f} GiB of KV cache "
+            f"for {cells:,} tokens) but only {available / gib:.1f} GiB is available. Close "
+            "other programs, pick a smaller quantization (e.g. Q4_K_M) or model, or offload "
+            "layers to a GPU."
         )
 
 
@@ -684,10 +691,9 @@ def load_generator(
     sequences = side_by_side if side_by_side is not None else default_side_by_side()
     if sequences is not None and not 1 <= sequences <= MAX_SIDE_BY_SIDE:
         raise ModelLoadError(f"side_by_side must be from 1 to {MAX_SIDE_BY_SIDE}, got {sequences}.")
-    if n_gpu_layers == 0:
-        _check_memory(path, gguf.size_bytes)
-
     settings = choose_load_settings(built_with_gpu and n_gpu_layers != 0, flash_attn, sequences)
+    if n_gpu_layers == 0:
+        _check_memory(gguf, n_ctx, settings)
     try:
         llm, log = _make_llama(path, n_ctx, n_gpu_layers, settings, verbose, threads)
     except _LoadFailed as err:
@@ -695,9 +701,9 @@ def load_generator(
         if n_gpu_layers == 0:
             raise _load_error(path, gguf, reason) from None
         notes.append(f"GPU initialisation failed ({reason}), so the model runs on the CPU.")
-        _check_memory(path, gguf.size_bytes)
         n_gpu_layers = 0
         settings = choose_load_settings(False, flash_attn, sequences)
+        _check_memory(gguf, n_ctx, settings)
         try:
             llm, log = _make_llama(path, n_ctx, 0, settings, verbose, threads)
         except _LoadFailed as err2:

@@ -96,6 +96,26 @@ class GGUFInfo:
         value = self.metadata.get("tokenizer.chat_template")
         return value if isinstance(value, str) else None
 
+    def kv_cache_bytes(self, cells: int) -> int:
+        """Bytes of a KV cache of ``cells`` tokens at llama.cpp's default f16 keys and values,
+        from the attention shape the header gives; 0 where it gives none (the estimate then
+        leaves the cache out)."""
+        arch, meta = self.architecture, self.metadata
+        heads = meta.get(f"{arch}.attention.head_count")
+        kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
+        width = meta.get(f"{arch}.embedding_length")
+        if isinstance(heads, list):  # one value per layer in some architectures
+            heads = max(heads, default=0)
+        per_layer_kv = kv_heads if isinstance(kv_heads, list) else [kv_heads] * self.block_count
+        if not isinstance(heads, int) or heads <= 0 or not isinstance(width, int):
+            return 0
+        key = meta.get(f"{arch}.attention.key_length", width // heads)
+        value = meta.get(f"{arch}.attention.value_length", width // heads)
+        if not all(isinstance(x, int) for x in (key, value, *per_layer_kv)):
+            return 0
+        f16 = 2
+        return cells * f16 * (key + value) * sum(per_layer_kv)
+
 
 def model_id_for(path: Path, size_bytes: int | None = None) -> str:
     """A stable cache key for a GGUF file: its name and its size in bytes."""

@@ -371,7 +371,29 @@ def test_model_larger_than_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
         load_generator(n_gpu_layers=0)
     message = str(err.value)
     assert default_gguf_path().name in message
-    assert "0.1 GiB" in message and "0.0 GiB" in message and "smaller" in message
+    # The bundled model: 94 MiB of weights; 30 layers x 3 KV heads x (64 + 64) f16 values per
+    # token for its 8,192-token context and the JSON calls' 2,048 cells: 225 MiB of KV cache.
+    cache = 30 * 3 * (64 + 64) * 2 * (8192 + 2048)
+    assert cache == 235_929_600
+    needed = (default_gguf_path().stat().st_size + cache) / 1024**3
+    assert f"needs about {needed:.1f} GiB" in message
+    assert "0.1 GiB of weights, 0.2 GiB of KV cache for 10,240 tokens" in message
+    assert "only 0.0 GiB is available" in message and "smaller" in message
+
+
+def test_the_memory_check_counts_the_kv_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.llama as llama_mod
+
+    # Room for the weights, not for the weights and the KV cache: refused before llama.cpp
+    # allocates anything; a shorter context fits.
+    weights = default_gguf_path().stat().st_size
+    per_token = 30 * 3 * (64 + 64) * 2
+    monkeypatch.setattr(
+        llama_mod, "available_memory_bytes", lambda: weights + per_token * (2048 + 1024)
+    )
+    with pytest.raises(ModelLoadError, match="KV cache for 10,240 tokens"):
+        load_generator(n_gpu_layers=0)
+    assert load_generator(n_gpu_layers=0, n_ctx=1024).n_ctx == 1024
 
 
 def test_explicit_small_context(tmp_path: Path) -> None:

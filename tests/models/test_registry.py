@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,22 @@ def test_default_gguf_can_be_pointed_elsewhere(
     monkeypatch.setenv("DPL_DEFAULT_GGUF", str(copy))
     assert default_gguf_path() == copy
     assert inspect_gguf(default_gguf_path()).size_bytes == gguf.stat().st_size
+
+
+def test_kv_cache_size_from_the_attention_shape() -> None:
+    bundled = inspect_gguf(default_gguf_path())
+    # SmolLM2-135M: 30 layers, 3 KV heads of 576 / 9 = 64 dimensions, keys and values at f16.
+    assert bundled.kv_cache_bytes(1) == 30 * 3 * (64 + 64) * 2
+    assert bundled.kv_cache_bytes(4096) == 4096 * bundled.kv_cache_bytes(1)
+
+    def shaped(**attention: object) -> int:
+        meta = {"x.embedding_length": 512, **{f"x.attention.{k}": v for k, v in attention.items()}}
+        info = replace(bundled, architecture="x", block_count=2, metadata=meta)
+        return info.kv_cache_bytes(10)
+
+    assert shaped(head_count=8) == 10 * 2 * (64 + 64) * (8 + 8)  # no KV heads given: all heads
+    assert shaped(head_count=8, head_count_kv=[2, 0], key_length=32, value_length=16) == (
+        10 * 2 * (32 + 16) * 2
+    )
+    assert shaped() == 0  # no attention shape (another kind of model): left out, not guessed
+    assert shaped(head_count=8, head_count_kv="four") == 0
