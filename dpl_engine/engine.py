@@ -499,9 +499,10 @@ class Engine:
         # as soon as it is complete, so a cancel or a failure keeps every finished one.
         limit = self.analyst.concurrency if todo else 1
         jobs = [comparisons[i] for i, _ in todo]
-        for j, answer in concurrent.bounded(self._extract_differences, jobs, limit, run.cancel):
+        for j, extraction in concurrent.bounded(self._extract_differences, jobs, limit, run.cancel):
             i, key = todo[j]
-            run.calls += 1
+            run.calls += extraction.calls
+            answer = (extraction.differences, extraction.notes)
             artifacts.keep(self.store, artifacts.DIFFERENCES, key, answer)
             found[i] = answer
             done += 1
@@ -514,8 +515,8 @@ class Engine:
 
     def _extract_differences(
         self, comparison: ComparisonSet, cancel: CancelToken
-    ) -> tuple[Differences, list[str]]:
-        """One differences call; it may run in a worker thread."""
+    ) -> differences_step.Extraction:
+        """One differences call (and its retry); it may run in a worker thread."""
         return differences_step.extract(
             self.analyst,
             comparison,

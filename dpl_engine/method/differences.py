@@ -11,6 +11,7 @@ as in the published method.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from models import GenerationCancelled, SamplingParams, StructuredOutputError, TextGenerator
 
@@ -22,6 +23,16 @@ from .presets import DPL, Preset
 RETRIES = 1
 
 
+@dataclass(frozen=True)
+class Extraction:
+    """One item's differences, the budget notes of its prompt, and the model calls it took
+    (2 when a JSON answer was retried)."""
+
+    differences: Differences
+    notes: list[str]
+    calls: int = 1
+
+
 def extract(
     generator: TextGenerator,
     comparison: ComparisonSet,
@@ -30,8 +41,8 @@ def extract(
     max_review_chars: int,
     cancel: CancelToken | None = None,
     preset: Preset = DPL,
-) -> tuple[Differences, list[str]]:
-    """One LLM call (plus at most one retry). Returns the differences and budget notes.
+) -> Extraction:
+    """One LLM call (plus at most one retry).
 
     Raises Cancelled, within a token, when ``cancel`` is set during the call."""
     import jsonschema
@@ -54,9 +65,9 @@ def extract(
         labels=[f"user {r.user_id}" for r in others],
     )
     if not preset.structured_differences:
-        return _free_text(generator, messages, params, item.id, cancel), notes
+        return Extraction(_free_text(generator, messages, params, item.id, cancel), notes)
     try:
-        value, _stats = generator.complete_json(
+        value, stats = generator.complete_json(
             messages,
             prompts.DIFFERENCES_SCHEMA,
             params,
@@ -71,15 +82,17 @@ def extract(
             f"differences for item {item.id}: the model gave no valid JSON after a retry; "
             "its free text is kept instead"
         )
-        return Differences(item.id, "", "", "", structured=False, raw=err.raw), notes
+        failed = Differences(item.id, "", "", "", structured=False, raw=err.raw)
+        return Extraction(failed, notes, RETRIES + 1)
     except jsonschema.ValidationError as err:
         notes.append(
             f"differences for item {item.id}: the model's JSON did not match the schema "
             f"({err.message}); its text is kept instead"
         )
         raw = json.dumps(value, ensure_ascii=False)
-        return Differences(item.id, "", "", "", structured=False, raw=raw), notes
-    return (
+        unmatched = Differences(item.id, "", "", "", structured=False, raw=raw)
+        return Extraction(unmatched, notes, stats.attempts)
+    return Extraction(
         Differences(
             item_id=item.id,
             writing=value["writing"].strip(),
@@ -89,6 +102,7 @@ def extract(
             raw=json.dumps(value, ensure_ascii=False),
         ),
         notes,
+        stats.attempts,
     )
 
 

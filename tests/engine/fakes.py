@@ -84,6 +84,7 @@ class FakeGenerator(TextGenerator):
         on_token: Callable[[], None] | None = None,
         on_json_token: Callable[[], None] | None = None,
         differences: dict[str, str] | None = None,
+        json_attempts: int = 1,
     ) -> None:
         self.info = ModelInfo(model_id=model_id, path="", n_ctx=n_ctx, context_length=n_ctx)
         self.differences = differences or {
@@ -92,6 +93,8 @@ class FakeGenerator(TextGenerator):
             "semantic": "Fewer details about the product.",
         }
         self.json_ok = json_ok
+        self.json_attempts = json_attempts
+        """Attempts each valid JSON answer reports having taken (a retry after a cut-off)."""
         self.review = review
         self.on_token = on_token
         self.on_json_token = on_json_token
@@ -139,7 +142,9 @@ class FakeGenerator(TextGenerator):
                 self.on_json_token()
             if stop is not None and stop():
                 raise GenerationCancelled("fake-llm: stopped")
-        stats = GenerationStats(self.count_tokens(messages), 20, 0.0, 0.0, 0.0, "stop")
+        stats = GenerationStats(
+            self.count_tokens(messages), 20, 0.0, 0.0, 0.0, "stop", attempts=self.json_attempts
+        )
         if not self.json_ok:
             raise StructuredOutputError("no valid JSON", raw="They write longer and angrier.")
         return dict(self.differences), stats
@@ -194,10 +199,14 @@ class RecordingGenerator(TextGenerator):
         except StructuredOutputError as err:
             with self._lock:
                 self.json_fallbacks.append(err.raw)
+                if retries:
+                    self.calls["json retry"] += retries  # every attempt ran out
             raise
         with self._lock:
             self.json_values.append(value)
             self.json_answers.append((list(messages), value))
+            if stats.attempts > 1:
+                self.calls["json retry"] += stats.attempts - 1
         return value, stats
 
     @property

@@ -131,7 +131,10 @@ def test_dpl_end_to_end_hides_the_held_out_review_and_reuses_every_cached_step(
     # At 96 tokens the bundled model can run past the limit before closing its JSON (1 of
     # these 3 does): at most one answer may be kept as free text, not all of them.
     assert_read(first.differences, max_fallback_share=1 / 3)
-    assert first.llm_calls == gen.total_calls == 3 + 2
+    # Three differences calls, each retried once at most, the profile and the review; the
+    # engine counts a retry as the model call it is.
+    assert gen.calls["json"] == 3 and gen.calls["json retry"] <= 3
+    assert first.llm_calls == gen.total_calls == 3 + gen.calls["json retry"] + 2
     assert first.profile is not None and first.profile.kind == "dpl" and first.profile.text
     assert emb.embedded  # embeddings were computed on the cold run
     for kind, messages in gen.prompts:
@@ -153,7 +156,8 @@ def test_dpl_end_to_end_hides_the_held_out_review_and_reuses_every_cached_step(
 
     embedded = len(emb.embedded)
     events, second = run_to_end(e, target, "dpl")
-    assert second.llm_calls == 1 and gen.total_calls == 6 and gen.calls["stream"] >= 2
+    assert second.llm_calls == 1 and gen.total_calls == first.llm_calls + 1
+    assert gen.calls["stream"] >= 2
     assert len(emb.embedded) == embedded
     assert all(
         ev.cached

@@ -141,6 +141,21 @@ def test_differences_fall_back_to_free_text_when_json_fails():
     assert "They write longer and angrier." in profile_prompt
 
 
+@pytest.mark.parametrize(
+    ("generator", "per_item"),
+    [
+        (FakeGenerator(json_attempts=2), 2),  # valid JSON on the retry
+        (FakeGenerator(json_ok=False), 2),  # no valid JSON after the retry either
+        (FakeGenerator(), 1),
+    ],
+)
+def test_llm_calls_count_each_retry_of_a_differences_answer(generator, per_item):
+    e = engine(world(), generator, FakeEmbedder())
+    result = e.generate(e.held_out_target("u1"), "dpl")
+    assert generator.calls["differences"] == len(result.comparisons) >= 2
+    assert result.llm_calls == per_item * len(result.comparisons) + 2  # profile, review
+
+
 def test_second_run_only_generates_and_refresh_recomputes():
     gen, emb = FakeGenerator(), FakeEmbedder()
     store = world()
