@@ -296,7 +296,8 @@ def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_path: str
 
     Each adapted weight is dequantized, given the adapter's update (``scale * alpha / rank
     * B @ A``, as llama.cpp applies it at run time) and stored as ``merged_type`` chooses;
-    every other tensor and every metadata key is copied as it is. The merged model decodes
+    every other tensor and every metadata key is copied as it is (except the file type when
+    the adapted weights changed type). The merged model decodes
     at the base's rate (an adapter applied at run time costs a share of it), at the price
     of a model file of its own. Written beside ``out_path`` and moved into place when
     complete.
@@ -321,10 +322,14 @@ def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_path: str
             f"Adapter {info.path!r} adapts {sorted(missing)[0]!r}, which {base.model_id!r} "
             "does not have. Pass the base it was trained on."
         )
+    skipped = {gguf.Keys.General.ARCHITECTURE, MERGED_KEY}
+    if any(merged_type(t.tensor_type) != t.tensor_type for t in reader.tensors if t.name in lora):
+        # The base's file type no longer describes the weights: without it, llama.cpp and
+        # ``inspect_gguf`` name the type most weights have.
+        skipped.add(gguf.Keys.General.FILE_TYPE)
     with gguf_file(out_path, base.architecture) as writer:
         for f in reader.fields.values():
-            if f.name.startswith("GGUF.") or f.name in (gguf.Keys.General.ARCHITECTURE,
-                                                        MERGED_KEY):
+            if f.name.startswith("GGUF.") or f.name in skipped:
                 continue
             sub_type = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
             writer.add_key_value(f.name, f.contents(), f.types[0], sub_type=sub_type)

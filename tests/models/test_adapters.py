@@ -334,6 +334,9 @@ def test_a_merged_model_changes_the_logits_as_its_adapter_does_at_run_time(
     assert record["base_model_id"] == bundled_generator.model_id
     assert adapters.merged_record(default_gguf_path()) is None
     info = inspect_gguf(out)
+    # Most weights are adapted and now Q8_0: the base's Q4_1 file type would misname them.
+    assert bundled_generator.gguf.quantization == "Q4_1"
+    assert "general.file_type" not in info.metadata and info.quantization == "Q8_0"
     assert info.metadata["tokenizer.chat_template"] == (
         bundled_generator.gguf.metadata["tokenizer.chat_template"])
     types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(out)).tensors}
