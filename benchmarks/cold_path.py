@@ -44,8 +44,8 @@ USERS = ["A34O0KQV4QXWNQ", "ADH0O8UVJOT10", "A2EZWZ8MBEDOLN"]
 
 @dataclass
 class Calls:
-    """Per kind of call: how many model calls (a retry counts as one, as in the engine's
-    ``llm_calls``), seconds, prompt and completion tokens."""
+    """Per kind of call: how many model calls (a retry is a call of its own, as in the
+    engine's ``llm_calls``), seconds, prompt and completion tokens."""
 
     n: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -417,8 +417,8 @@ def batching_text(ceiling: dict[str, float] | None, first: dict[str, Any] | None
     c = ceiling
     saved = c["sequential"] - c["batched"]
     speedup = c["sequential"] / c["batched"]
-    bound = first["cold_total"] / (first["cold_total"] - saved)
     if saved > 0:
+        bound = first["cold_total"] / (first["cold_total"] - saved)
         outcome = (
             f"Saving those {saved:.1f} s from that user's cold `dpl` "
             f"({first['cold_total']:.1f} s) would make it at most **{bound:.2f}x** faster; the "
