@@ -90,19 +90,20 @@ class Timed(TextGenerator):
             value, stats = self.inner.complete_json(
                 messages, schema, params, retries=retries, stop=stop
             )
-        except StructuredOutputError:
-            # Every attempt ran to the token limit without valid JSON: counted as such.
+        except StructuredOutputError as err:
+            # No attempt gave valid JSON: its attempts are counted as they ran.
             self._count_kept(side, kept_before)
-            attempts = retries + 1
+            spent = err.stats
+            assert spent is not None  # in-process llama.cpp reports every attempt
             self.calls.add(
                 "differences",
                 time.perf_counter() - start,
-                attempts * self.count_tokens(messages),
-                attempts * params.max_tokens,
-                attempts,
+                spent.prompt_tokens,
+                spent.completion_tokens,
+                spent.attempts,
             )
             self.calls.failed += 1
-            self.calls.json_completions.append(attempts * params.max_tokens)
+            self.calls.json_completions.append(spent.completion_tokens)
             raise
         self._count_kept(side, kept_before)
         self.calls.add(

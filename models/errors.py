@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import GenerationStats
+
 
 class ModelError(Exception):
     """Base of every error raised by ``models``."""
@@ -34,9 +39,17 @@ class ContextOverflowError(ModelError):
 
 
 class StructuredOutputError(ModelError):
-    def __init__(self, message: str, raw: str) -> None:
+    """No attempt gave valid JSON: ``raw`` is the last attempt's text; ``stats`` (where the
+    backend reports them) the tokens and seconds of all attempts, ``attempts`` how many
+    were made (a retry that could only repeat its attempt is not made)."""
+
+    def __init__(
+        self, message: str, raw: str, attempts: int = 1, stats: GenerationStats | None = None
+    ) -> None:
         super().__init__(message)
         self.raw = raw
+        self.attempts = attempts
+        self.stats = stats
 
 
 class GenerationCancelled(ModelError):

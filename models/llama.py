@@ -561,6 +561,7 @@ class LlamaGenerator(TextGenerator):
             params,
             retries=retries,
             stop=stop,
+            room=lambda: self.n_ctx - self.count_tokens(messages),
         )
 
     def _grammar(self, schema: dict[str, Any]) -> str:

@@ -537,6 +537,7 @@ class ServerGenerator(TextGenerator):
             params,
             retries=retries,
             stop=stop,
+            room=(lambda: self.n_ctx - self.count_tokens(messages)) if self.n_ctx else None,
         )
 
     def close(self) -> None:

@@ -2,10 +2,10 @@
 
 One call per comparison item. Under the ``dpl`` preset the answer is constrained
 to a JSON object with one entry per dimension (writing, emotional and semantic
-style); a small model does not always manage valid JSON, and after a retry its
-free text is kept and marked as such, so the profile can still use it and the
-front ends can show it for what it is. Under ``paper`` the answer is free text,
-as in the published method.
+style); a small model does not always manage valid JSON, and after a retry (with
+twice the token limit when the answer was cut off) its free text is kept and marked
+as such, so the profile can still use it and the front ends can show it for what it
+is. Under ``paper`` the answer is free text, as in the published method.
 """
 
 from __future__ import annotations
@@ -78,12 +78,13 @@ def extract(
     except GenerationCancelled as err:
         raise Cancelled() from err
     except StructuredOutputError as err:
+        tries = "a retry" if err.attempts > 1 else "one greedy attempt (a retry would repeat it)"
         notes.append(
-            f"differences for item {item.id}: the model gave no valid JSON after a retry; "
+            f"differences for item {item.id}: the model gave no valid JSON after {tries}; "
             "its free text is kept instead"
         )
         failed = Differences(item.id, "", "", "", structured=False, raw=err.raw)
-        return Extraction(failed, notes, RETRIES + 1)
+        return Extraction(failed, notes, err.attempts)
     except jsonschema.ValidationError as err:
         notes.append(
             f"differences for item {item.id}: the model's JSON did not match the schema "

@@ -146,7 +146,9 @@ class FakeGenerator(TextGenerator):
             self.count_tokens(messages), 20, 0.0, 0.0, 0.0, "stop", attempts=self.json_attempts
         )
         if not self.json_ok:
-            raise StructuredOutputError("no valid JSON", raw="They write longer and angrier.")
+            raise StructuredOutputError(
+                "no valid JSON", raw="They write longer and angrier.", attempts=self.json_attempts
+            )
         return dict(self.differences), stats
 
     @property
@@ -199,8 +201,7 @@ class RecordingGenerator(TextGenerator):
         except StructuredOutputError as err:
             with self._lock:
                 self.json_fallbacks.append(err.raw)
-                if retries:
-                    self.calls["json retry"] += retries  # every attempt ran out
+                self.calls["json retry"] += err.attempts - 1  # every attempt made ran out
             raise
         with self._lock:
             self.json_values.append(value)

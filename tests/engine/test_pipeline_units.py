@@ -130,13 +130,14 @@ def test_comparison_items_need_m_other_reviewers_and_skip_own_cluster():
         assert len({u.cluster for u in c.users}) == len(c.users)
 
 
-def test_differences_fall_back_to_free_text_when_json_fails():
-    gen = FakeGenerator(json_ok=False)
+@pytest.mark.parametrize(("attempts", "said"), [(2, "after a retry"), (1, "a retry would repeat")])
+def test_differences_fall_back_to_free_text_when_json_fails(attempts, said):
+    gen = FakeGenerator(json_ok=False, json_attempts=attempts)
     e = engine(generator=gen)
     result = e.generate(e.held_out_target("u1"), "dpl")
     assert result.differences and all(not d.structured for d in result.differences)
     assert all(d.raw == "They write longer and angrier." for d in result.differences)
-    assert any("free text" in n for n in result.notes)
+    assert any("free text" in n and said in n for n in result.notes)
     profile_prompt = next(prompt_text(p) for kind, p in gen.prompts if kind == "profile")
     assert "They write longer and angrier." in profile_prompt
 
@@ -145,7 +146,8 @@ def test_differences_fall_back_to_free_text_when_json_fails():
     ("generator", "per_item"),
     [
         (FakeGenerator(json_attempts=2), 2),  # valid JSON on the retry
-        (FakeGenerator(json_ok=False), 2),  # no valid JSON after the retry either
+        (FakeGenerator(json_ok=False, json_attempts=2), 2),  # no valid JSON after the retry
+        (FakeGenerator(json_ok=False), 1),  # greedy: the retry would repeat it, none is made
         (FakeGenerator(), 1),
     ],
 )

@@ -280,7 +280,29 @@ def test_unfinishable_json_raises_with_the_raw_text(bundled_generator: LlamaGene
     with pytest.raises(StructuredOutputError) as err:
         bundled_generator.complete_json(messages, SCHEMA, SamplingParams(max_tokens=3, seed=1))
     assert err.value.raw.startswith("{")
-    assert "max_tokens=3" in str(err.value)
+    # the retry of an answer cut off at 3 tokens had 6
+    assert "max_tokens=6" in str(err.value)
+    assert (err.value.attempts, err.value.stats.completion_tokens) == (2, 3 + 6)
+
+
+def test_a_greedy_answer_cut_short_is_finished_by_its_longer_retry(
+    bundled_generator: LlamaGenerator,
+) -> None:
+    messages = [
+        {
+            "role": "user",
+            "content": "Review: 'Bright tone, strings stay in tune, "
+            "great value.' Reply with JSON: sentiment and whether you recommend it.",
+        }
+    ]
+    greedy = SamplingParams(max_tokens=200, temperature=0.0, seed=4)
+    whole, once = bundled_generator.complete_json(messages, SCHEMA, greedy)
+    assert once.attempts == 1 and once.completion_tokens >= 4
+    short = SamplingParams(max_tokens=once.completion_tokens - 1, temperature=0.0, seed=4)
+    value, stats = bundled_generator.complete_json(messages, SCHEMA, short)
+    assert value == whole  # the same greedy answer, written whole by the retry
+    assert stats.attempts == 2
+    assert stats.completion_tokens == short.max_tokens + once.completion_tokens
 
 
 def test_json_generation_stops_on_request_and_frees_the_model(

@@ -101,6 +101,21 @@ def test_the_differences_schema_constrains_a_real_answer(server_url, mi5_db):
     assert stats.finish_reason == "stop" and stats.completion_tokens > 0
 
 
+def test_a_json_answer_cut_off_is_retried_with_twice_the_limit(server_url, mi5_db):
+    from dpl_engine.method.prompts import DIFFERENCES_SCHEMA
+    from models import StructuredOutputError
+
+    gen = connect(config(server_url))
+    with pytest.raises(StructuredOutputError) as err:
+        gen.complete_json(
+            differences_prompt(mi5_db), DIFFERENCES_SCHEMA,
+            SamplingParams(max_tokens=4, seed=5), retries=1,
+        )  # fmt: skip
+    assert "max_tokens=8" in str(err.value)  # the retry's limit: twice the first one's
+    assert err.value.attempts == 2 and err.value.stats.completion_tokens == 4 + 8
+    assert err.value.raw.startswith("{")
+
+
 def test_cancel_mid_stream_closes_it_and_the_server_takes_the_next_request(server_url):
     gen = connect(config(server_url))
     stream = gen.stream(MESSAGES, SamplingParams(max_tokens=400, seed=1))
