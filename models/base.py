@@ -106,6 +106,11 @@ class TextGenerator:
     def n_ctx(self) -> int:
         return self.info.n_ctx
 
+    @property
+    def larger_context(self) -> str:
+        """How a person gives this model a larger context: the remedy context errors name."""
+        return "use a model with a larger context"
+
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens these messages take after the chat template is applied."""
         raise NotImplementedError

@@ -29,10 +29,17 @@ class ModelLoadError(ModelError):
 
 
 class ContextOverflowError(ModelError):
-    def __init__(self, needed: int, available: int, model: str = "") -> None:
+    def __init__(
+        self,
+        needed: int,
+        available: int,
+        model: str = "",
+        larger: str = "use a model with a larger context",
+    ) -> None:
+        """``larger``: how to give the model a larger context (its ``larger_context``)."""
         super().__init__(
             f"The prompt needs {needed} tokens but {model or 'the model'} has {available} "
-            "available. Shorten the input or load the model with a larger context (--n-ctx)."
+            f"available. Shorten the input or {larger}."
         )
         self.needed = needed
         self.available = available

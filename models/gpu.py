@@ -92,23 +92,32 @@ MAX_SIDE_BY_SIDE = 64
 SIDE_BY_SIDE_ENV = "DPL_SIDE_BY_SIDE"
 
 
-def default_side_by_side() -> int | None:
-    """``$DPL_SIDE_BY_SIDE`` when set (1: JSON calls one after another), else None (the
-    device's choice). Raises ModelLoadError for a value below 1 or not a number."""
-    value = os.environ.get(SIDE_BY_SIDE_ENV, "").strip()
+def env_count(name: str, what: str, fix: str, high: int | None = None) -> int | None:
+    """The whole number in ``$name`` (at least 1, at most ``high``), or None when it is unset.
+
+    Raises ModelLoadError naming the value, ``what`` it should be, and ``fix``."""
+    value = os.environ.get(name, "").strip()
     if not value:
         return None
     try:
-        sequences = int(value)
+        count = int(value)
     except ValueError:
-        sequences = 0
-    if not 1 <= sequences <= MAX_SIDE_BY_SIDE:
-        raise ModelLoadError(
-            f"{SIDE_BY_SIDE_ENV}={value!r} is not a number of calls side by side: set it to a "
-            f"whole number from 1 (one after another) to {MAX_SIDE_BY_SIDE}, or unset it "
-            "to leave it to the device."
-        )
-    return sequences
+        count = 0
+    if count < 1 or (high is not None and count > high):
+        raise ModelLoadError(f"{name}={value!r} is not {what}: {fix}")
+    return count
+
+
+def default_side_by_side() -> int | None:
+    """``$DPL_SIDE_BY_SIDE`` when set (1: JSON calls one after another), else None (the
+    device's choice). Raises ModelLoadError for a value below 1 or not a number."""
+    return env_count(
+        SIDE_BY_SIDE_ENV,
+        "a number of calls side by side",
+        f"set it to a whole number from 1 (one after another) to {MAX_SIDE_BY_SIDE}, or unset "
+        "it to leave it to the device.",
+        high=MAX_SIDE_BY_SIDE,
+    )
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,12 @@ from .gpu import (
     OffloadState,
     choose_load_settings,
     default_side_by_side,
+    env_count,
     nvidia_devices,
 )
 from .registry import GGUFInfo, default_gguf_path, inspect_gguf
 from .sampling import Sampler, Vocabulary
-from .side_by_side import SideBySide, SideBySideSettings
+from .side_by_side import CELLS_PER_SEQUENCE, SideBySide, SideBySideSettings
 
 DEFAULT_MAX_CTX = 8192
 """Context allocated when none is asked for (or the model's training context if smaller)."""
@@ -74,6 +75,20 @@ def available_memory_bytes() -> int | None:
 
 
 THREADS_ENV = "DPL_THREADS"
+N_CTX_ENV = "DPL_N_CTX"
+
+
+def default_n_ctx(training_context: int) -> int:
+    """``$DPL_N_CTX`` when set, else min(8192, the model's training context; 8192 when the
+    file does not give it). Raises ModelLoadError for a value that is not a whole number of
+    at least 1."""
+    n_ctx = env_count(
+        N_CTX_ENV,
+        "a number of tokens of context",
+        f"set it to a whole number of tokens (for example {N_CTX_ENV}=16384), or unset it for "
+        f"min({DEFAULT_MAX_CTX}, the model's training context).",
+    )
+    return n_ctx or min(DEFAULT_MAX_CTX, training_context or DEFAULT_MAX_CTX)
 
 
 def default_threads() -> int:
@@ -84,18 +99,13 @@ def default_threads() -> int:
     every CPU, and a machine shared with other work sets ``DPL_THREADS=1``.
 
     Raises ModelLoadError for a value that is not a whole number of at least 1."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if value:
-        try:
-            threads = int(value)
-        except ValueError:
-            threads = 0
-        if threads < 1:
-            raise ModelLoadError(
-                f"{THREADS_ENV}={value!r} is not a number of threads: set it to a whole "
-                f"number of at least 1 (for example {THREADS_ENV}=1), or unset it to use "
-                "every CPU."
-            )
+    threads = env_count(
+        THREADS_ENV,
+        "a number of threads",
+        f"set it to a whole number of at least 1 (for example {THREADS_ENV}=1), or unset it "
+        "to use every CPU.",
+    )
+    if threads is not None:
         return threads
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -458,6 +468,12 @@ class LlamaGenerator(TextGenerator):
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self._prompt_ids(messages))
 
+    @property
+    def larger_context(self) -> str:
+        trained = self.gguf.context_length
+        known = f"; the model was trained on {trained:,} tokens" if trained else ""
+        return f"load the model with a larger context: {N_CTX_ENV}=N (now {self.n_ctx}{known})"
+
     def _read_prompt(self, ids: list[int], stop: Callable[[], bool]) -> bool:
         """Feed the prompt to llama.cpp one batch at a time, asking ``stop`` before each;
         returns False when it said stop.
@@ -517,7 +533,9 @@ class LlamaGenerator(TextGenerator):
             prompt_ids = self._prompt_ids(messages)
             needed = len(prompt_ids) + params.max_tokens
             if needed > self.n_ctx:
-                raise ContextOverflowError(needed, self.n_ctx, self.info.model_id)
+                raise ContextOverflowError(
+                    needed, self.n_ctx, self.info.model_id, self.larger_context
+                )
             seed = params.seed if params.seed is not None else random.randrange(2**31)
             sampler = Sampler(self.vocab, params, grammar, seed)
         except BaseException:
@@ -542,7 +560,9 @@ class LlamaGenerator(TextGenerator):
                 prompt_ids = self._prompt_ids(messages)
                 needed = len(prompt_ids) + p.max_tokens
                 if needed > self.n_ctx:
-                    raise ContextOverflowError(needed, self.n_ctx, self.info.model_id)
+                    raise ContextOverflowError(
+                        needed, self.n_ctx, self.info.model_id, self.larger_context
+                    )
                 if side.fits(len(prompt_ids), p.max_tokens):
                     return side.submit(
                         prompt_ids,
@@ -583,10 +603,21 @@ def _end_of_turn_ids(formatter: Any, llm: Any) -> list[int]:
     return stops or [int(llm.token_eos())]
 
 
+def _side_settings(settings: LoadSettings, n_ctx: int) -> SideBySideSettings:
+    """The JSON calls' context: ``settings.side_by_side`` sequences of CELLS_PER_SEQUENCE
+    tokens each, or of the model's own context where that is smaller (a call that fits
+    neither runs in the model's context, where it fails as it would without one)."""
+    return SideBySideSettings(
+        settings.side_by_side,
+        cells=min(CELLS_PER_SEQUENCE, n_ctx),
+        keep_prompts=not settings.reread_prompt,
+    )
+
+
 def _check_memory(gguf: GGUFInfo, n_ctx: int, settings: LoadSettings) -> None:
     """Refuse a CPU load that would not fit: the model file, the KV cache of its context and
     that of the JSON calls' context (``models.side_by_side``), against the memory available."""
-    cells = n_ctx + SideBySideSettings(settings.side_by_side).n_ctx
+    cells = n_ctx + _side_settings(settings, n_ctx).n_ctx
     cache = gguf.kv_cache_bytes(cells)
     size = gguf.size_bytes + cache
     available = available_memory_bytes()
@@ -663,7 +694,8 @@ def load_generator(
 ) -> LlamaGenerator:
     """Load a GGUF chat model (default: the bundled SmolLM2-135M-Instruct).
 
-    ``n_ctx``: tokens of context, default min(8192, the model's training context).
+    ``n_ctx``: tokens of context, default ``$DPL_N_CTX``, else min(8192, the model's
+    training context).
     ``n_gpu_layers``: -1 offloads every layer; default -1 when llama.cpp was built with
     GPU support, else 0. If the GPU cannot be used the model loads on the CPU and the
     reason is kept in ``generator.warnings`` (and issued as a GpuFallbackWarning).
@@ -687,7 +719,7 @@ def load_generator(
         notes.append(NO_GPU_BUILD_WARNING)
         n_gpu_layers = 0
     if n_ctx is None:
-        n_ctx = min(DEFAULT_MAX_CTX, gguf.context_length or DEFAULT_MAX_CTX)
+        n_ctx = default_n_ctx(gguf.context_length)
     threads = n_threads or default_threads()
     sequences = side_by_side if side_by_side is not None else default_side_by_side()
     if sequences is not None and not 1 <= sequences <= MAX_SIDE_BY_SIDE:
@@ -752,7 +784,7 @@ def load_generator(
     # time on the CPU, with dpl's sampler (see models.side_by_side)
     side = SideBySide(
         llm,
-        SideBySideSettings(settings.side_by_side, keep_prompts=not settings.reread_prompt),
+        _side_settings(settings, info.n_ctx),
         acquire=generator._acquire,
         release=generator._release,
         vocab=generator.vocab,

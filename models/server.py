@@ -409,6 +409,14 @@ class ServerGenerator(TextGenerator):
         self._count_lock = threading.Lock()
 
     # tokens ------------------------------------------------------------------------------
+    @property
+    def larger_context(self) -> str:
+        return (
+            f"start the server with a larger context and register it with dpl models add "
+            f"{self.config.name} --url {self.config.url} --model {self.config.model} "
+            "--context-length N"
+        )
+
     def estimate_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """The conservative count used where the server cannot count."""
         text_bytes = sum(len(m["content"].encode("utf-8")) for m in messages)
@@ -496,7 +504,7 @@ class ServerGenerator(TextGenerator):
         prompt_tokens = self.count_tokens(messages)
         if self.n_ctx and prompt_tokens + params.max_tokens > self.n_ctx:
             raise ContextOverflowError(prompt_tokens + params.max_tokens, self.n_ctx,
-                                       self.info.model_id)
+                                       self.info.model_id, self.larger_context)
         extra = dict(self._sampling_extra())
         fields: dict[str, Any] = {}
         if schema is not None:

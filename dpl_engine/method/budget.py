@@ -69,8 +69,8 @@ def fit(
         raise ContextBudgetError(
             f"The {what} prompt needs {needed} tokens even without any past review, but "
             f"{generator.model_id} has a {n_ctx}-token context and {max_tokens} tokens are kept "
-            "for the answer. Load the model with a larger context (--n-ctx) or ask for fewer "
-            "tokens (--max-tokens)."
+            f"for the answer. Ask for fewer tokens (--max-tokens) or "
+            f"{generator.larger_context}."
         )
 
     def names(indices: list[int]) -> str:

@@ -185,6 +185,19 @@ def test_a_bad_thread_count_is_one_readable_line(markup_db: Path, monkeypatch):
     assert "DPL_THREADS='two'" in result.stderr and "Traceback" not in result.output
 
 
+def test_a_prompt_that_does_not_fit_names_dpl_n_ctx_and_a_larger_one_fits(
+    markup_db: Path, monkeypatch
+):
+    monkeypatch.setenv("DPL_N_CTX", "64")  # the bare rag prompt alone is longer
+    result = runner.invoke(app, ["generate", "u1", "--method", "rag", "--db", str(markup_db)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "has a 64-token context" in result.stderr
+    assert "DPL_N_CTX=N (now 64; the model was trained on 8,192 tokens)" in result.stderr
+    monkeypatch.setenv("DPL_N_CTX", "2048")
+    args = ["generate", "u1", "--method", "rag", "--max-tokens", "4", "--db", str(markup_db)]
+    assert runner.invoke(app, args).exit_code == 0
+
+
 def test_item_the_user_has_not_reviewed_needs_rating_and_title(markup_db: Path, tmp_path: Path):
     from user_store import Item, UserStore
 

@@ -239,6 +239,7 @@ def test_over_long_prompt_raises_the_typed_error(bundled_generator: LlamaGenerat
     assert err.value.needed == needed_prompt + 10
     assert err.value.available == bundled_generator.n_ctx == 8192
     assert str(needed_prompt + 10) in str(err.value)
+    assert "DPL_N_CTX=N (now 8192; the model was trained on 8,192 tokens)" in str(err.value)
     # the model is not left locked
     assert bundled_generator.complete(MESSAGES, SamplingParams(max_tokens=4, seed=2))[0]
 
@@ -342,6 +343,24 @@ def test_dpl_threads_sets_llama_cpp_threads(monkeypatch: pytest.MonkeyPatch) -> 
     assert default_threads() == len(os.sched_getaffinity(0))
 
 
+def test_dpl_n_ctx_sets_the_context_of_the_model_and_of_its_json_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DPL_N_CTX", "1024")
+    generator = load_generator()
+    assert generator.n_ctx == 1024 and generator.side_by_side.settings.n_ctx == 1024
+    with pytest.raises(ContextOverflowError, match=r"DPL_N_CTX=N \(now 1024;"):
+        generator.stream(MESSAGES, SamplingParams(max_tokens=1024))
+    assert load_generator(n_ctx=512).n_ctx == 512  # an explicit n_ctx wins
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "8k"])
+def test_a_bad_dpl_n_ctx_is_a_readable_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DPL_N_CTX", value)
+    with pytest.raises(ModelLoadError, match=f"DPL_N_CTX='{value}' is not a number of tokens"):
+        load_generator()
+
+
 @pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
 def test_a_bad_dpl_threads_is_a_readable_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("DPL_THREADS", value)
@@ -407,20 +426,22 @@ def test_the_memory_check_counts_the_kv_cache(monkeypatch: pytest.MonkeyPatch) -
     import models.llama as llama_mod
 
     # Room for the weights, not for the weights and the KV cache: refused before llama.cpp
-    # allocates anything; a shorter context fits.
+    # allocates anything; a shorter context fits, and the JSON calls' context is no larger
+    # than the model's own (1,024 cells each, not 2,048 for the JSON calls).
     weights = default_gguf_path().stat().st_size
     per_token = 30 * 3 * (64 + 64) * 2
     monkeypatch.setattr(
-        llama_mod, "available_memory_bytes", lambda: weights + per_token * (2048 + 1024)
+        llama_mod, "available_memory_bytes", lambda: weights + per_token * (1024 + 1024)
     )
     with pytest.raises(ModelLoadError, match="KV cache for 10,240 tokens"):
         load_generator(n_gpu_layers=0)
-    assert load_generator(n_gpu_layers=0, n_ctx=1024).n_ctx == 1024
+    small = load_generator(n_gpu_layers=0, n_ctx=1024)
+    assert small.n_ctx == 1024 and small.side_by_side.settings.cells == 1024
 
 
 def test_explicit_small_context(tmp_path: Path) -> None:
     gen = load_generator(n_ctx=256)
-    assert gen.n_ctx == 256
+    assert gen.n_ctx == 256 and gen.side_by_side.settings.n_ctx == 256
     with pytest.raises(ContextOverflowError) as err:
         gen.stream(MESSAGES, SamplingParams(max_tokens=250))
     assert err.value.available == 256

@@ -13,6 +13,7 @@ from benchmarks.common import copy_db, free_port
 from dpl_tui.cli import app
 from models import SamplingParams
 from models.errors import (
+    ContextOverflowError,
     ServerAuthError,
     ServerModelError,
     ServerStreamError,
@@ -93,6 +94,16 @@ def test_an_unknown_model_lists_what_the_server_serves() -> None:
     message = str(err.value)
     assert "'gpt-9'" in message and "llama-3-8b, qwen2.5-7b" in message
     assert "--model llama-3-8b" in message
+
+
+def test_a_prompt_over_the_servers_context_says_how_to_give_it_a_larger_one() -> None:
+    with FakeOpenAI().running() as fake:
+        gen = connect(config(fake.url, context_length=64))
+        with pytest.raises(ContextOverflowError) as err:
+            gen.stream(MESSAGES, SamplingParams(max_tokens=60))
+    message = str(err.value)
+    assert "has 64 available" in message and "start the server with a larger context" in message
+    assert f"dpl models add fake --url {fake.url} --model fake-model --context-length N" in message
 
 
 def test_429_then_success_is_retried_with_backoff() -> None:
