@@ -86,6 +86,40 @@ def timed_run(engine: Any, target: Any, method: str) -> TimedRun:
     return TimedRun(time.perf_counter() - start, first, result)
 
 
+def dev_setup(prefix: str) -> tuple[Path, Path, Any, Any]:
+    """A fresh temporary folder, the dev data's store in it, and the bundled generator and
+    embedder loaded: ``(folder, store path, generator, embedder)``."""
+    import tempfile
+
+    from models.embeddings import load_embedder
+    from models.llama import load_generator
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    return tmp, dev_store(tmp / "base.db"), load_generator(), load_embedder()
+
+
+def timed_differences(
+    base: Path, path: Path, generator: Any, embedder: Any, config: Any, user: str
+) -> tuple[list[Any], float]:
+    """The engine's differences step for ``user``'s held-out review, on a fresh copy of the
+    store at ``base`` (nothing cached), and its seconds: the comparison sets (embedding and
+    clustering) are made before the clock starts."""
+    from dpl_engine import Engine
+    from user_store import UserStore
+
+    copy_db(base, path)
+    store = UserStore(path)
+    try:
+        engine = Engine(store, generator, embedder, config)
+        target = engine.held_out_target(user)
+        engine.comparisons(target)
+        start = time.perf_counter()
+        found = engine.differences(target)
+        return found, time.perf_counter() - start
+    finally:
+        store.close()
+
+
 # results
 
 

@@ -18,12 +18,11 @@ import argparse
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, copy_db, dev_store, write_results
+from benchmarks.common import RESULTS_DIR, dev_setup, timed_differences, write_results
 
 RESULTS = RESULTS_DIR / "kept-prompts.md"
 USERS = ["A34O0KQV4QXWNQ", "ADH0O8UVJOT10", "A2EZWZ8MBEDOLN"]
@@ -31,22 +30,9 @@ WAYS = ("read whole", "kept")
 
 
 def differences_once(base: Path, path: Path, gen, embedder, config, user: str) -> dict:  # noqa: ANN001
-    from dpl_engine import Engine
-    from user_store import UserStore
-
-    copy_db(base, path)
     side = gen.side_by_side
     reused, sampled = side.reused, side.sampled
-    store = UserStore(path)
-    try:
-        engine = Engine(store, gen, embedder, config)
-        target = engine.held_out_target(user)
-        engine.comparisons(target)  # embedding and clustering: outside the timed part
-        start = time.perf_counter()
-        found = engine.differences(target)
-        seconds = time.perf_counter() - start
-    finally:
-        store.close()
+    found, seconds = timed_differences(base, path, gen, embedder, config, user)
     return {
         "seconds": seconds,
         "reused": side.reused - reused,
@@ -65,13 +51,8 @@ def main() -> None:
 
     from dpl_engine import EngineConfig
     from models import SamplingParams
-    from models.embeddings import load_embedder
-    from models.llama import load_generator
 
-    tmp = Path(tempfile.mkdtemp(prefix="dpl-kept-"))
-    base = dev_store(tmp / "base.db")
-    gen = load_generator()
-    embedder = load_embedder()
+    tmp, base, gen, embedder = dev_setup("dpl-kept-")
     config = EngineConfig(
         analysis=SamplingParams(max_tokens=args.analysis_max_tokens, seed=42),
         max_review_chars=args.max_review_chars,
