@@ -69,7 +69,7 @@ def fit(
         raise ContextBudgetError(
             f"The {what} prompt needs {needed} tokens even without any past review, but "
             f"{generator.model_id} has a {n_ctx}-token context and {max_tokens} tokens are kept "
-            f"for the answer. Ask for fewer tokens (--max-tokens) or "
+            "for the answer. Ask for fewer tokens (--max-tokens) or "
             f"{generator.larger_context}."
         )
 

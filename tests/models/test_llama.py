@@ -306,6 +306,24 @@ def test_a_greedy_answer_cut_short_is_finished_by_its_longer_retry(
     assert stats.completion_tokens == short.max_tokens + once.completion_tokens
 
 
+def test_a_greedy_answer_that_failed_is_not_retried_when_the_retry_would_repeat_it(
+    bundled_generator: LlamaGenerator,
+) -> None:
+    """At temperature 0 an answer that was not cut off would be written again: no retry. (A
+    bare boolean is valid JSON, but not the object complete_json returns.)"""
+    messages = [{"role": "user", "content": "Is a capo useful? Reply with JSON."}]
+    greedy = SamplingParams(max_tokens=20, temperature=0.0, seed=1)
+    with pytest.raises(StructuredOutputError) as err:
+        bundled_generator.complete_json(messages, {"type": "boolean"}, greedy)
+    assert err.value.raw.strip() in ("true", "false")
+    assert "is not a JSON object, after 1 attempt." in str(err.value)
+    assert err.value.attempts == 1 and err.value.stats.attempts == 1
+    sampled = SamplingParams(max_tokens=20, temperature=0.8, seed=1)
+    with pytest.raises(StructuredOutputError) as err:  # above temperature 0 the retry is made
+        bundled_generator.complete_json(messages, {"type": "boolean"}, sampled)
+    assert err.value.attempts == 2
+
+
 def test_json_generation_stops_on_request_and_frees_the_model(
     bundled_generator: LlamaGenerator,
 ) -> None:

@@ -116,6 +116,17 @@ def test_a_json_answer_cut_off_is_retried_with_twice_the_limit(server_url, mi5_d
     assert err.value.raw.startswith("{")
 
 
+def test_a_prompt_over_the_entrys_context_names_how_to_give_it_more(server_url):
+    from models import ContextOverflowError
+
+    gen = connect(config(server_url, context_length=64))
+    with pytest.raises(ContextOverflowError) as err:
+        gen.stream(MESSAGES, SamplingParams(max_tokens=60))
+    assert f"dpl models add smol --url {server_url} --model {SERVED} --context-length N" in str(
+        err.value
+    )
+
+
 def test_cancel_mid_stream_closes_it_and_the_server_takes_the_next_request(server_url):
     gen = connect(config(server_url))
     stream = gen.stream(MESSAGES, SamplingParams(max_tokens=400, seed=1))
