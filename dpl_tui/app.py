@@ -155,12 +155,17 @@ class DplApp(App[None]):
             self._signals = None  # an unwritable file must not break the app
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        from textual.dom import NoScreen
+
+        if self._signals is None:
+            return
         widget = event.widget
-        self.signal(
-            "focus",
-            screen=type(widget.screen).__name__,
-            widget=widget.id or type(widget).__name__,
-        )
+        try:
+            screen = widget.screen
+        except NoScreen:  # removed before the event arrived (its screen was switched away)
+            return
+        name = widget.id or type(widget).__name__
+        self.signal("focus", screen=type(screen).__name__, widget=name)
 
     # -- start-up ----------------------------------------------------------------
     def on_mount(self) -> None:

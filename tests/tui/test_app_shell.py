@@ -266,3 +266,16 @@ async def test_switch_model_dialog_checks_the_path_and_reloads(sample_db, tmp_pa
         await wait_until(pilot, lambda: app.model_status.startswith("fake-2"))
         assert asked == [None, str(other)]
     assert Settings.load().model == str(other)
+
+
+def test_focus_on_a_widget_already_removed_is_not_an_error(tmp_path, make_app, monkeypatch):
+    """Focus can reach the app after its widget left the screen (the welcome screen gives way
+    to the users table as the sample is imported); the app goes on, with no focus signal."""
+    from textual import events
+    from textual.widgets import Input
+
+    signals = tmp_path / "signals.jsonl"
+    monkeypatch.setenv("DPL_TUI_SIGNALS", str(signals))
+    app = make_app(tmp_path / "empty.db", preload_models=False)
+    app.on_descendant_focus(events.DescendantFocus(Input(id="search")))
+    assert not signals.exists() or "focus" not in signals.read_text()
