@@ -43,8 +43,10 @@ async def test_measured_account_first_and_an_echo_dimmed_with_its_reason(sample_
         await wait_until(pilot, lambda: "uninformative:" in screen_text(app))
         text = screen_text(app)
         assert text.index("Measured differences") < text.index("The model's differences")
+        # the emotional entry of every item; a grid being redrawn (the view refreshed by the
+        # background preparation) may hold the old cells a moment longer: wait for one grid
+        await wait_until(pilot, lambda: len(screen.query(".diff-flagged")) == len(view.differences))
         flagged = list(screen.query(".diff-flagged"))
-        assert len(flagged) == len(view.differences)  # the emotional entry of every item
         for cell in flagged:
             shown = str(cell.render())
             assert "emotional style: sentiment and tone" in shown
