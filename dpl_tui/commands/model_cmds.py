@@ -72,6 +72,7 @@ def _in_use(entry, choice: str | None, names: set[str]) -> bool:  # entry: Model
 
 def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
     from models.gpu import planned_settings, planned_state
+    from models.llama import default_n_ctx
 
     row: dict = {
         "name": entry.name,
@@ -87,6 +88,7 @@ def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
             size_bytes=entry.info.size_bytes,
             quantization=entry.info.quantization,
             context_length=entry.info.context_length,
+            n_ctx=default_n_ctx(entry.info.context_length),
             architecture=entry.info.architecture,
             gpu_built=state.built_with_gpu,
             gpu_offload_active=state.active,
@@ -173,7 +175,7 @@ def list_models(as_json: JsonOption = False) -> None:
             Text(row["path"]),
             _size(row["size_bytes"]),
             row["quantization"],
-            f"{row['context_length']:,}",
+            _context(row["n_ctx"], row["context_length"]),
             gpu,
         )
     console.print(table)
@@ -186,6 +188,13 @@ def list_models(as_json: JsonOption = False) -> None:
         "or a server: dpl models add NAME --url http://HOST:PORT/v1 --model SERVED",
         highlight=False,
     )
+
+
+def _context(n_ctx: int, trained: int) -> str:
+    """The context a load allocates, and the training context when they differ."""
+    if not trained:
+        return f"{n_ctx:,} (training context not given)"
+    return f"{n_ctx:,}" if n_ctx == trained else f"{n_ctx:,} (trained on {trained:,})"
 
 
 def _adapter_rows(settings) -> list[dict]:
@@ -280,8 +289,9 @@ def _server_table(servers: list[dict]):  # -> Table
 @models_app.callback()
 def _models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the bundled default and registered models (name, path, size, quantization,
-    context length, GPU offload and the llama.cpp settings that go with it), and registered
-    servers with whether they answer."""
+    the context a load allocates (DPL_N_CTX, else the training context up to 8,192), GPU
+    offload and the llama.cpp settings that go with it), and registered servers with whether
+    they answer."""
     if ctx.invoked_subcommand is None:
         list_models(as_json)
 

@@ -26,6 +26,7 @@ def test_lists_the_bundled_default() -> None:
     assert row["path"] == str(default_gguf_path())
     assert row["size_bytes"] == default_gguf_path().stat().st_size
     assert row["quantization"] == "Q4_1" and row["context_length"] == 8192
+    assert row["n_ctx"] == 8192
     assert row["gpu_layers_total"] == 31
     import llama_cpp
 
@@ -43,6 +44,22 @@ def test_the_table_names_the_settings_beside_the_offload() -> None:
     table = runner.invoke(app, ["models"], env={"COLUMNS": "300"})  # no cell wraps
     assert table.exit_code == 0, table.output
     assert rows[0]["load_settings"] in table.output
+
+
+def test_the_context_column_follows_dpl_n_ctx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The context a load would allocate, as the load computes it, beside the trained one."""
+    monkeypatch.setenv("DPL_N_CTX", "4096")
+    row = json.loads(runner.invoke(app, ["models", "--json"]).output)[0]
+    assert (row["n_ctx"], row["context_length"]) == (4096, 8192)
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "300"})
+    assert table.exit_code == 0, table.output
+    assert "4,096 (trained on 8,192)" in table.output
+
+    monkeypatch.setenv("DPL_N_CTX", "lots")
+    bad = runner.invoke(app, ["models"])
+    assert bad.exit_code == 1
+    assert "DPL_N_CTX" in bad.output and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1, bad.output
 
 
 def test_a_planned_gpu_offload_shows_the_gpu_settings(monkeypatch: pytest.MonkeyPatch) -> None:
