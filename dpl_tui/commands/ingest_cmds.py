@@ -92,6 +92,11 @@ def ingest(
     with user_errors():
         if not reviews and not meta and not sample:
             raise IngestError("Name review files to import, or use --sample for the bundled data.")
+        if fmt != "auto" and not (reviews or meta):
+            raise IngestError(
+                f"--format {fmt} names the layout of files you import; the bundled sample "
+                "needs none. Drop --format, or name the files it describes."
+            )
         if reviews or meta:
             check_files(reviews or [], meta or [], fmt)  # before the database is created
         store = _open_for_writing(db)
@@ -328,7 +333,7 @@ def users(
         ),
     ] = None,
     order: Annotated[str, typer.Option("--order", help=USER_ORDER_HELP)] = "reviews",
-    limit: Annotated[int, typer.Option("--limit", help="How many to show (0: all).")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="How many to show (0: all).")] = 50,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -45,6 +45,8 @@ def test_sample_import_then_browse(dpl_home: Path) -> None:
     assert top in [u["user_id"] for u in by_prefix]
     by_words = json.loads(dpl("users", "--json", "--search", "tuner", "--limit", "0").stdout)
     assert 0 < len(by_words) < 203
+    negative = dpl("users", "--limit", "-1")
+    assert negative.exit_code == 2 and "--limit" in negative.output
 
     history = json.loads(dpl("user", top, "--json").stdout)
     assert len(history["reviews"]) == users[0]["review_count"]
@@ -113,6 +115,15 @@ def test_bad_input_exit_codes(tmp_path: Path, dpl_home: Path) -> None:
     assert f"{mixed}:2:" in strict.stderr and "Traceback" not in strict.output
     with UserStore(strict_db) as store:
         assert store.stats().reviews == 1
+
+    # --format describes named files; alone with --sample it would be silently ignored.
+    sample_db = tmp_path / "sample.db"
+    sample_format = dpl("ingest", "--sample", "--format", "csv", "--db", str(sample_db))
+    assert sample_format.exit_code == 1
+    assert "--format csv" in sample_format.stderr and "Drop --format" in sample_format.stderr
+    assert not sample_db.exists()
+    unknown = dpl("ingest", str(mixed), "--sample", "--format", "nope", "--db", str(strict_db))
+    assert unknown.exit_code == 1 and "'nope'" in unknown.stderr
 
     help_text = dpl("ingest", "--help").stdout
     assert "Exit status" in " ".join(help_text.split())
