@@ -255,6 +255,7 @@ def _with_options(config: EngineConfig, options: EngineOptions) -> EngineConfig:
     """``options`` over ``config``; the preset (given, else the config's) is checked."""
     from dpl_engine.method.presets import preset as check_preset
 
+    check_seed(options.seed)
     seeded = {} if options.seed is None else {"seed": options.seed}
     return replace(
         config,
@@ -322,8 +323,26 @@ def methods(text: str) -> tuple[str, ...]:
 
 
 def seeds(given: tuple[int, ...] | list[int] | None) -> tuple[int, ...]:
-    """The given seeds, each once, in order; none given: ``DEFAULT_SEED``."""
+    """The given seeds, each once, in order; none given: ``DEFAULT_SEED``. Raises for one out
+    of range (``check_seed``)."""
+    for seed in given or ():
+        check_seed(seed)
     return tuple(dict.fromkeys(given or [DEFAULT_SEED]))
+
+
+MAX_SEED = 2**31 - 1
+"""The largest --seed: every seeded part (KMeans, llama.cpp, dpl's sampler, torch) takes it,
+and none reads it as "no seed" (llama.cpp takes 0xFFFFFFFF, -1 as a uint32, as "random")."""
+
+
+def check_seed(seed: int | None) -> None:
+    """Raise for a --seed outside 0 to ``MAX_SEED`` (None: no seed given)."""
+    from dpl_engine import EngineError
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise EngineError(
+            f"--seed {seed} is out of range: give a whole number from 0 to {MAX_SEED}."
+        )
 
 
 def check_split(which: str | None) -> None:

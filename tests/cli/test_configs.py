@@ -17,6 +17,7 @@ from dpl_engine import EngineConfig, EngineError
 from dpl_engine.evaluation.split import PAPER_DEFAULTS
 from dpl_tui import configs
 from dpl_tui.configs import (
+    MAX_SEED,
     EngineOptions,
     EvalRequest,
     PrepareRequest,
@@ -83,6 +84,19 @@ def test_eval_config_parses_methods_and_seeds() -> None:
     assert eval_config(Settings(), EvalRequest()).seeds == (42,)
     with pytest.raises(EngineError, match="Unknown method 'x' in --methods"):
         eval_config(Settings(), EvalRequest(methods="dpl,x"))
+
+
+def test_seeds_out_of_range_are_refused_everywhere_a_seed_is_read() -> None:
+    assert command_engine_config(Settings(), EngineOptions(seed=MAX_SEED)).seed == MAX_SEED
+    assert eval_config(Settings(), EvalRequest(seeds=(0,))).seeds == (0,)
+    for bad in (-1, MAX_SEED + 1):
+        message = f"--seed {bad} is out of range"
+        with pytest.raises(EngineError, match=message):
+            command_engine_config(Settings(), EngineOptions(seed=bad))
+        with pytest.raises(EngineError, match=message):
+            evaluation_engine_config(Settings(), EngineOptions(seed=bad))
+        with pytest.raises(EngineError, match=message):
+            eval_config(Settings(), EvalRequest(seeds=(42, bad)))
 
 
 def test_thresholds_fill_in_the_papers() -> None:

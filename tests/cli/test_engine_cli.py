@@ -170,6 +170,9 @@ def test_an_unknown_preset_is_one_readable_line(markup_db: Path):
         (["generate", "u1", "--item", "B09"], "No item 'B09'"),
         (["generate", "u1", "--rating", "9"], "out of range"),
         (["compare", "u1", "--k", "0", "--no-llm"], "--k must be at least 1"),
+        # KMeans refused -1 with a traceback; llama.cpp reads 2**32 - 1 as "random"
+        (["compare", "u1", "--seed", "-1", "--no-llm"], "--seed -1 is out of range"),
+        (["generate", "u1", "--seed", "4294967295"], "from 0 to 2147483647"),
     ],
 )
 def test_bad_input_is_one_readable_line(markup_db: Path, args: list[str], message: str):
