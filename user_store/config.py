@@ -9,11 +9,52 @@ from __future__ import annotations
 
 import json
 import os
+import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from . import locations
 from .errors import StoreError
+
+_COUNTS = frozenset({"k", "m", "n", "max_description_chars"})
+"""Settings that count something: at least 1 where given."""
+
+
+def _problem(value: Any, hint: Any, at_least: int | None = None) -> str:
+    """What ``value`` must be to fit the type ``hint`` (and ``at_least``); "" when it fits."""
+    if not _fits(value, hint):
+        return _describe(hint)
+    if at_least is not None and value is not None and value < at_least:
+        return f"at least {at_least}"
+    return ""
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is dict:
+        key, item = get_args(hint)
+        return isinstance(value, dict) and all(
+            _fits(k, key) and _fits(v, item) for k, v in value.items()
+        )
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in get_args(hint))
+    if origin is dict:
+        item = _describe(get_args(hint)[1])
+        return f"an object of names to {item.removeprefix('an ').removeprefix('a ')}s"
+    names = {type(None): "null", str: "a text", int: "a whole number", bool: "true or false"}
+    return names.get(hint, "an object")
 
 
 @dataclass
@@ -60,7 +101,16 @@ class Settings:
                 f"Settings file {str(path)!r} must hold a JSON object. Fix or delete it."
             )
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        hints = get_type_hints(cls)
+        for name, value in values.items():
+            problem = _problem(value, hints[name], at_least=1 if name in _COUNTS else None)
+            if problem:
+                raise StoreError(
+                    f"Settings file {str(path)!r}: {name!r} is {json.dumps(value)[:60]}; "
+                    f"it must be {problem}. Fix or delete it."
+                )
+        return cls(**values)
 
     def save(self, path: Path | None = None) -> Path:
         path = path or locations.config_path()
