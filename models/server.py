@@ -17,6 +17,7 @@ server's next token.
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import threading
@@ -109,8 +110,18 @@ class ServerConfig:
 
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any]) -> ServerConfig:
-        known = set(cls.__dataclass_fields__) - {"name"}
-        return cls(name=name, **{k: v for k, v in d.items() if k in known})
+        """The entry saved under ``name``; raises ServerError naming the first field that is
+        missing or of the wrong kind (a hand-edited settings file)."""
+        for key, (kinds, what) in _ENTRY_FIELDS.items():
+            if key not in d:
+                if key in ("url", "model"):
+                    raise ServerError(_entry_problem(name, f"no {key!r} given"))
+                continue
+            value = d[key]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                shown = json.dumps(value)[:60]
+                raise ServerError(_entry_problem(name, f"{key!r} is {shown}; it must be {what}"))
+        return cls(name=name, **{k: v for k, v in d.items() if k in _ENTRY_FIELDS})
 
     def check(self) -> None:
         """Raises ServerError for values that cannot work, naming the fix."""
@@ -121,12 +132,34 @@ class ServerConfig:
                 "base URL, e.g. --url http://127.0.0.1:8080/v1."
             )
         if not self.model.strip():
-            raise ServerError("Give the served model name with --model (see the server's "
-                              "/v1/models).")
+            raise ServerError(
+                "Give the served model name with --model (see the server's /v1/models)."
+            )
         if self.concurrency < 1:
             raise ServerError(f"--concurrency must be at least 1 (got {self.concurrency}).")
         if self.kind not in KINDS:
             raise ServerError(f"Unknown server kind {self.kind!r}: use one of {', '.join(KINDS)}.")
+
+
+_ENTRY_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "url": ((str,), "a text"),
+    "model": ((str,), "a text"),
+    "api_key_env": ((str, type(None)), "a text or null"),
+    "concurrency": ((int,), "a whole number"),
+    "context_length": ((int,), "a whole number"),
+    "kind": ((str,), "a text"),
+    "timeout_s": ((int, float), "a number of seconds"),
+    "max_retries": ((int,), "a whole number"),
+    "embedding_model": ((str, type(None)), "a text or null"),
+}
+"""A saved server entry's fields: the kinds each may hold, and those kinds in words."""
+
+
+def _entry_problem(name: str, problem: str) -> str:
+    return (
+        f"Server {name!r} in the settings: {problem}. Register it again: dpl models remove "
+        f"{name}, then dpl models add {name} --url ... --model ... (`dpl locate` shows the file)."
+    )
 
 
 def server_model_id(config: ServerConfig, model: str | None = None) -> str:
@@ -191,9 +224,11 @@ def translate(err: BaseException, config: ServerConfig, served: Sequence[str] = 
         if config.api_key_env:
             fix = f"Check that ${config.api_key_env} holds a key this server accepts."
         else:
-            fix = (f"The server wants an API key: put it in an environment variable and "
-                   f"register it with dpl models add {name} --url {url} --model "
-                   f"{config.model} --api-key-env VAR.")
+            fix = (
+                f"The server wants an API key: put it in an environment variable and "
+                f"register it with dpl models add {name} --url {url} --model "
+                f"{config.model} --api-key-env VAR."
+            )
         return ServerAuthError(f"{url} refused the request ({code}: {_detail(err)}). {fix}")
     if isinstance(err, openai.NotFoundError):
         listed = f" It serves: {', '.join(served)}." if served else ""
@@ -228,8 +263,13 @@ _END = object()
 class ServerStream(TextStream):
     """Text deltas of one streamed chat completion, read by a thread of its own."""
 
-    def __init__(self, generator: ServerGenerator, request: Callable[[], Any],
-                 prompt_tokens: int, stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        generator: ServerGenerator,
+        request: Callable[[], Any],
+        prompt_tokens: int,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         self._gen = generator
         self._prompt_tokens = prompt_tokens
         self._stop = stop
@@ -245,8 +285,12 @@ class ServerStream(TextStream):
         self._slot_lock = threading.Lock()
         self._holds_slot = False
         self.stats = None
-        self._reader = threading.Thread(target=self._read, args=(request,), daemon=True,
-                                        name=f"dpl-stream-{generator.config.name}")
+        self._reader = threading.Thread(
+            target=self._read,
+            args=(request,),
+            daemon=True,
+            name=f"dpl-stream-{generator.config.name}",
+        )
         self._reader.start()
 
     @property
@@ -310,9 +354,11 @@ class ServerStream(TextStream):
                     self._end("error")
                     hint = ""
                     if self._gen.kind == "llama-cpp-python":
-                        hint = (" llama-cpp-python's server ends a running answer when another "
-                                "request arrives unless it is started with "
-                                "--interrupt_requests False (or use --concurrency 1).")
+                        hint = (
+                            " llama-cpp-python's server ends a running answer when another "
+                            "request arrives unless it is started with "
+                            "--interrupt_requests False (or use --concurrency 1)."
+                        )
                     raise ServerStreamError(
                         f"{self._gen.config.url} closed the stream before the answer was "
                         f"complete ({self._deltas} tokens in). Nothing was stored; check the "
@@ -388,8 +434,16 @@ class ServerGenerator(TextGenerator):
     supports_json_schema = True
     stops_while_waiting = True
 
-    def __init__(self, config: ServerConfig, client: Any, kind: str, info: ModelInfo,
-                 served: Sequence[str], slots: int | None, warnings_: list[str]) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        client: Any,
+        kind: str,
+        info: ModelInfo,
+        served: Sequence[str],
+        slots: int | None,
+        warnings_: list[str],
+    ) -> None:
         self.config = config
         self.client = client
         self.kind = kind
@@ -402,8 +456,11 @@ class ServerGenerator(TextGenerator):
         """Requests in flight at the server, from every thread together."""
         self.warnings = warnings_
         self.url = config.url
-        self._counting = {"llama.cpp": "template", "vllm": "messages",
-                          "llama-cpp-python": "text"}.get(kind, "estimate")
+        self._counting = {
+            "llama.cpp": "template",
+            "vllm": "messages",
+            "llama-cpp-python": "text",
+        }.get(kind, "estimate")
         self._counted: dict[int, int] = {}
         """Recent counts: the budget counts a prompt, then the request needs it again."""
         self._count_lock = threading.Lock()
@@ -420,8 +477,11 @@ class ServerGenerator(TextGenerator):
     def estimate_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """The conservative count used where the server cannot count."""
         text_bytes = sum(len(m["content"].encode("utf-8")) for m in messages)
-        return (math.ceil(text_bytes / ESTIMATE_CHARS_PER_TOKEN)
-                + MESSAGE_OVERHEAD * len(messages) + TEMPLATE_ALLOWANCE)
+        return (
+            math.ceil(text_bytes / ESTIMATE_CHARS_PER_TOKEN)
+            + MESSAGE_OVERHEAD * len(messages)
+            + TEMPLATE_ALLOWANCE
+        )
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens, from the server's tokenizer where it has an endpoint for it."""
@@ -444,26 +504,43 @@ class ServerGenerator(TextGenerator):
         msgs = [dict(m) for m in messages]
         try:
             if how == "messages":  # vLLM applies the chat template itself
-                out = self.client.post(f"{root}/tokenize", cast_to=object, body={
-                    "model": self.config.model, "messages": msgs,
-                    "add_generation_prompt": True})
+                out = self.client.post(
+                    f"{root}/tokenize",
+                    cast_to=object,
+                    body={
+                        "model": self.config.model,
+                        "messages": msgs,
+                        "add_generation_prompt": True,
+                    },
+                )
                 return int(out["count"])
             if how == "template":  # llama-server: the template, then its tokenizer
-                prompt = self.client.post(f"{root}/apply-template", cast_to=object,
-                                          body={"messages": msgs})["prompt"]
-                out = self.client.post(f"{root}/tokenize", cast_to=object,
-                                       body={"content": prompt, "add_special": True})
+                prompt = self.client.post(
+                    f"{root}/apply-template", cast_to=object, body={"messages": msgs}
+                )["prompt"]
+                out = self.client.post(
+                    f"{root}/tokenize",
+                    cast_to=object,
+                    body={"content": prompt, "add_special": True},
+                )
                 return len(out["tokens"])
             # llama-cpp-python counts plain text: add the template's markers per message
             text = "\n".join(m["content"] for m in messages)
-            out = self.client.post(f"{root}/extras/tokenize/count", cast_to=object,
-                                   body={"input": text, "model": self.config.model})
+            out = self.client.post(
+                f"{root}/extras/tokenize/count",
+                cast_to=object,
+                body={"input": text, "model": self.config.model},
+            )
             return int(out["count"]) + MESSAGE_OVERHEAD * len(messages) + TEMPLATE_ALLOWANCE
         except Exception as err:  # noqa: BLE001 - translated, or counting falls back
             import openai
 
-            if isinstance(err, openai.APIConnectionError | openai.AuthenticationError
-                          | openai.PermissionDeniedError):
+            if isinstance(
+                err,
+                openai.APIConnectionError
+                | openai.AuthenticationError
+                | openai.PermissionDeniedError,
+            ):
                 raise translate(err, self.config, self.served) from None
             self._counting = "estimate"
             self.warnings.append(
@@ -481,8 +558,10 @@ class ServerGenerator(TextGenerator):
 
     def schema_request(self, schema: dict[str, Any]) -> dict[str, Any]:
         """The request fields that constrain output to ``schema`` on this kind of server."""
-        standard = {"type": "json_schema",
-                    "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        standard = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
+        }
         if self.kind == "llama-cpp-python":
             return {"response_format": {"type": "json_object", "schema": schema}}
         if self.kind == "llama.cpp":
@@ -493,9 +572,14 @@ class ServerGenerator(TextGenerator):
             return {"response_format": standard, "extra_body": {"format": schema}}
         return {"response_format": standard}
 
-    def stream(self, messages: Sequence[ChatMessage], params: SamplingParams, *,
-               schema: dict[str, Any] | None = None,
-               stop: Callable[[], bool] | None = None) -> ServerStream:
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        *,
+        schema: dict[str, Any] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> ServerStream:
         """Raises ContextOverflowError-like ServerContextError when the prompt cannot fit."""
         from .errors import ContextOverflowError
 
@@ -503,8 +587,12 @@ class ServerGenerator(TextGenerator):
             raise ValueError(f"max_tokens must be at least 1, got {params.max_tokens}")
         prompt_tokens = self.count_tokens(messages)
         if self.n_ctx and prompt_tokens + params.max_tokens > self.n_ctx:
-            raise ContextOverflowError(prompt_tokens + params.max_tokens, self.n_ctx,
-                                       self.info.model_id, self.larger_context)
+            raise ContextOverflowError(
+                prompt_tokens + params.max_tokens,
+                self.n_ctx,
+                self.info.model_id,
+                self.larger_context,
+            )
         extra = dict(self._sampling_extra())
         fields: dict[str, Any] = {}
         if schema is not None:
@@ -524,8 +612,9 @@ class ServerGenerator(TextGenerator):
             kwargs["seed"] = params.seed
         if extra:
             kwargs["extra_body"] = extra
-        return ServerStream(self, lambda: self.client.chat.completions.create(**kwargs),
-                            prompt_tokens, stop)
+        return ServerStream(
+            self, lambda: self.client.chat.completions.create(**kwargs), prompt_tokens, stop
+        )
 
     def complete_json(
         self,
@@ -553,8 +642,9 @@ class ServerGenerator(TextGenerator):
 
 
 # -- connecting -------------------------------------------------------------------------
-def _client(config: ServerConfig, *, timeout_s: float | None = None,
-            max_retries: int | None = None) -> Any:
+def _client(
+    config: ServerConfig, *, timeout_s: float | None = None, max_retries: int | None = None
+) -> Any:
     import openai
 
     timeout = config.timeout_s if timeout_s is None else timeout_s
@@ -674,8 +764,9 @@ class ServerEmbedder(Embedder):
         self.client = client
         self.model = model
         self.dim = dim
-        self.info = ModelInfo(model_id=server_model_id(config, model), path="",
-                              device=f"server {config.address}")
+        self.info = ModelInfo(
+            model_id=server_model_id(config, model), path="", device=f"server {config.address}"
+        )
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         texts = list(texts)

@@ -106,12 +106,18 @@ def _row(entry, in_use: bool) -> dict:  # entry: ModelEntry
 
 
 def _server_rows(settings, choice: str | None) -> list[dict]:
-    """One row per registered server, with whether it answers and what it serves."""
+    """One row per registered server, with whether it answers and what it serves; an entry
+    that cannot be read is listed with what is wrong with it, so it can be removed."""
+    from models.errors import ServerError
     from models.server import ServerConfig, reachability
 
     rows = []
     for name, entry in sorted(settings.servers.items()):
-        config = ServerConfig.from_dict(name, entry)
+        try:
+            config = ServerConfig.from_dict(name, entry)
+        except ServerError as err:
+            rows.append(_broken_server_row(name, entry, str(err), in_use=choice == name))
+            continue
         ok, note, found = reachability(config)
         rows.append(
             {
@@ -133,6 +139,29 @@ def _server_rows(settings, choice: str | None) -> list[dict]:
             }
         )
     return rows
+
+
+def _broken_server_row(name: str, entry: dict, problem: str, in_use: bool) -> dict:
+    def text(key: str) -> str:
+        return entry[key] if isinstance(entry.get(key), str) else ""
+
+    return {
+        "name": name,
+        "server": True,
+        "url": text("url"),
+        "model": text("model"),
+        "in_use": in_use,
+        "default": False,
+        "reachable": False,
+        "status": problem,
+        "kind": "",
+        "served": [],
+        "context_length": 0,
+        "slots": None,
+        "concurrency": None,
+        "api_key_env": None,
+        "embedding_model": None,
+    }
 
 
 def list_models(as_json: JsonOption = False) -> None:
@@ -280,7 +309,7 @@ def _server_table(servers: list[dict]):  # -> Table
             Text(row["url"]),
             Text(row["model"]),
             ctx,
-            f"{row['concurrency']}{slots}",
+            "" if row["concurrency"] is None else f"{row['concurrency']}{slots}",
             status,
         )
     return table

@@ -83,3 +83,32 @@ def test_remove_forgets_a_server() -> None:
     removed = runner.invoke(app, ["models", "remove", "s"])
     assert removed.exit_code == 0 and "Removed 's'" in removed.output
     assert Settings.load().servers == {}
+
+
+def test_a_hand_broken_server_entry_is_listed_then_removable() -> None:
+    """Before, a saved entry without a url, or with a text for its concurrency, made every
+    `dpl models` a TypeError; now the listing names the entry and the fix, and a command that
+    would use it says the same in one line."""
+    Settings(
+        model="half",
+        servers={
+            "half": {"model": "m"},
+            "wordy": {"url": "http://127.0.0.1:1/v1", "model": "m", "concurrency": "many"},
+        },
+    ).save()
+    rows = {r["name"]: r for r in json.loads(runner.invoke(app, ["models", "--json"]).output)}
+    assert not rows["half"]["reachable"] and "no 'url' given" in rows["half"]["status"]
+    assert rows["wordy"]["url"] == "http://127.0.0.1:1/v1"
+    assert "'concurrency' is \"many\"; it must be a whole number" in rows["wordy"]["status"]
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "400"})  # no cell wraps
+    assert table.exit_code == 0, table.output
+    assert "Server 'half' in the settings: no 'url' given. Register it again" in table.output
+
+    assert runner.invoke(app, ["ingest", "--sample", "--quiet"]).exit_code == 0
+    used = runner.invoke(app, ["generate", "ADH0O8UVJOT10", "--method", "rag"])
+    assert used.exit_code == 1 and "Traceback" not in used.output
+    assert used.stderr.strip() == "error: " + rows["half"]["status"]
+
+    assert runner.invoke(app, ["models", "remove", "half"]).exit_code == 0
+    assert runner.invoke(app, ["models", "remove", "wordy"]).exit_code == 0
+    assert Settings.load().servers == {} and Settings.load().model is None
