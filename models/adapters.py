@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, NotGGUFError
 from .registry import GGUFInfo, inspect_gguf
 
 META_KEY = "dpl.adapter"
@@ -67,10 +67,18 @@ class AdapterInfo:
 def inspect_adapter(path: str | Path) -> AdapterInfo:
     """Read and check an adapter file's header.
 
-    Raises ModelNotFoundError, NotGGUFError, CorruptModelError (cut short) or AdapterError
-    (a GGUF that is a model, or a LoRA without its tensors)."""
+    Raises ModelNotFoundError, NotGGUFError (a folder), CorruptModelError (cut short) or
+    AdapterError (not a GGUF, a GGUF that is a model, or a LoRA without its tensors)."""
     path = Path(path).expanduser()
-    info = inspect_gguf(path)
+    try:
+        info = inspect_gguf(path)
+    except NotGGUFError as err:
+        if path.is_dir():
+            raise
+        raise AdapterError(
+            f"{str(path)!r} is not a LoRA adapter (not a GGUF file at all). Pass an adapter made "
+            "by `dpl tune`, or convert a PEFT adapter with llama.cpp's convert_lora_to_gguf.py."
+        ) from err
     kind = info.metadata.get("general.type")
     if kind != "adapter" or info.metadata.get("adapter.type") != "lora":
         what = f"general.type = {kind!r}" if kind else "no general.type"

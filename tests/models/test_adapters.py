@@ -212,6 +212,12 @@ def test_bad_adapter_files_get_one_line_errors(bundled_generator, tmp_path):
     with pytest.raises(CorruptModelError, match="truncated"):
         inspect_adapter(cut)
 
+    text = tmp_path / "notes.txt"  # the remedy is an adapter's, not a model's conversion
+    text.write_text("rank 16, alpha 32\n")
+    with pytest.raises(AdapterError, match="not a GGUF file at all") as err:
+        inspect_adapter(text)
+    assert "convert_lora_to_gguf.py" in str(err.value) and "\n" not in str(err.value)
+
 
 def test_a_batch_is_padded_and_only_completions_are_learned():
     import torch
