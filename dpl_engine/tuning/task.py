@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -240,6 +241,19 @@ Progress = Callable[[str, int, int, str], None]
 """(stage, done, total, detail): stage 'examples', 'load', or 'export'."""
 
 
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""An adapter's name: also its file's name in the adapters folder, so no slashes."""
+
+
+def check_adapter_name(name: str) -> None:
+    """Raise for a name that cannot be both a registered name and a file name."""
+    if not ADAPTER_NAME.fullmatch(name):
+        raise EngineError(
+            f"Adapter name {name!r} cannot be used: give up to 64 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit (for example --name task-dpl)."
+        )
+
+
 def train_adapter(
     engine: Engine,
     split: Split,
@@ -266,6 +280,7 @@ def train_adapter(
     from models.adapters import AdapterError, inspect_adapter, write_adapter
 
     config.check()
+    check_adapter_name(name)
     report = on_progress or (lambda *_: None)
     student = engine.generator
     teacher_id = engine.analyst.model_id if engine.has_analyst else student.model_id

@@ -57,8 +57,13 @@ def tune(
         typer.Option("--name", help="Name to register the adapter under (default: task-METHOD)."),
     ] = None,
     method: Annotated[
-        str, typer.Option("--method", help="Prompt to train on: dpl, profile, rag or none.")
-    ] = "dpl",
+        str | None,
+        typer.Option(
+            "--method",
+            help="Prompt to train on: dpl, profile, rag or none (default dpl; with --user, "
+            "the task adapter's).",
+        ),
+    ] = None,
     model: ModelOption = None,
     teacher: Annotated[
         str | None,
@@ -75,12 +80,15 @@ def tune(
         ),
     ] = None,
     per_user: Annotated[
-        int, typer.Option("--per-user", help="Targets per training user (they share calls).")
-    ] = 3,
+        int | None,
+        typer.Option("--per-user", help="Targets per training user (they share calls; default 3)."),
+    ] = None,
     holdout_users: Annotated[
-        int,
-        typer.Option("--holdout-users", help="Users of dpl eval's order that give no example."),
-    ] = 40,
+        int | None,
+        typer.Option(
+            "--holdout-users", help="Users of dpl eval's order that give no example (default 40)."
+        ),
+    ] = None,
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", help="Prompt plus review tokens per example.")
     ] = 2048,
@@ -117,11 +125,12 @@ def tune(
     ] = None,
     adapter: AdapterOption = None,
     review_tokens: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--review-tokens", help="With --user: longest validation review written, in tokens."
+            "--review-tokens",
+            help="With --user: longest validation review written, in tokens (default 128).",
         ),
-    ] = 128,
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run (fails if none).")
     ] = False,
@@ -139,7 +148,7 @@ def tune(
     as_json: JsonOption = False,
 ) -> None:
     """Train a LoRA adapter on difference-aware prompts, export it for llama.cpp, register it."""
-    from dpl_engine.tuning.task import TuneConfig, train_adapter
+    from dpl_engine.tuning.task import TuneConfig, check_adapter_name, train_adapter
     from models.training import LoraOptions
     from user_store import locations
     from user_store.config import Settings
@@ -158,12 +167,24 @@ def tune(
         max_user_reviews=max_user_reviews,
         min_item_reviewers=min_item_reviewers,
     )
+    with user_errors():
+        _refuse_ignored(
+            user is not None,
+            {
+                "--name": name,
+                "--method": method,
+                "--teacher": teacher,
+                "--per-user": per_user,
+                "--holdout-users": holdout_users,
+                "--resume": resume or None,
+            },
+            {"--adapter": adapter, "--review-tokens": review_tokens},
+        )
     if user is not None:
         _tune_user(
             user,
             adapter=adapter,
             model=model,
-            method=method,
             examples=examples,
             rank=rank,
             alpha=alpha,
@@ -177,12 +198,17 @@ def tune(
             thresholds=thresholds,
             db=db,
             as_json=as_json,
-            review_tokens=review_tokens,
+            review_tokens=128 if review_tokens is None else review_tokens,
         )
         return
+    method = "dpl" if method is None else method
+    per_user = 3 if per_user is None else per_user
+    holdout_users = 40 if holdout_users is None else holdout_users
     examples = 120 if examples is None else examples
     rank = 16 if rank is None else rank
     with user_errors():
+        name = f"task-{method}" if name is None else name
+        check_adapter_name(name)  # it names the adapter's file: checked before any work
         settings = Settings.load()
         base_path = _base_path(settings, model)
         lora = LoraOptions(
@@ -209,7 +235,6 @@ def tune(
                 lora=lora,
             )
             config.check()
-            name = name or f"task-{method}"
             if teacher is not None and Path(teacher).expanduser().is_file():
                 teacher = str(Path(teacher).expanduser().resolve())  # found again from anywhere
             engine = _engine(store, chosen, config, base_path, teacher, settings)
@@ -280,12 +305,33 @@ def tune(
     )
 
 
+def _refuse_ignored(per_user: bool, task_only: dict, user_only: dict) -> None:
+    """Raise for options given that this kind of run would ignore: a task adapter's name,
+    teacher, examples and resume mean nothing to a per-user run, and a per-user run's task
+    adapter and review length nothing to a task run."""
+    from dpl_engine import EngineError
+
+    ignored = task_only if per_user else user_only
+    given = [option for option, value in ignored.items() if value is not None]
+    if not given:
+        return
+    several = len(given) > 1
+    where, remedy = (
+        ("without", "leave out --user to train a task adapter")
+        if per_user
+        else ("with", "add --user USER to fit a per-user adapter")
+    )
+    raise EngineError(
+        f"{', '.join(given)} only {'apply' if several else 'applies'} {where} --user: "
+        f"drop {'them' if several else 'it'}, or {remedy}."
+    )
+
+
 def _tune_user(
     user_id: str,
     *,
     adapter,
     model,
-    method,
     examples,
     rank,
     alpha,
@@ -332,7 +378,7 @@ def _tune_user(
             seed=seed,
             batch=batch,
         )
-        method = task.meta.get("method") or method
+        method = task.meta.get("method") or "dpl"
         with open_store(db) as store:
             chosen = chosen_split(store, thresholds)
             # The task adapter's own k, m, n and preset, unless given again.

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from benchmarks.common import copy_db
 from dpl_tui.cli import app
+from user_store import locations
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -246,6 +247,19 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
     from models.registry import default_gguf_path
 
     base = ["--db", str(dev_db)]
+    # the name is the adapter's file name: refused before the split or a model is touched
+    for bad in ("a/b", "../up", ".hidden", "", "x" * 65):
+        one_line_error(invoke("tune", "--name", bad, "--db", str(tmp_path / "no.db")),
+                       f"Adapter name {bad!r} cannot be used")
+    assert not (tmp_path / "no.db").exists() and not locations.adapters_dir().exists()
+    # options the other kind of run would ignore are refused, not dropped silently
+    one_line_error(invoke("tune", "--user", "u", "--adapter", "t", "--name", "n", "--resume"),
+                   "--name, --resume only apply without --user: drop them, or leave out --user")
+    one_line_error(invoke("tune", "--user", "u", "--method", "rag", "--per-user", "2"),
+                   "--method, --per-user only apply without --user")
+    one_line_error(invoke("tune", "--review-tokens", "64"),
+                   "--review-tokens only applies with --user: drop it, or add --user USER")
+    one_line_error(invoke("tune", "--adapter", "t"), "--adapter only applies with --user")
     one_line_error(invoke("tune", "--holdout-users", "100000", *SPLIT, *base),
                    "leaves no training examples")
     one_line_error(invoke("tune", "--resume", "--method", "none", *SMALL, *SPLIT, *base),
