@@ -79,11 +79,17 @@ def resolve_adapter(settings: Settings, choice: str | None) -> str | None:
     value = choice or os.environ.get(ADAPTER_ENV) or settings.adapter or None
     if value is None:
         return None
-    if value in settings.adapters:
-        return settings.adapters[value]
-    if not Path(value).expanduser().exists():
-        from models.adapters import AdapterError
+    from models.adapters import AdapterError
 
+    if value in settings.adapters:
+        path = settings.adapters[value]
+        if not Path(path).expanduser().exists():
+            raise AdapterError(
+                f"Adapter {value!r} is registered at {path!r}, but no file is there. Train it "
+                f"again with `dpl tune`, or forget it: dpl models remove {value}."
+            )
+        return path
+    if not Path(value).expanduser().exists():
         known = ", ".join(sorted(settings.adapters)) or "none yet"
         raise AdapterError(
             f"No adapter named {value!r} (registered: {known}) and no such file. Train one "
@@ -100,8 +106,14 @@ class ModelPair:
     the adapter applied, and the reader is what the adapter was trained with: its teacher
     when it names one, else the same loaded base model without the adapter."""
 
-    def __init__(self, choice: str | None, adapter: str | None = None,
-                 settings: Settings | None = None, *, personal: bool = True) -> None:
+    def __init__(
+        self,
+        choice: str | None,
+        adapter: str | None = None,
+        settings: Settings | None = None,
+        *,
+        personal: bool = True,
+    ) -> None:
         """``personal``: write each user's reviews with their own per-user adapter on top of
         the task adapter where one was kept (``dpl tune --user``)."""
         from user_store.config import Settings
@@ -212,6 +224,7 @@ def embedder_factory(settings: Settings, choice: str | None) -> Callable[[], Emb
     """The chosen server's embedding model when its entry names one, else the local one."""
     config = server_config(settings, choice)
     if config is not None and config.embedding_model:
+
         def load_remote() -> Embedder:
             from models.server import connect_embedder
 
@@ -240,4 +253,3 @@ def embedder_id(settings: Settings, choice: str | None) -> str:
 
     folder = settings.embedder
     return id_of(Path(folder).expanduser() if folder else default_embedder_path())
-

@@ -508,23 +508,35 @@ def merge(
 
 
 @models_app.command("remove")
-def remove(name: Annotated[str, typer.Argument(help="A registered model name.")]) -> None:
-    """Forget a registered model or server (the file itself is left alone)."""
+def remove(
+    name: Annotated[str, typer.Argument(help="A registered model, server or adapter name.")],
+) -> None:
+    """Forget a registered model, server or adapter (the file itself is left alone)."""
     from user_store.config import Settings
 
     with user_errors():
         settings = Settings.load()
-        if name not in settings.models and name not in settings.servers:
-            known = ", ".join(sorted({*settings.models, *settings.servers})) or "none"
-            raise fail(f"No registered model named {name!r} (registered: {known}).")
-        settings.models.pop(name, None)
-        settings.servers.pop(name, None)
-        note = ""
+        registries = {
+            "model": settings.models,
+            "server": settings.servers,
+            "adapter": settings.adapters,
+        }
+        kinds = [kind for kind, names in registries.items() if name in names]
+        if not kinds:
+            known = ", ".join(sorted({n for names in registries.values() for n in names}))
+            raise fail(f"No registered model named {name!r} (registered: {known or 'none'}).")
+        for kind in kinds:
+            registries[kind].pop(name)
+        notes = []
         if settings.model == name:
             settings.model = None
-            note = " It was the chosen model; the bundled default is used again."
+            notes.append("It was the chosen model; the bundled default is used again.")
+        if settings.adapter == name:
+            settings.adapter = None
+            notes.append("It was the default adapter; none is applied now.")
         settings.save()
-    console.print(f"Removed {name!r}.{note}", highlight=False)
+    what = " and ".join(kinds)
+    console.print(f"Removed {name!r} ({what}).{''.join(' ' + n for n in notes)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -148,3 +148,29 @@ def test_every_models_command_has_help() -> None:
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0
         assert "Usage" in result.output and len(result.output.strip()) > 100
+
+
+def test_a_registered_adapter_whose_file_is_gone_is_named_and_can_be_removed(
+    tmp_path: Path,
+) -> None:
+    """Before, adapters could not be removed at all, and a vanished one read as a missing
+    model with a model's remedy."""
+    from dpl_tui.loading import resolve_adapter
+    from models.adapters import AdapterError
+
+    gone = tmp_path / "gone.gguf"
+    settings = Settings(adapters={"old": str(gone)}, adapter="old", models={"old": str(gone)})
+    settings.save()
+    with pytest.raises(AdapterError) as err:
+        resolve_adapter(Settings.load(), None)
+    assert str(err.value) == (
+        f"Adapter 'old' is registered at {str(gone)!r}, but no file is there. Train it again "
+        "with `dpl tune`, or forget it: dpl models remove old."
+    )
+    removed = runner.invoke(app, ["models", "remove", "old"])
+    assert removed.exit_code == 0, removed.output
+    assert "Removed 'old' (model and adapter)" in removed.output
+    assert "It was the default adapter; none is applied now." in " ".join(removed.output.split())
+    after = Settings.load()
+    assert (after.adapters, after.models, after.adapter) == ({}, {}, None)
+    assert resolve_adapter(after, None) is None
