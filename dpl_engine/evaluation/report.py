@@ -601,7 +601,10 @@ def write_outputs(report: EvalReport, folder: Path) -> list[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise EngineError(f"Cannot create the output folder {str(folder)!r}: {err}") from err
+        raise EngineError(
+            f"Cannot create the output folder {str(folder)!r}: {err.strerror or err}. Pass --out "
+            "a folder you can write to."
+        ) from err
     paths = []
     stem = f"eval-run{report.run_id}"
     for suffix, text in (

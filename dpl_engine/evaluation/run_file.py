@@ -15,6 +15,7 @@ command then resumes it, generating only the cells the file lacks.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from collections.abc import Iterator
@@ -70,13 +71,22 @@ def export_run(store: UserStore, run_id: int, path: Path) -> int:
     }
     rows = evals.results(run_id)
     tmp = path.with_name(path.name + ".part")
-    with _open(tmp, "w", path.suffix == ".gz") as out:
-        out.write(json.dumps(header, ensure_ascii=False) + "\n")
-        for row in rows:
-            record = {k: v for k, v in asdict(row).items() if k not in _LOCAL}
-            record["reference_sha"] = sha(row.reference)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _open(tmp, "w", path.suffix == ".gz") as out:
+            out.write(json.dumps(header, ensure_ascii=False) + "\n")
+            for row in rows:
+                record = {k: v for k, v in asdict(row).items() if k not in _LOCAL}
+                record["reference_sha"] = sha(row.reference)
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise EngineError(
+            f"Cannot write the run file {str(path)!r}: {err.strerror or err}. Pass --export a "
+            "path in a folder you can write to."
+        ) from err
     return len(rows)
 
 

@@ -108,7 +108,7 @@ def test_unreadable_files_name_the_line(stores, tmp_path: Path, text: str, messa
 
 def test_cli_exports_and_imports(stores, tmp_path: Path):
     here, there = stores
-    path = tmp_path / "run.jsonl.gz"
+    path = tmp_path / "new" / "folder" / "run.jsonl.gz"  # made as --out makes its folder
     runner = CliRunner()
     there.close()  # the CLI opens the file itself
     out = runner.invoke(
@@ -128,3 +128,14 @@ def test_cli_exports_and_imports(stores, tmp_path: Path):
     )
     assert out.exit_code != 0 and "Cannot read the run file" in out.output
     assert "Traceback" not in out.output
+
+    blocked = tmp_path / "a-file"  # a file where the folder would go: a traceback before
+    blocked.write_text("")
+    out = runner.invoke(
+        app,
+        ["eval", "--db", str(tmp_path / "here.db"), "--report", "1"]
+        + ["--export", str(blocked / "run.jsonl")],
+    )
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert f"Cannot write the run file {str(blocked / 'run.jsonl')!r}" in out.stderr
+    assert "Pass --export a path in a folder you can write to." in " ".join(out.stderr.split())
