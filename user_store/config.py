@@ -20,6 +20,13 @@ from .errors import StoreError
 _COUNTS = frozenset({"k", "m", "n", "max_description_chars"})
 """Settings that count something: at least 1 where given."""
 
+CHOICES: dict[str, tuple[str, ...]] = {
+    "method": ("none", "rag", "profile", "dpl"),
+    "preset": ("dpl", "paper"),
+}
+"""Settings that name one of the engine's choices (its METHODS and PRESETS, which a test keeps
+equal to these: the store sits below the engine and cannot import them)."""
+
 
 def _problem(value: Any, hint: Any, at_least: int | None = None) -> str:
     """What ``value`` must be to fit the type ``hint`` (and ``at_least``); "" when it fits."""
@@ -105,6 +112,8 @@ class Settings:
         hints = get_type_hints(cls)
         for name, value in values.items():
             problem = _problem(value, hints[name], at_least=1 if name in _COUNTS else None)
+            if not problem and name in CHOICES and value not in CHOICES[name]:
+                problem = "one of " + ", ".join(CHOICES[name])
             if problem:
                 raise StoreError(
                     f"Settings file {str(path)!r}: {name!r} is {json.dumps(value)[:60]}; "

@@ -43,6 +43,8 @@ def test_saved_settings_load_back(tmp_path: Path) -> None:
         ),
         ({"adapters": {"a": 7}}, "it must be an object of names to texts."),
         ({"servers": {"s": "http://x"}}, "it must be an object of names to objects."),
+        ({"method": "zzz"}, "'method' is \"zzz\"; it must be one of none, rag, profile, dpl."),
+        ({"preset": "Paper"}, "it must be one of dpl, paper."),
     ],
 )
 def test_a_value_of_the_wrong_kind_names_the_file_and_key(
@@ -69,3 +71,11 @@ def test_commands_report_a_bad_setting_in_one_line(dpl_home: Path) -> None:
         assert result.exit_code == 1, result.output
         assert "'models' is 5" in result.stderr and "Traceback" not in result.output
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_named_choices_are_the_engines() -> None:
+    from dpl_engine.method.presets import PRESETS
+    from dpl_engine.types import METHODS
+    from user_store.config import CHOICES
+
+    assert CHOICES == {"method": METHODS, "preset": PRESETS}
