@@ -617,18 +617,30 @@ def _side_settings(settings: LoadSettings, n_ctx: int) -> SideBySideSettings:
 def _check_memory(gguf: GGUFInfo, n_ctx: int, settings: LoadSettings) -> None:
     """Refuse a CPU load that would not fit: the model file, the KV cache of its context and
     that of the JSON calls' context (``models.side_by_side``), against the memory available."""
-    cells = n_ctx + _side_settings(settings, n_ctx).n_ctx
+    side = _side_settings(settings, n_ctx).n_ctx
+    cells = n_ctx + side
     cache = gguf.kv_cache_bytes(cells)
     size = gguf.size_bytes + cache
     available = available_memory_bytes()
     if available is not None and size > available:
         gib = 1024**3
+        remedy = (
+            "Close other programs, pick a smaller quantization (e.g. Q4_K_M) or model, or "
+            "offload layers to a GPU."
+        )
+        per_cell = gguf.kv_cache_bytes(1)
+        if cache > gguf.size_bytes and per_cell:
+            # most of it is the context: name the largest one that fits, in whole thousands
+            fits = ((available - gguf.size_bytes) // per_cell - side) // 1024 * 1024
+            if fits >= 1024:
+                remedy = (
+                    f"Most of it is the context: load a smaller one, DPL_N_CTX={fits} or less "
+                    f"(now {n_ctx:,}), or close other programs."
+                )
         raise ModelLoadError(
             f"Model {gguf.path!r} needs about {size / gib:.1f} GiB of memory "
             f"({gguf.size_bytes / gib:.1f} GiB of weights, {cache / gib:.1f} GiB of KV cache "
-            f"for {cells:,} tokens) but only {available / gib:.1f} GiB is available. Close "
-            "other programs, pick a smaller quantization (e.g. Q4_K_M) or model, or offload "
-            "layers to a GPU."
+            f"for {cells:,} tokens) but only {available / gib:.1f} GiB is available. {remedy}"
         )
 
 

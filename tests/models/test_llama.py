@@ -457,6 +457,26 @@ def test_the_memory_check_counts_the_kv_cache(monkeypatch: pytest.MonkeyPatch) -
     assert small.n_ctx == 1024 and small.side_by_side.settings.cells == 1024
 
 
+def test_a_context_too_large_for_memory_names_one_that_fits(monkeypatch: pytest.MonkeyPatch):
+    """Where the KV cache outweighs the model, a smaller quantization would not help: the
+    error names the DPL_N_CTX that fits, and that one loads."""
+    import models.llama as llama_mod
+
+    weights = default_gguf_path().stat().st_size
+    per_token = 30 * 3 * (64 + 64) * 2
+    room = weights + per_token * (8192 + 2048) + per_token * 500  # 8,192 fits, 9,216 not
+    monkeypatch.setattr(llama_mod, "available_memory_bytes", lambda: room)
+    monkeypatch.setenv("DPL_N_CTX", "65536")
+    with pytest.raises(ModelLoadError) as err:
+        load_generator(n_gpu_layers=0)
+    message = str(err.value)
+    assert "KV cache for 67,584 tokens" in message
+    assert "Most of it is the context: load a smaller one, DPL_N_CTX=8192 or less" in message
+    assert "(now 65,536)" in message and "quantization" not in message
+    monkeypatch.setenv("DPL_N_CTX", "8192")
+    assert load_generator(n_gpu_layers=0).n_ctx == 8192
+
+
 def test_explicit_small_context(tmp_path: Path) -> None:
     gen = load_generator(n_ctx=256)
     assert gen.n_ctx == 256 and gen.side_by_side.settings.n_ctx == 256
