@@ -199,8 +199,9 @@ class DplApp(App[None]):
         except StoreError as err:
             self.store = None
             self.store_problem = str(err)
+            remedy = "" if "--db" in str(err) else " Pass another file with --db."
             self.notify(
-                f"{err} Pass another file with --db, or move this one aside and import again.",
+                f"{err}{remedy}",
                 title=f"Cannot open the database {str(self.db_path)!r}",
                 severity="error",
                 timeout=15,

@@ -44,14 +44,24 @@ class WelcomeScreen(DplScreen):
                 "or import your own review history from a terminal:"
             )
         self.query_one("#welcome-text", Static).update(text)
+        if app.store is None:  # nothing can be imported into it: no command to copy
+            self.query_one("#welcome-command").display = False
+            self.query_one("#import-sample").display = False
+            self.refresh_bindings()
+            return
         self.query_one("#welcome-command", Static).update(
             Text(
                 f"dpl ingest REVIEWS.jsonl[.gz] [--meta META.jsonl[.gz]] --db {app.db_path}",
                 style="bold",
             )
         )
-        if app.store is not None:
-            self.query_one("#import-sample", Button).focus()
+        self.query_one("#import-sample", Button).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No import key where the database cannot be opened."""
+        if action == "import_sample" and self.dpl.store is None:
+            return False
+        return True
 
     @on(Button.Pressed, "#import-sample")
     def action_import_sample(self) -> None:

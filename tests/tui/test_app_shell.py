@@ -46,7 +46,15 @@ async def test_bad_database_is_reported_and_the_app_stays_up(tmp_path, make_app)
         await wait_until(pilot, lambda: isinstance(app.screen, WelcomeScreen))
         errors = [n for n in app._notifications if n.severity == "error"]
         assert errors and str(db) in errors[0].title and "--db" in errors[0].message
-        assert "could not be opened" in screen_text(app)
+        assert errors[0].message.count("--db") == 1  # the remedy is given once
+        text = screen_text(app)
+        assert "could not be opened" in text
+        # nothing can be imported into it: no import button, key or ingest command on offer
+        assert not app.screen.query_one("#import-sample").display
+        assert "dpl ingest" not in text
+        assert app.screen.check_action("import_sample", ()) is False  # hidden from the footer
+        await pilot.press("i")
+        assert isinstance(app.screen, WelcomeScreen) and app.store is None
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("escape")
