@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +38,22 @@ def load_generator(choice: str | None, settings: Settings | None = None) -> Text
     from user_store.config import Settings
 
     settings = settings or Settings.load()
-    return load_resolved(settings.resolve_model(choice), settings)
+    with _naming_the_source(settings, choice):
+        return load_resolved(settings.resolve_model(choice), settings)
+
+
+@contextmanager
+def _naming_the_source(settings: Settings, choice: str | None) -> Iterator[None]:
+    """A missing model file that $DPL_MODEL or the saved choice named says so."""
+    from models.errors import ModelNotFoundError
+
+    try:
+        yield
+    except ModelNotFoundError as err:
+        source = settings.model_source(choice)
+        if not source:
+            raise
+        raise ModelNotFoundError(f"{err} {source}") from err
 
 
 def load_resolved(value: str | None, settings: Settings | None = None) -> TextGenerator:
@@ -65,7 +81,8 @@ def local_gguf(settings: Settings, choice: str | None, why: str) -> Path:
     if resolved is not None and settings.server(resolved) is not None:
         raise AdapterError(f"{resolved!r} is an LLM server: {why}")
     path = Path(resolved).expanduser() if resolved else default_gguf_path()
-    inspect_gguf(path)  # a missing, foreign or truncated file is named here
+    with _naming_the_source(settings, choice):
+        inspect_gguf(path)  # a missing, foreign or truncated file is named here
     return path
 
 

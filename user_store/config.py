@@ -139,6 +139,17 @@ class Settings:
             return None
         return self.models.get(value, value)
 
+    def model_source(self, choice: str | None = None) -> str:
+        """Where ``resolve_model(choice)`` took its value from, for an error about it: "" for
+        --model (the person just typed it) and for the bundled default."""
+        if choice:
+            return ""
+        if os.environ.get("DPL_MODEL"):
+            return "$DPL_MODEL names it: unset it, or point it at a GGUF file or registered name."
+        if self.model:
+            return "It is the saved model choice: pick another in the app (Switch model)."
+        return ""
+
     def server(self, choice: str | None) -> dict | None:
         """The registered server entry named ``choice``, if there is one."""
         return self.servers.get(choice) if choice else None

@@ -174,3 +174,29 @@ def test_a_registered_adapter_whose_file_is_gone_is_named_and_can_be_removed(
     after = Settings.load()
     assert (after.adapters, after.models, after.adapter) == ({}, {}, None)
     assert resolve_adapter(after, None) is None
+
+
+def test_a_missing_model_says_whether_dpl_model_or_the_saved_choice_named_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A path nobody typed in this command is traced to where it came from."""
+    from dpl_tui.loading import load_generator, local_gguf
+    from models import ModelNotFoundError
+
+    gone = str(tmp_path / "gone.gguf")
+    with pytest.raises(ModelNotFoundError) as typed:
+        load_generator(gone, Settings())
+    assert "$DPL_MODEL" not in str(typed.value) and "saved" not in str(typed.value)
+
+    with pytest.raises(ModelNotFoundError, match="It is the saved model choice"):
+        load_generator(None, Settings(model=gone))
+    monkeypatch.setenv("DPL_MODEL", gone)
+    for attempt in (
+        lambda: load_generator(None, Settings(model="other")),
+        lambda: local_gguf(Settings(), None, "training needs a file"),
+    ):
+        with pytest.raises(ModelNotFoundError) as err:
+            attempt()
+        assert gone in str(err.value) and str(err.value).endswith(
+            "$DPL_MODEL names it: unset it, or point it at a GGUF file or registered name."
+        )
