@@ -108,9 +108,16 @@ def resolve_adapter(settings: Settings, choice: str | None) -> str | None:
         return path
     if not Path(value).expanduser().exists():
         known = ", ".join(sorted(settings.adapters)) or "none yet"
+        source = ""
+        if not choice:
+            source = (
+                f" ${ADAPTER_ENV} names it: unset it, or point it at an adapter."
+                if os.environ.get(ADAPTER_ENV)
+                else " It is the saved adapter choice: pick another in the app (Switch model)."
+            )
         raise AdapterError(
             f"No adapter named {value!r} (registered: {known}) and no such file. Train one "
-            "with `dpl tune`, or pass the path of an adapter .gguf."
+            f"with `dpl tune`, or pass the path of an adapter .gguf.{source}"
         )
     return str(Path(value).expanduser())
 

@@ -200,3 +200,19 @@ def test_a_missing_model_says_whether_dpl_model_or_the_saved_choice_named_it(
         assert gone in str(err.value) and str(err.value).endswith(
             "$DPL_MODEL names it: unset it, or point it at a GGUF file or registered name."
         )
+
+
+def test_an_unknown_adapter_says_whether_dpl_adapter_or_the_saved_choice_named_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dpl_tui.loading import resolve_adapter
+    from models.adapters import AdapterError
+
+    with pytest.raises(AdapterError) as typed:
+        resolve_adapter(Settings(), "nope")
+    assert str(typed.value).endswith("or pass the path of an adapter .gguf.")
+    with pytest.raises(AdapterError, match="It is the saved adapter choice"):
+        resolve_adapter(Settings(adapter="nope"), None)
+    monkeypatch.setenv("DPL_ADAPTER", "nope")
+    with pytest.raises(AdapterError, match=r"\$DPL_ADAPTER names it: unset it"):
+        resolve_adapter(Settings(), None)
