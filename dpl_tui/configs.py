@@ -144,16 +144,17 @@ class PrepareRequest:
             raise EngineError(
                 "Name the users to prepare, or pass --all (with --split, --users N also works)."
             )
-        unused = self._unused_options()
-        if unused:
-            several = len(unused) > 1
-            if self.split is None:
-                where, remedy = "with", "add --split val/test to prepare the evaluation's targets"
-            else:
-                where, remedy = "without", "leave out --split to prepare each user's default target"
-            raise EngineError(
-                f"{', '.join(unused)} only {'apply' if several else 'applies'} {where} --split: "
-                f"drop {'them' if several else 'it'}, or {remedy}."
+        if self.split is None:
+            refuse_unused(
+                self._unused_options(),
+                "with --split",
+                "add --split val/test to prepare the evaluation's targets",
+            )
+        else:
+            refuse_unused(
+                self._unused_options(),
+                "without --split",
+                "leave out --split to prepare each user's default target",
             )
 
     def _unused_options(self) -> list[str]:
@@ -333,6 +334,20 @@ def seeds(given: tuple[int, ...] | list[int] | None) -> tuple[int, ...]:
 MAX_SEED = 2**31 - 1
 """The largest --seed: every seeded part (KMeans, llama.cpp, dpl's sampler, torch) takes it,
 and none reads it as "no seed" (llama.cpp takes 0xFFFFFFFF, -1 as a uint32, as "random")."""
+
+
+def refuse_unused(options: list[str], where: str, remedy: str) -> None:
+    """Raise for options given that only apply ``where`` (as "with --split"), so they would
+    be ignored here; nothing when ``options`` is empty."""
+    from dpl_engine import EngineError
+
+    if not options:
+        return
+    several = len(options) > 1
+    raise EngineError(
+        f"{', '.join(options)} only {'apply' if several else 'applies'} {where}: "
+        f"drop {'them' if several else 'it'}, or {remedy}."
+    )
 
 
 def check_seed(seed: int | None) -> None:

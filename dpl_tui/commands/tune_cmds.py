@@ -22,7 +22,7 @@ from ..common import (
     stop_on_terminate,
     user_errors,
 )
-from ..configs import EngineOptions, EvalRequest, SplitThresholds, eval_config
+from ..configs import EngineOptions, EvalRequest, SplitThresholds, eval_config, refuse_unused
 from .builders import chosen_split
 from .options import (
     AdapterOption,
@@ -307,24 +307,14 @@ def tune(
 
 def _refuse_ignored(per_user: bool, task_only: dict, user_only: dict) -> None:
     """Raise for options given that this kind of run would ignore: a task adapter's name,
-    teacher, examples and resume mean nothing to a per-user run, and a per-user run's task
-    adapter and review length nothing to a task run."""
-    from dpl_engine import EngineError
-
+    method, teacher, example counts and resume mean nothing to a per-user run, and a per-user
+    run's task adapter and review length nothing to a task run."""
     ignored = task_only if per_user else user_only
     given = [option for option, value in ignored.items() if value is not None]
-    if not given:
-        return
-    several = len(given) > 1
-    where, remedy = (
-        ("without", "leave out --user to train a task adapter")
-        if per_user
-        else ("with", "add --user USER to fit a per-user adapter")
-    )
-    raise EngineError(
-        f"{', '.join(given)} only {'apply' if several else 'applies'} {where} --user: "
-        f"drop {'them' if several else 'it'}, or {remedy}."
-    )
+    if per_user:
+        refuse_unused(given, "without --user", "leave out --user to train a task adapter")
+    else:
+        refuse_unused(given, "with --user", "add --user USER to fit a per-user adapter")
 
 
 def _tune_user(
