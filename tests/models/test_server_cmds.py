@@ -112,3 +112,19 @@ def test_a_hand_broken_server_entry_is_listed_then_removable() -> None:
     assert runner.invoke(app, ["models", "remove", "half"]).exit_code == 0
     assert runner.invoke(app, ["models", "remove", "wordy"]).exit_code == 0
     assert Settings.load().servers == {} and Settings.load().model is None
+
+
+def test_every_saved_server_field_is_checked_by_kind() -> None:
+    """The kinds `from_dict` checks are written out beside the dataclass: they cover exactly
+    its fields, and each field's default is of the kind it checks."""
+    from dataclasses import MISSING, fields
+
+    from models.server import _ENTRY_FIELDS, ServerConfig
+
+    saved = {f.name: f for f in fields(ServerConfig) if f.name != "name"}
+    assert set(_ENTRY_FIELDS) == set(saved)
+    for key, (kinds, _what) in _ENTRY_FIELDS.items():
+        if saved[key].default is not MISSING:
+            assert isinstance(saved[key].default, kinds), key
+    entry = {"url": "http://127.0.0.1:1/v1", "model": "m", "timeout_s": 30, "context_length": 4096}
+    assert ServerConfig.from_dict("s", entry).timeout_s == 30
