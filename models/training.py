@@ -4,9 +4,11 @@ transformers reads the GGUF itself (dequantized, with its tokenizer and chat
 template), so the model trained is the model llama.cpp serves. Examples arrive as
 token ids already rendered by llama.cpp's own chat template (``TrainingExample``),
 so the prompts trained on are, token for token, the prompts served. The loss covers
-the completion only. A checkpoint (the LoRA weights, the optimizer and the position
-in the run) is written every few steps and when the run is interrupted, and a run
-with the same identity resumes from it. The trained pairs are exported with
+the completion only; with a contrastive weight, each example's completion must also
+score above other users' reviews of the same item under the same prompt. A
+checkpoint (the LoRA weights, the optimizer and the position in the run) is written
+every few steps and when the run is interrupted, and a run with the same identity
+resumes from it. The trained pairs are exported with
 ``models.adapters.write_adapter``.
 
 torch, transformers and peft are imported inside the functions that need them.
@@ -41,6 +43,9 @@ class TrainingExample:
     """The prompt as llama.cpp tokenizes it under the model's chat template."""
     completion_ids: tuple[int, ...]
     """The text to learn, ending with the end-of-turn token; the loss covers only these."""
+    negatives: tuple[tuple[int, ...], ...] = ()
+    """Other users' reviews of the same item, in the form of ``completion_ids``: under this
+    prompt they should score below the completion (``LoraOptions.contrast``)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ class LoraOptions:
     only costs there), 8 on a GPU (one example leaves it idle between kernel launches)."""
     checkpoint_every: int = 20
     """Steps between checkpoints (and one more when the run is interrupted)."""
+    contrast: float = 0.0
+    """Weight of the contrastive term (0: none). Each example's completion and its negatives
+    are scored by their mean token log-likelihood under the example's prompt; the term is the
+    cross-entropy of picking the completion among them (a softmax over the scores), so the
+    adapter learns to write what this user wrote rather than what anyone would."""
 
     def check(self) -> None:
         problems = [
@@ -73,6 +83,8 @@ class LoraOptions:
             (not 0 <= self.warmup < 1, f"warmup must be in [0, 1) (got {self.warmup})"),
             (self.checkpoint_every < 1, "checkpoint_every must be at least 1"),
             (self.batch < 0, f"--batch must be 0 (by device) or more (got {self.batch})"),
+            (not 0 <= self.contrast <= 100,
+             f"--contrast must be between 0 (off) and 100 (got {self.contrast})"),
         ]
         for bad, message in problems:
             if bad:
@@ -88,6 +100,8 @@ class StepReport:
     examples_per_s: float
     tokens_per_s: float
     seconds_left: float
+    contrast: float | None = None
+    """Mean contrastive term over the last few steps that had one (None: no such step)."""
 
 
 @dataclass
@@ -106,10 +120,15 @@ class TrainResult:
     resumed_from: int = 0
     """The step a checkpoint let the run start from (0: from the beginning)."""
     peak_memory_bytes: int = 0
+    contrast_losses: list[float] = field(default_factory=list)
+    """The contrastive term of each step that had negatives (none without ``contrast``)."""
+    own_first: list[bool] = field(default_factory=list)
+    """Per example with negatives, in order: whether its completion scored above all of them,
+    measured before that step's update (so, in a single pass, on an example not yet seen)."""
 
     def record(self) -> dict[str, Any]:
         """What an adapter file keeps of the run that made it."""
-        return {
+        record: dict[str, Any] = {
             "steps": self.steps,
             "tokens": self.tokens,
             "first_loss": round(self.first_loss, 4),
@@ -118,6 +137,18 @@ class TrainResult:
             "seconds": round(self.seconds, 1),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        if self.contrast_losses:
+            record |= {
+                "first_contrast_loss": round(float(np.mean(self.contrast_losses[:10])), 4),
+                "final_contrast_loss": round(float(np.mean(self.contrast_losses[-10:])), 4),
+                "own_first_early": round(float(np.mean(self.own_first[:WINDOW])), 3),
+                "own_first_late": round(float(np.mean(self.own_first[-WINDOW:])), 3),
+            }
+        return record
+
+
+WINDOW = 20
+"""Examples over which ``TrainResult.record`` reports the share ranked first, early and late."""
 
 
 @dataclass(frozen=True)
@@ -286,6 +317,71 @@ def _tensors(batch: Sequence[TrainingExample], device: Any) -> tuple[Any, Any, A
     return ids.to(device), mask.to(device), labels.to(device), real
 
 
+def _scored(batch: Sequence[TrainingExample], device: Any) -> tuple[Any, Any, Any, int,
+                                                                    list[list[int]]]:
+    """``_tensors`` over every example's completion and each of its negatives (one row each,
+    under the example's prompt), and per example the rows: its completion's first."""
+    rows: list[TrainingExample] = []
+    groups: list[list[int]] = []
+    for e in batch:
+        group = [len(rows)]
+        rows.append(TrainingExample(e.prompt_ids, e.completion_ids))
+        for negative in e.negatives:
+            group.append(len(rows))
+            rows.append(TrainingExample(e.prompt_ids, negative))
+        groups.append(group)
+    ids, mask, labels, real = _tensors(rows, device)
+    return ids, mask, labels, real, groups
+
+
+def _row_nll(model: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, Any]:
+    """Per row: the summed negative log-likelihood of its labelled tokens, and their count."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    targets = labels[:, 1:]
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                          ignore_index=-100, reduction="none").view(targets.shape)
+    return nll.sum(dim=1), (targets != -100).sum(dim=1).clamp(min=1)
+
+
+def completion_scores(model: Any, example: TrainingExample) -> list[float]:
+    """Mean token log-likelihood of the completion, then of each negative, under the
+    example's prompt: the scores the contrastive term compares."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids, mask, labels, _, _ = _scored([example], device)
+    with torch.no_grad():
+        sums, counts = _row_nll(model, ids, mask, labels)
+    return [float(x) for x in (-sums / counts).cpu()]
+
+
+def _contrastive_loss(model: Any, batch: Sequence[TrainingExample], weight: float,
+                      device: Any) -> tuple[Any, Any, Any, list[bool], int]:
+    """(total loss, language-model loss, contrastive term, whether each example's completion
+    scored first, tokens computed). The language-model loss is the usual one over the
+    completions alone; the contrastive term, averaged over the examples with negatives, is
+    the cross-entropy of the completion among its negatives, scored by mean token
+    log-likelihood."""
+    import torch
+
+    ids, mask, labels, real, groups = _scored(batch, device)
+    sums, counts = _row_nll(model, ids, mask, labels)
+    first = [g[0] for g in groups]
+    lm = sums[first].sum() / counts[first].sum()
+    scores = -sums / counts
+    terms, own_first = [], []
+    for group in groups:
+        if len(group) < 2:
+            continue
+        picked = scores[group]
+        terms.append(-torch.log_softmax(picked, dim=0)[0])
+        own_first.append(bool(picked[0].detach() > picked[1:].detach().max()))
+    contrast = torch.stack(terms).mean() if terms else lm.new_zeros(())
+    return lm + weight * contrast, lm, contrast, own_first, real
+
+
 def train(
     model: Any,
     examples: Sequence[TrainingExample],
@@ -318,6 +414,8 @@ def train(
         optimizer, lambda s: _schedule(s, total, options.warmup)
     )
     losses: list[float] = []
+    contrast_losses: list[float] = []
+    own_first: list[bool] = []
     start_step = 0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -329,6 +427,8 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             losses = list(state["losses"])
+            contrast_losses = list(state.get("contrast_losses", []))
+            own_first = list(state.get("own_first", []))
             start_step = int(state["step"])
             torch.set_rng_state(state["rng"])
 
@@ -344,6 +444,8 @@ def train(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "losses": losses,
+            "contrast_losses": contrast_losses,
+            "own_first": own_first,
             "rng": torch.get_rng_state(),
             "options": asdict(options),
         }
@@ -361,10 +463,20 @@ def train(
         for step in range(start_step, total):
             if stop is not None and stop():
                 raise KeyboardInterrupt
-            input_ids, mask, labels, real = _tensors([examples[i] for i in order[step]], device)
+            batch = [examples[i] for i in order[step]]
+            contrasted = options.contrast > 0 and any(e.negatives for e in batch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
+                if contrasted:
+                    total_loss, loss, term, firsts, real = _contrastive_loss(
+                        model, batch, options.contrast, device)
+                else:
+                    input_ids, mask, labels, real = _tensors(batch, device)
+                    loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+                    total_loss = loss
+            total_loss.backward()
+            if contrasted:
+                contrast_losses.append(float(term.detach()))
+                own_first += firsts
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
@@ -385,6 +497,8 @@ def train(
                         examples_per_s=rate * per_step,
                         tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
                         seconds_left=(total - done) / rate if rate > 0 else 0.0,
+                        contrast=(float(np.mean(contrast_losses[-10:]))
+                                  if contrast_losses else None),
                     )
                 )
     except KeyboardInterrupt:
@@ -403,6 +517,8 @@ def train(
         device=device.type,
         resumed_from=start_step,
         peak_memory_bytes=int(peak),
+        contrast_losses=contrast_losses,
+        own_first=own_first,
     )
 
 

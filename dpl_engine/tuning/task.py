@@ -16,6 +16,13 @@ differences are cached per comparison set, so a user's several targets share mos
 their calls. The trained adapter reads users through the same teacher when it is
 used (``Adapter.teacher``), so it is served the kind of prompt it learned from.
 
+With a contrastive weight (``LoraOptions.contrast``), each example also carries up to
+``negatives`` reviews of the same item by other training users (their profile reviews
+only, never a held-out user's): the adapter then learns that, under this user's prompt,
+their own review should score above what the others wrote of the same item. This is the
+method's own idea, differences between users on shared items, turned into a training
+signal.
+
 The run's identity (base model, split, method, settings, teacher, examples and
 training options) is a digest: the same command twice trains once, and an
 interrupted run resumes from its checkpoint.
@@ -44,6 +51,8 @@ from ..types import METHODS, Cancelled, CancelToken, EngineConfig, Method
 TUNE_VERSION = "tune-1"
 """Changes when the way examples are chosen or rendered changes."""
 
+MAX_NEGATIVES = 8
+
 
 @dataclass(frozen=True)
 class TuneConfig:
@@ -59,6 +68,9 @@ class TuneConfig:
     """Prompt plus completion tokens per example; the completion is cut to fit, and a
     prompt that leaves fewer than ``min_completion`` tokens is skipped."""
     min_completion: int = 32
+    negatives: int = 1
+    """Other users' reviews of the target item per example, with ``lora.contrast`` above 0
+    (each costs one more pass over prompt and review in training)."""
     engine: EngineConfig = field(default_factory=EngineConfig)
     lora: LoraOptions = field(default_factory=LoraOptions)
 
@@ -71,10 +83,18 @@ class TuneConfig:
             ("--per-user", self.per_user, 1),
             ("--holdout-users", self.holdout_users, 0),
             ("--max-tokens", self.max_tokens, self.min_completion + 16),
+            ("--negatives", self.negatives, 1),
         ):
             if value < least:
                 raise EngineError(f"{name} must be at least {least} (got {value}).")
+        if self.negatives > MAX_NEGATIVES:
+            raise EngineError(f"--negatives must be at most {MAX_NEGATIVES} (got "
+                              f"{self.negatives}): each one is another pass per example.")
         self.lora.check()
+
+    @property
+    def contrastive(self) -> bool:
+        return self.lora.contrast > 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,8 @@ class Example:
     messages: tuple[ChatMessage, ...]
     completion: str
     tokens: TrainingExample
+    negatives: tuple[tuple[str, str], ...] = ()
+    """(user_id, review text) of the other users' reviews in ``tokens.negatives``."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,8 @@ class ExampleSet:
     """Why targets were left out (prompt too long, no text)."""
     llm_calls: int
     users: int
+    without_negatives: int = 0
+    """Examples whose item no other training user reviewed (with a contrastive weight)."""
 
 
 def held_out_users(split: Split, count: int) -> list[str]:
@@ -122,16 +146,42 @@ def training_targets(split: Split, config: TuneConfig) -> list[tuple[str, str]]:
     return targets
 
 
+def negative_pool(split: Split, config: TuneConfig) -> dict[str, tuple[str, ...]]:
+    """item -> the training users (outside the held-out ones) with a profile review of it."""
+    held = set(held_out_users(split, config.holdout_users))
+    pool: dict[str, list[str]] = {}
+    for user in split.users:
+        if user.user_id not in held:
+            for item in user.profile:
+                pool.setdefault(item, []).append(user.user_id)
+    return {item: tuple(users) for item, users in pool.items()}
+
+
+def pick_negatives(pool: dict[str, tuple[str, ...]], user_id: str, item_id: str,
+                   count: int, seed: int) -> list[str]:
+    """Up to ``count`` other users of ``pool[item_id]``, the same for the same seed."""
+    others = [u for u in pool.get(item_id, ()) if u != user_id]
+    random.Random(f"{seed}:{user_id}:{item_id}").shuffle(others)
+    return others[:count]
+
+
 def tokenize(student: Any, messages: Sequence[ChatMessage], completion: str,
-             max_tokens: int, min_completion: int) -> TrainingExample | None:
+             max_tokens: int, min_completion: int,
+             negatives: Sequence[str] = ()) -> TrainingExample | None:
     """The example in the student's own tokens (llama.cpp's chat template), the completion
-    cut to fit ``max_tokens``; None when the prompt leaves too little room."""
+    (and each negative) cut to fit ``max_tokens``; None when the prompt leaves too little
+    room."""
     prompt = student.prompt_token_ids(messages)
     room = max_tokens - len(prompt)
     if room < min_completion:
         return None
-    body = student.text_token_ids(completion.strip())[: room - 1]
-    return TrainingExample(tuple(prompt), tuple(body) + (student.end_of_turn_id,))
+
+    def body(text: str) -> tuple[int, ...]:
+        return tuple(student.text_token_ids(text.strip())[: room - 1]) + (
+            student.end_of_turn_id,)
+
+    return TrainingExample(tuple(prompt), body(completion),
+                           tuple(body(text) for text in negatives))
 
 
 def build_examples(
@@ -152,6 +202,7 @@ def build_examples(
             "rest need at least two profile reviews. Lower --holdout-users or relax the split "
             "(`dpl split` suggests thresholds)."
         )
+    pool = negative_pool(split, config) if config.contrastive else {}
     examples: list[Example] = []
     skipped: list[str] = []
     calls = 0
@@ -165,12 +216,19 @@ def build_examples(
         target = engine.target(user_id, item_id, rating=real.rating, title=real.title)
         messages, made = engine.prompt(target, config.method, cancel=cancel)
         calls += made
+        negatives = []
+        for other in pick_negatives(pool, user_id, item_id, config.negatives,
+                                    config.lora.seed):
+            review = engine.store.review(other, item_id)
+            if review is not None and review.text.strip():
+                negatives.append((other, review.text))
         tokens = tokenize(engine.generator, messages, real.text, config.max_tokens,
-                          config.min_completion)
+                          config.min_completion, [text for _, text in negatives])
         if tokens is None:
             skipped.append(f"{user_id}/{item_id}: prompt longer than --max-tokens")
         else:
-            examples.append(Example(user_id, item_id, tuple(messages), real.text, tokens))
+            examples.append(Example(user_id, item_id, tuple(messages), real.text, tokens,
+                                    tuple(negatives)))
         if progress is not None:
             progress(i + 1, len(targets), user_id)
     if not examples:
@@ -179,7 +237,8 @@ def build_examples(
             f"{config.max_tokens}: raise it, or lower --k so prompts are shorter."
         )
     return ExampleSet(tuple(examples), tuple(skipped), calls,
-                      len({e.user_id for e in examples}))
+                      len({e.user_id for e in examples}),
+                      sum(1 for e in examples if not e.negatives) if config.contrastive else 0)
 
 
 def identity(
@@ -190,6 +249,9 @@ def identity(
 ) -> dict[str, Any]:
     """What makes the adapter what it is; its digest names the run."""
     engine = asdict(replace(config.engine, seed=0))
+    lora = asdict(config.lora)
+    if not config.contrastive:
+        del lora["contrast"]  # so adapters trained before the option keep their identity
     value: dict[str, Any] = {
         "version": TUNE_VERSION,
         "base_model_id": base_model_id,
@@ -204,8 +266,10 @@ def identity(
         "min_completion": config.min_completion,
         "engine": engine,
         "seed": config.engine.seed,
-        "lora": asdict(config.lora),
+        "lora": lora,
     }
+    if config.contrastive:
+        value["negatives"] = config.negatives
     return value
 
 
@@ -218,7 +282,10 @@ def write_examples(path: Path, examples: Sequence[Example]) -> None:
             fh.write(json.dumps({"user_id": e.user_id, "item_id": e.item_id,
                                  "messages": list(e.messages), "completion": e.completion,
                                  "prompt_tokens": len(e.tokens.prompt_ids),
-                                 "completion_tokens": len(e.tokens.completion_ids)},
+                                 "completion_tokens": len(e.tokens.completion_ids),
+                                 **({"negatives": [{"user_id": u, "text": t}
+                                                   for u, t in e.negatives]}
+                                    if e.negatives else {})},
                                 ensure_ascii=False) + "\n")
     tmp.replace(path)
 
@@ -235,6 +302,8 @@ class TuneResult:
     skipped: tuple[str, ...] = ()
     llm_calls: int = 0
     resumed_from: int = 0
+    without_negatives: int = 0
+    """With a contrastive weight: examples that had no other user's review to contrast."""
 
 
 Progress = Callable[[str, int, int, str], None]
@@ -331,7 +400,9 @@ def train_adapter(
         "split": ident["split"],
         "options": {**asdict(config.lora), "examples": config.examples,
                     "per_user": config.per_user, "holdout_users": config.holdout_users,
-                    "max_tokens": config.max_tokens, "k": config.engine.k,
+                    "max_tokens": config.max_tokens,
+                    **({"negatives": config.negatives} if config.contrastive else {}),
+                    "k": config.engine.k,
                     "m": config.engine.m, "n": config.engine.n, "seed": config.engine.seed},
         "examples": len(found.examples),
         "users": found.users,
@@ -344,4 +415,4 @@ def train_adapter(
     checkpoint.unlink(missing_ok=True)
     report("export", 1, 1, str(out))
     return TuneResult(out, True, meta, len(found.examples), found.skipped, found.llm_calls,
-                      result.resumed_from)
+                      result.resumed_from, found.without_negatives)

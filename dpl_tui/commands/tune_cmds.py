@@ -115,6 +115,22 @@ def tune(
         int, typer.Option("--batch", help="Examples per step (0: 1 on the CPU, 8 on a GPU).")
     ] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for KMeans, sampling, order.")] = 42,
+    contrast: Annotated[
+        float,
+        typer.Option(
+            "--contrast",
+            help="Weight of the contrastive term: under a user's prompt, their own review "
+            "must score above other users' reviews of the same item (0: off).",
+        ),
+    ] = 0.0,
+    negatives: Annotated[
+        int | None,
+        typer.Option(
+            "--negatives",
+            help="With --contrast: other users' reviews of the item per example (default 1; "
+            "each is one more pass in training).",
+        ),
+    ] = None,
     user: Annotated[
         str | None,
         typer.Option(
@@ -177,9 +193,14 @@ def tune(
                 "--per-user": per_user,
                 "--holdout-users": holdout_users,
                 "--resume": resume or None,
+                "--contrast": contrast or None,
+                "--negatives": negatives,
             },
             {"--adapter": adapter, "--review-tokens": review_tokens},
         )
+        if not contrast:
+            refuse_unused(["--negatives"] if negatives is not None else [], "with --contrast",
+                          "add --contrast WEIGHT (for example --contrast 1)")
     if user is not None:
         _tune_user(
             user,
@@ -219,6 +240,7 @@ def tune(
             learning_rate=3e-4 if lr is None else lr,
             seed=seed,
             batch=batch,
+            contrast=contrast,
         )
         with open_store(db) as store:
             chosen = chosen_split(store, thresholds)
@@ -231,6 +253,7 @@ def tune(
                 per_user=per_user,
                 holdout_users=holdout_users,
                 max_tokens=max_tokens,
+                negatives=1 if negatives is None else negatives,
                 engine=replace(evaluation.engine, seed=seed),
                 lora=lora,
             )
@@ -279,6 +302,8 @@ def tune(
                     "skipped": list(result.skipped),
                     "llm_calls": result.llm_calls,
                     "resumed_from": result.resumed_from,
+                    **({"without_negatives": result.without_negatives}
+                       if "first_contrast_loss" in meta else {}),
                     **meta,
                 },
                 indent=2,
@@ -298,10 +323,26 @@ def tune(
             f"Adapter {name!r}: {result.examples} examples from {meta['users']} users, "
             f"{meta['steps']} steps on {meta['device']} in {meta['seconds']:.0f} s; loss "
             f"{meta['first_loss']} -> {meta['final_loss']}. {result.llm_calls} LLM calls made for "
-            f"the prompts, {len(result.skipped)} targets skipped. Written to {result.path}.\n"
+            f"the prompts, {len(result.skipped)} targets skipped.{_contrast_summary(result)} "
+            f"Written to {result.path}.\n"
             f"Use it: dpl generate USER --adapter {name}   |   "
             f"dpl eval --split val --users {config.holdout_users} --adapter {name}"
         )
+    )
+
+
+def _contrast_summary(result) -> str:
+    """What the contrastive term did, from the adapter's record; empty without one."""
+    meta = result.meta
+    if "first_contrast_loss" not in meta:
+        return ""
+    missing = (f" {result.without_negatives} examples had no other user's review of their "
+               "item to contrast." if result.without_negatives else "")
+    return (
+        f" Contrastive term {meta['first_contrast_loss']} -> {meta['final_contrast_loss']}; "
+        f"the user's own review scored first in {meta['own_first_early']:.0%} of the first "
+        f"examples and {meta['own_first_late']:.0%} of the last (each before it was learned)."
+        + missing
     )
 
 
@@ -536,8 +577,9 @@ class _TuneProgress:
             self.task,
             completed=report.step,
             total=report.total,
-            note=f"training: loss {report.loss:.3f}, {report.examples_per_s:.2f} examples/s, "
-            f"{report.tokens_per_s:.0f} tokens/s",
+            note=f"training: loss {report.loss:.3f}"
+            + (f", contrast {report.contrast:.3f}" if report.contrast is not None else "")
+            + f", {report.examples_per_s:.2f} examples/s, {report.tokens_per_s:.0f} tokens/s",
         )
 
 

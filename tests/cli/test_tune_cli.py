@@ -88,6 +88,46 @@ def test_tune_trains_once_registers_and_generate_applies_it(dev_db: Path, dpl_ho
     assert json.loads(plain.output)["model_id"] == made["base_model_id"]
 
 
+def test_a_contrastive_run_trains_on_other_users_reviews_and_reports_what_it_did(
+    dev_db: Path, dpl_home: Path
+):
+    args = ["tune", "--method", "rag", "--name", "tc", *SMALL, *SPLIT, "--db", str(dev_db),
+            "--contrast", "1", "--negatives", "2"]
+    made = invoke(*args, "--json")
+    assert made.exit_code == 0, made.output
+    meta = json.loads(made.output[made.output.index("{"):])
+    assert meta["trained"] is True and meta["options"]["contrast"] == 1.0
+    assert meta["options"]["negatives"] == 2
+    assert meta["first_contrast_loss"] > 0 and meta["final_contrast_loss"] > 0
+    assert 0 <= meta["own_first_early"] <= 1 and 0 <= meta["own_first_late"] <= 1
+    lines = [json.loads(x) for x in
+             (dpl_home / "adapters" / "tc.work" / "examples.jsonl").read_text().splitlines()]
+    with_negatives = [x for x in lines if x.get("negatives")]
+    assert meta["without_negatives"] == len(lines) - len(with_negatives) < len(lines)
+    from user_store import UserStore
+
+    store = UserStore(dev_db)
+    try:
+        for x in with_negatives:
+            assert 1 <= len(x["negatives"]) <= 2
+            for other in x["negatives"]:
+                assert other["user_id"] != x["user_id"]
+                assert other["text"] == store.review(other["user_id"], x["item_id"]).text
+    finally:
+        store.close()
+    # a plain run of the same name and options is another adapter: it trains again
+    plain = invoke("tune", "--method", "rag", "--name", "tc", *SMALL, *SPLIT, "--db",
+                   str(dev_db), "--json")
+    assert plain.exit_code == 0, plain.output
+    again = json.loads(plain.output[plain.output.index("{"):])
+    assert again["trained"] is True and "first_contrast_loss" not in again
+    assert again["digest"] != meta["digest"]
+    # the text summary says what the contrastive term did
+    told = invoke(*args)
+    assert told.exit_code == 0, told.output
+    assert "Contrastive term" in told.output and "scored first in" in told.output
+
+
 def test_a_per_user_adapter_is_kept_only_when_better_and_then_applied(
     dev_db: Path, dpl_home: Path
 ):
@@ -260,6 +300,14 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
     one_line_error(invoke("tune", "--review-tokens", "64"),
                    "--review-tokens only applies with --user: drop it, or add --user USER")
     one_line_error(invoke("tune", "--adapter", "t"), "--adapter only applies with --user")
+    one_line_error(invoke("tune", "--user", "u", "--contrast", "1"),
+                   "--contrast only applies without --user")
+    one_line_error(invoke("tune", "--negatives", "2"),
+                   "--negatives only applies with --contrast: drop it, or add --contrast")
+    one_line_error(invoke("tune", "--contrast", "-1", *SPLIT, *base),
+                   "--contrast must be between 0 (off) and 100 (got -1.0)")
+    one_line_error(invoke("tune", "--contrast", "1", "--negatives", "0", *SPLIT, *base),
+                   "--negatives must be at least 1")
     one_line_error(invoke("tune", "--holdout-users", "100000", *SPLIT, *base),
                    "leaves no training examples")
     one_line_error(invoke("tune", "--resume", "--method", "none", *SMALL, *SPLIT, *base),

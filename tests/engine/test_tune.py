@@ -174,3 +174,66 @@ def test_bad_options_are_named(dev):
         tune.TuneConfig(lora=LoraOptions(rank=0)).check()
     with pytest.raises(EngineError, match="Unknown method"):
         tune.TuneConfig(method="other").check()  # type: ignore[arg-type]
+
+
+def test_with_a_contrastive_weight_each_example_carries_other_training_users_reviews(dev):
+    from models.training import LoraOptions
+
+    store, split = dev
+    student = FakeStudent()
+    config = tune.TuneConfig(method="rag", examples=16, holdout_users=10, max_tokens=8192,
+                             negatives=2, engine=EngineConfig(m=2, k=3),
+                             lora=LoraOptions(contrast=1.0))
+    found = tune.build_examples(engine(store, split, student), split, config)
+    held = set(tune.held_out_users(split, 10))
+    profile = {(u.user_id, i) for u in split.users for i in u.profile}
+    hidden = {(u.user_id, i) for u in split.users for i in (u.val, u.test)}
+    counted = 0
+    for e in found.examples:
+        assert len(e.negatives) == len(e.tokens.negatives) <= 2
+        users = [u for u, _ in e.negatives]
+        assert len(set(users)) == len(users) and e.user_id not in users
+        for (other, text), ids in zip(e.negatives, e.tokens.negatives, strict=True):
+            # a training user's profile review of the same item: never a held-out user's,
+            # never a validation or test review
+            assert other not in held and (other, e.item_id) in profile
+            assert (other, e.item_id) not in hidden
+            assert text == store.review(other, e.item_id).text
+            assert list(ids) == student.text_token_ids(text) + [FakeStudent.end_of_turn_id]
+        counted += not e.negatives
+        # every other training user with a profile review of the item was a candidate
+        pool = [u.user_id for u in split.users if u.user_id not in held
+                and u.user_id != e.user_id and e.item_id in u.profile]
+        assert len(e.negatives) == min(2, len(pool))
+    assert found.without_negatives == counted
+    assert sum(len(e.negatives) for e in found.examples) > len(found.examples)
+    # the same seed picks the same reviews; without a weight none are picked
+    again = tune.build_examples(engine(store, split, student), split, config)
+    assert [e.negatives for e in again.examples] == [e.negatives for e in found.examples]
+    from dataclasses import replace
+
+    plain = tune.build_examples(engine(store, split, student), split,
+                                replace(config, lora=LoraOptions()))
+    assert all(e.negatives == () and e.tokens.negatives == () for e in plain.examples)
+    assert plain.without_negatives == 0
+
+
+def test_the_contrastive_options_join_the_identity_only_when_used(dev):
+    from dataclasses import replace
+
+    from models.training import LoraOptions
+
+    _, split = dev
+    plain = tune.identity(tune.TuneConfig(), split, "base:1", "base:1")
+    # adapters trained before the option existed keep their identity
+    assert "contrast" not in plain["lora"] and "negatives" not in plain
+    assert plain == tune.identity(tune.TuneConfig(negatives=3), split, "base:1", "base:1")
+    one = tune.identity(tune.TuneConfig(lora=LoraOptions(contrast=1.0)), split, "b", "b")
+    assert one["lora"]["contrast"] == 1.0 and one["negatives"] == 1
+    two = tune.identity(tune.TuneConfig(lora=LoraOptions(contrast=1.0), negatives=2), split,
+                        "b", "b")
+    assert two != one
+    with pytest.raises(EngineError, match="--negatives must be at most 8"):
+        replace(tune.TuneConfig(), negatives=9).check()
+    with pytest.raises(EngineError, match="--negatives must be at least 1"):
+        replace(tune.TuneConfig(), negatives=0).check()

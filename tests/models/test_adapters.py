@@ -14,7 +14,7 @@ import pytest
 from models import adapters, training
 from models.adapters import AdapterError, inspect_adapter, write_adapter
 from models.errors import CorruptModelError
-from models.training import LoraOptions, TrainingExample
+from models.training import LoraOptions, TrainingError, TrainingExample
 
 pytestmark = pytest.mark.slow
 
@@ -353,3 +353,96 @@ def test_a_merged_model_changes_the_logits_as_its_adapter_does_at_run_time(
     for name, kind in types.items():
         want = gguf.GGMLQuantizationType.Q8_0 if name in adapted else base_types[name]
         assert kind == want, name
+
+
+def two_users(gen) -> list[TrainingExample]:
+    """One item, two users who wrote opposite reviews of it: each example's negative is the
+    other user's review, so only the prompt can tell which review belongs."""
+    users = [
+        ("You love every piece of gear you buy.", "Best capo I have owned, I adore it!"),
+        ("You find fault with most gear you buy.", "Cheap spring, it buzzes. Sent it back."),
+    ]
+    out = []
+    for i, (persona, review) in enumerate(users):
+        other = users[1 - i][1]
+        prompt = gen.prompt_token_ids(
+            [{"role": "user", "content": f"{persona} Review this capo."}])
+        out.append(TrainingExample(
+            tuple(prompt), tuple(gen.text_token_ids(review)) + (gen.end_of_turn_id,),
+            (tuple(gen.text_token_ids(other)) + (gen.end_of_turn_id,),)))
+    return out
+
+
+def margin(model, examples) -> float:
+    """Mean over the examples of own review's score minus the other's, under its prompt."""
+    return float(np.mean([s[0] - s[1] for s in
+                          (training.completion_scores(model, e) for e in examples)]))
+
+
+def test_the_contrastive_term_keeps_the_language_model_loss_and_ranks_the_users_own_review(
+    hf_base, bundled_generator
+):
+    import torch
+
+    examples = two_users(bundled_generator)
+    peft_model, _ = fresh_lora(hf_base, OPTIONS)
+    # the language-model part is the usual loss over the completion alone
+    with torch.no_grad():
+        total, lm, term, firsts, real = training._contrastive_loss(
+            peft_model, examples[:1], 1.0, torch.device("cpu"))
+    ids, mask, labels, _ = training._tensors(
+        [TrainingExample(examples[0].prompt_ids, examples[0].completion_ids)],
+        torch.device("cpu"))
+    with torch.no_grad():
+        plain = float(peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+    assert float(lm) == pytest.approx(plain, rel=1e-4)
+    scores = training.completion_scores(peft_model, examples[0])
+    assert float(term) == pytest.approx(float(np.log1p(np.exp(scores[1] - scores[0]))),
+                                        rel=1e-4)
+    assert float(total) == pytest.approx(float(lm) + float(term), rel=1e-5)
+    assert firsts == [scores[0] > scores[1]]
+    assert real == sum(len(examples[0].prompt_ids) + len(c) for c in
+                       (examples[0].completion_ids, examples[0].negatives[0]))
+
+    before = margin(peft_model, examples)
+    trained = {}
+    for weight in (0.0, 2.0):
+        options = LoraOptions(rank=8, alpha=16.0, dropout=0.0, epochs=4, learning_rate=2e-3,
+                              warmup=0.0, contrast=weight)
+        model, _ = fresh_lora(hf_base, options)
+        result = training.train(model, examples, options)
+        trained[weight] = (margin(model, examples), result)
+    plain_margin, plain = trained[0.0]
+    contrast_margin, contrasted = trained[2.0]
+    # without a weight the negatives are not even computed: the run is the plain one
+    assert plain.contrast_losses == [] and plain.own_first == []
+    assert "first_contrast_loss" not in plain.record()
+    # with one, each user's own review moves above the other's under their prompt, further
+    # than learning the reviews alone moves it
+    assert len(contrasted.contrast_losses) == 8 and len(contrasted.own_first) == 8
+    # (each pass covers both examples)
+    assert np.mean(contrasted.contrast_losses[-2:]) < np.mean(contrasted.contrast_losses[:2])
+    assert contrast_margin > plain_margin and contrast_margin > before + 0.5, (
+        before, plain_margin, contrast_margin)
+    record = contrasted.record()  # (8 steps: the early and late windows are the same run)
+    assert record["first_contrast_loss"] == pytest.approx(np.mean(contrasted.contrast_losses),
+                                                          abs=1e-4)
+    assert record["own_first_late"] == pytest.approx(np.mean(contrasted.own_first), abs=1e-3)
+
+
+def test_negatives_without_a_contrastive_weight_change_nothing(hf_base, bundled_generator):
+    options = LoraOptions(rank=4, alpha=8.0, dropout=0.0, epochs=1, learning_rate=2e-3,
+                          warmup=0.0)
+    examples = two_users(bundled_generator)
+    bare = [TrainingExample(e.prompt_ids, e.completion_ids) for e in examples]
+    runs = []
+    for given in (examples, bare):
+        model, _ = fresh_lora(hf_base, options)
+        runs.append(training.train(model, given, options).losses)
+    assert runs[0] == runs[1]
+
+
+def test_a_contrastive_weight_out_of_range_is_named():
+    for bad in (-1.0, float("nan"), 1000.0):
+        with pytest.raises(TrainingError, match="--contrast must be between 0"):
+            LoraOptions(contrast=bad).check()
