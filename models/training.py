@@ -317,21 +317,18 @@ def _tensors(batch: Sequence[TrainingExample], device: Any) -> tuple[Any, Any, A
     return ids.to(device), mask.to(device), labels.to(device), real
 
 
-def _scored(batch: Sequence[TrainingExample], device: Any) -> tuple[Any, Any, Any, int,
-                                                                    list[list[int]]]:
-    """``_tensors`` over every example's completion and each of its negatives (one row each,
-    under the example's prompt), and per example the rows: its completion's first."""
+def _rows(batch: Sequence[TrainingExample]) -> tuple[list[TrainingExample], list[list[int]]]:
+    """Every example's completion and each of its negatives as a sequence of its own (under
+    the example's prompt), and per example the indices of its sequences, completion first."""
     rows: list[TrainingExample] = []
     groups: list[list[int]] = []
     for e in batch:
-        group = [len(rows)]
+        groups.append([len(rows)])
         rows.append(TrainingExample(e.prompt_ids, e.completion_ids))
         for negative in e.negatives:
-            group.append(len(rows))
+            groups[-1].append(len(rows))
             rows.append(TrainingExample(e.prompt_ids, negative))
-        groups.append(group)
-    ids, mask, labels, real = _tensors(rows, device)
-    return ids, mask, labels, real, groups
+    return rows, groups
 
 
 def _row_nll(model: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, Any]:
@@ -351,35 +348,95 @@ def completion_scores(model: Any, example: TrainingExample) -> list[float]:
     import torch
 
     device = next(model.parameters()).device
-    ids, mask, labels, _, _ = _scored([example], device)
+    ids, mask, labels, _ = _tensors(_rows([example])[0], device)
     with torch.no_grad():
         sums, counts = _row_nll(model, ids, mask, labels)
     return [float(x) for x in (-sums / counts).cpu()]
 
 
-def _contrastive_loss(model: Any, batch: Sequence[TrainingExample], weight: float,
-                      device: Any) -> tuple[Any, Any, Any, list[bool], int]:
-    """(total loss, language-model loss, contrastive term, whether each example's completion
-    scored first, tokens computed). The language-model loss is the usual one over the
-    completions alone; the contrastive term, averaged over the examples with negatives, is
-    the cross-entropy of the completion among its negatives, scored by mean token
-    log-likelihood."""
+@dataclass(frozen=True)
+class ContrastiveStep:
+    lm_loss: float
+    """The usual loss: mean negative log-likelihood per completion token of the step."""
+    contrast: float
+    """The contrastive term, averaged over the step's examples that have negatives."""
+    own_first: list[bool]
+    """Per example with negatives: whether its completion scored above all of them."""
+    tokens: int
+
+
+def _rng_state(device: Any) -> tuple[Any, Any]:
     import torch
 
-    ids, mask, labels, real, groups = _scored(batch, device)
-    sums, counts = _row_nll(model, ids, mask, labels)
-    first = [g[0] for g in groups]
-    lm = sums[first].sum() / counts[first].sum()
-    scores = -sums / counts
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(device: Any, state: tuple[Any, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _contrastive_step(model: Any, batch: Sequence[TrainingExample], weight: float,
+                      device: Any, precision: Callable[[], Any]) -> ContrastiveStep:
+    """Accumulate into the gradients the step's loss: the usual loss over the completions
+    plus ``weight`` times the contrastive term (per example with negatives, the cross-entropy
+    of its completion among them, scored by mean token log-likelihood; averaged).
+
+    One sequence (an example's completion or one negative, under its prompt) is in the graph
+    at a time, so memory stays that of plain training however many negatives there are. A
+    first pass without gradients scores every sequence; the loss's derivative with respect to
+    each sequence's summed log-likelihood then follows in closed form, and a second pass runs
+    each sequence again, with the same dropout draws, and back-propagates it times that
+    derivative. The gradients are those of the whole loss in one graph. ``precision`` gives
+    the context each forward pass runs in (autocast on a GPU)."""
+    import torch
+
+    rows, groups = _rows(batch)
+    states, sums, counts = [], [], []
+    real = 0
+    with torch.no_grad():
+        for row in rows:
+            states.append(_rng_state(device))
+            ids, mask, labels, n = _tensors([row], device)
+            with precision():
+                total, count = _row_nll(model, ids, mask, labels)
+            sums.append(float(total[0]))
+            counts.append(int(count[0]))
+            real += n
+    pos_tokens = sum(counts[g[0]] for g in groups)
+    # d(loss)/d(summed negative log-likelihood of each row)
+    coefficient = [0.0] * len(rows)
+    for g in groups:
+        coefficient[g[0]] += 1.0 / pos_tokens
+    contrasted = [g for g in groups if len(g) > 1]
     terms, own_first = [], []
-    for group in groups:
-        if len(group) < 2:
+    for g in contrasted:
+        scores = np.array([-sums[r] / counts[r] for r in g])
+        shifted = np.exp(scores - scores.max())
+        chosen = shifted / shifted.sum()
+        terms.append(float(-np.log(chosen[0])))
+        own_first.append(bool(scores[0] > scores[1:].max()))
+        # term = -log softmax(scores)[0]: d/d score_j = chosen_j - [j is the completion],
+        # and score_j = -sum_j / count_j
+        for j, r in enumerate(g):
+            d_score = weight * (chosen[j] - (j == 0)) / len(contrasted)
+            coefficient[r] -= d_score / counts[r]
+    resume = _rng_state(device)
+    for row, state, c in zip(rows, states, coefficient, strict=True):
+        if c == 0.0:
             continue
-        picked = scores[group]
-        terms.append(-torch.log_softmax(picked, dim=0)[0])
-        own_first.append(bool(picked[0].detach() > picked[1:].detach().max()))
-    contrast = torch.stack(terms).mean() if terms else lm.new_zeros(())
-    return lm + weight * contrast, lm, contrast, own_first, real
+        _set_rng_state(device, state)  # the dropout draws of the scoring pass
+        ids, mask, labels, _ = _tensors([row], device)
+        with precision():
+            total, _ = _row_nll(model, ids, mask, labels)
+        (total[0] * c).backward()
+    _set_rng_state(device, resume)
+    lm = sum(sums[g[0]] for g in groups) / pos_tokens
+    return ContrastiveStep(lm, float(np.mean(terms)) if terms else 0.0, own_first, real)
 
 
 def train(
@@ -453,6 +510,9 @@ def train(
         torch.save(state, tmp)
         os.replace(tmp, checkpoint)
 
+    def precision() -> Any:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
@@ -464,19 +524,16 @@ def train(
             if stop is not None and stop():
                 raise KeyboardInterrupt
             batch = [examples[i] for i in order[step]]
-            contrasted = options.contrast > 0 and any(e.negatives for e in batch)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                if contrasted:
-                    total_loss, loss, term, firsts, real = _contrastive_loss(
-                        model, batch, options.contrast, device)
-                else:
-                    input_ids, mask, labels, real = _tensors(batch, device)
+            if options.contrast > 0 and any(e.negatives for e in batch):
+                parts = _contrastive_step(model, batch, options.contrast, device, precision)
+                loss, real = torch.tensor(parts.lm_loss), parts.tokens
+                contrast_losses.append(parts.contrast)
+                own_first += parts.own_first
+            else:
+                input_ids, mask, labels, real = _tensors(batch, device)
+                with precision():
                     loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-                    total_loss = loss
-            total_loss.backward()
-            if contrasted:
-                contrast_losses.append(float(term.detach()))
-                own_first += firsts
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()

@@ -254,6 +254,7 @@ def _adapter_rows(settings) -> list[dict]:
                 "final_loss": meta.get("final_loss"),
                 "split": meta.get("split", {}).get("id"),
                 "rank": meta.get("options", {}).get("rank"),
+                "contrast": meta.get("options", {}).get("contrast") or 0.0,
                 "per_user": {"measured": len(verdicts), "kept": sum(v.kept for v in verdicts)},
             }
         )
@@ -279,7 +280,7 @@ def _adapter_table(adapters: list[dict]):  # -> Table
         table.add_row(
             Text(row["name"]),
             Text(row["base_model_id"]),
-            row["method"],
+            row["method"] + (f", contrast {row['contrast']:g}" if row["contrast"] else ""),
             Text(teacher),
             str(row["examples"]),
             f"{row['final_loss']}",

@@ -115,6 +115,11 @@ def test_a_contrastive_run_trains_on_other_users_reviews_and_reports_what_it_did
                 assert other["text"] == store.review(other["user_id"], x["item_id"]).text
     finally:
         store.close()
+    listed = invoke("models", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [r["contrast"] for r in json.loads(listed.output) if r.get("adapter")] == [1.0]
+    table = invoke("models")
+    assert "rag, contrast 1" in table.output, table.output
     # a plain run of the same name and options is another adapter: it trains again
     plain = invoke("tune", "--method", "rag", "--name", "tc", *SMALL, *SPLIT, "--db",
                    str(dev_db), "--json")
@@ -122,6 +127,8 @@ def test_a_contrastive_run_trains_on_other_users_reviews_and_reports_what_it_did
     again = json.loads(plain.output[plain.output.index("{"):])
     assert again["trained"] is True and "first_contrast_loss" not in again
     assert again["digest"] != meta["digest"]
+    listed = invoke("models", "--json")
+    assert [r["contrast"] for r in json.loads(listed.output) if r.get("adapter")] == [0.0]
     # the text summary says what the contrastive term did
     told = invoke(*args)
     assert told.exit_code == 0, told.output

@@ -379,31 +379,69 @@ def margin(model, examples) -> float:
                           (training.completion_scores(model, e) for e in examples)]))
 
 
-def test_the_contrastive_term_keeps_the_language_model_loss_and_ranks_the_users_own_review(
+def whole_graph_loss(model, batch, weight):
+    """The step's loss with every sequence in one graph: what the two passes must equal."""
+    import torch
+
+    rows, groups = training._rows(batch)
+    ids, mask, labels, _ = training._tensors(rows, torch.device("cpu"))
+    sums, counts = training._row_nll(model, ids, mask, labels)
+    first = [g[0] for g in groups]
+    lm = sums[first].sum() / counts[first].sum()
+    scores = -sums / counts
+    term = torch.stack([-torch.log_softmax(scores[g], dim=0)[0]
+                        for g in groups if len(g) > 1]).mean()
+    return lm + weight * term, lm, term
+
+
+def lora_grads(model) -> dict:
+    return {n: p.grad.clone() for n, p in model.named_parameters()
+            if p.requires_grad and p.grad is not None}
+
+
+def test_the_contrastive_step_gives_the_whole_losss_gradients_one_sequence_at_a_time(
     hf_base, bundled_generator
 ):
+    from contextlib import nullcontext
+
     import torch
 
     examples = two_users(bundled_generator)
-    peft_model, _ = fresh_lora(hf_base, OPTIONS)
-    # the language-model part is the usual loss over the completion alone
-    with torch.no_grad():
-        total, lm, term, firsts, real = training._contrastive_loss(
-            peft_model, examples[:1], 1.0, torch.device("cpu"))
+    # a step of three examples, one of them without negatives
+    bare = TrainingExample(examples[0].prompt_ids, examples[1].completion_ids)
+    batch = [examples[0], bare, examples[1]]
+    peft_model, _ = fresh_lora(hf_base, OPTIONS, random_b=True)
+    peft_model.train()
+    total, lm, term = whole_graph_loss(peft_model, batch, 2.0)
+    total.backward()
+    expected = lora_grads(peft_model)
+    peft_model.zero_grad(set_to_none=True)
+    parts = training._contrastive_step(peft_model, batch, 2.0, torch.device("cpu"), nullcontext)
+    got = lora_grads(peft_model)
+    assert got.keys() == expected.keys() and len(got) > 0
+    for name, grad in expected.items():
+        assert torch.allclose(got[name], grad, rtol=1e-3, atol=1e-6), name
+    assert parts.lm_loss == pytest.approx(float(lm.detach()), rel=1e-5)
+    assert parts.contrast == pytest.approx(float(term.detach()), rel=1e-5)
+    # the usual loss is transformers' own over the completions
     ids, mask, labels, _ = training._tensors(
-        [TrainingExample(examples[0].prompt_ids, examples[0].completion_ids)],
-        torch.device("cpu"))
+        [TrainingExample(e.prompt_ids, e.completion_ids) for e in batch], torch.device("cpu"))
     with torch.no_grad():
         plain = float(peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss)
-    assert float(lm) == pytest.approx(plain, rel=1e-4)
-    scores = training.completion_scores(peft_model, examples[0])
-    assert float(term) == pytest.approx(float(np.log1p(np.exp(scores[1] - scores[0]))),
-                                        rel=1e-4)
-    assert float(total) == pytest.approx(float(lm) + float(term), rel=1e-5)
-    assert firsts == [scores[0] > scores[1]]
-    assert real == sum(len(examples[0].prompt_ids) + len(c) for c in
-                       (examples[0].completion_ids, examples[0].negatives[0]))
+    assert parts.lm_loss == pytest.approx(plain, rel=1e-4)
+    scores = [training.completion_scores(peft_model, e) for e in examples]
+    assert parts.own_first == [s[0] > s[1] for s in scores]
+    assert parts.contrast == pytest.approx(
+        float(np.mean([np.log1p(np.exp(s[1] - s[0])) for s in scores])), rel=1e-4)
+    assert parts.tokens == sum(len(e.prompt_ids) + len(c) for e in batch
+                               for c in (e.completion_ids, *e.negatives))
 
+
+def test_the_contrastive_term_ranks_each_users_own_review_above_the_others(
+    hf_base, bundled_generator
+):
+    examples = two_users(bundled_generator)
+    peft_model, _ = fresh_lora(hf_base, OPTIONS)
     before = margin(peft_model, examples)
     trained = {}
     for weight in (0.0, 2.0):
