@@ -17,6 +17,10 @@ under the ``rag`` prompt of a user's validation target, is their own review more
 (mean token log-likelihood, transformers over the same GGUF) than other users' profile
 reviews of that item? Scored for the base model, A and C (``own_first.md``).
 ``--score HOME`` runs only this part, on the ``DPL_HOME`` of an earlier run.
+
+``--cost`` instead measures what the term costs in training: steps of the bundled model on
+examples of random tokens, plain against with one negative of the same length, each in a
+process of its own (so each peak memory is its own), idle machine advised.
 """
 
 from __future__ import annotations
@@ -43,14 +47,26 @@ def main() -> None:
     ap.add_argument("--dpl", default=str(REPO / ".venv" / "bin" / "dpl"), help="dpl to run")
     ap.add_argument("--score", type=Path, default=None, metavar="HOME",
                     help="only score own reviews against others' with the adapters in HOME")
+    ap.add_argument("--cost", action="store_true", help="only measure the training cost")
+    ap.add_argument("--cost-of", choices=("plain", "contrast"), help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=6, help="with --cost: steps per run")
+    ap.add_argument("--tokens", type=int, default=1024,
+                    help="with --cost: prompt plus review tokens per sequence")
     args = ap.parse_args()
+    if args.cost_of:
+        print(json.dumps(cost_of(args.cost_of, args.steps, args.tokens)))
+        return
+    if args.cost:
+        args.out.mkdir(parents=True, exist_ok=True)
+        training_cost(args.steps, args.tokens, args.out)
+        return
     if args.score is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         score_own_first(args.score, args.out)
         return
 
     home = Path(tempfile.mkdtemp(prefix="dpl-contrast-"))
-    env = {**os.environ, "DPL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "DPL_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
     db = home / "bench.db"
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -186,3 +202,58 @@ def score_own_first(home: Path, out: Path) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def cost_of(kind: str, steps: int, tokens: int) -> dict:
+    """One run of ``steps`` training steps in this process: seconds per step and peak memory."""
+    import random
+    import resource
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from models import training
+    from models.registry import default_gguf_path
+
+    rng = random.Random(0)
+    prompt = tokens * 3 // 4
+
+    def ids(n: int) -> tuple[int, ...]:
+        return tuple(rng.randrange(1000, 40000) for _ in range(n))
+
+    examples = [training.TrainingExample(
+        ids(prompt), ids(tokens - prompt),
+        (ids(tokens - prompt),) if kind == "contrast" else ()) for _ in range(steps)]
+    options = training.LoraOptions(warmup=0.0, contrast=1.0 if kind == "contrast" else 0.0)
+    base, _ = training.load_base(default_gguf_path(), "cpu")
+    result = training.train(training.with_lora(base, options), examples, options)
+    return {"kind": kind, "step_s": result.seconds / result.steps,
+            "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+
+
+def training_cost(steps: int, tokens: int, out: Path) -> None:
+    import sys
+
+    rows = []
+    for kind in ("plain", "contrast"):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.tune_contrast", "--cost-of", kind, "--steps",
+             str(steps), "--tokens", str(tokens)],
+            cwd=REPO, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    plain, contrast = rows
+    text = "\n".join([
+        f"# Training cost of --contrast (one negative), {time.strftime('%Y-%m-%d')}",
+        "",
+        f"{steps} steps of the bundled model, rank 16 on 7 projections, {tokens} tokens per "
+        f"sequence (a {tokens * 3 // 4}-token prompt), CPU, {os.cpu_count()} CPUs; each run "
+        "in a process of its own.",
+        "",
+        "| run | s per step | peak memory (process) |",
+        "|---|---:|---:|",
+        f"| plain | {plain['step_s']:.2f} | {plain['peak_gib']:.2f} GiB |",
+        f"| with one negative | {contrast['step_s']:.2f} | {contrast['peak_gib']:.2f} GiB |",
+        f"| ratio | {contrast['step_s'] / plain['step_s']:.2f}x | "
+        f"{contrast['peak_gib'] / plain['peak_gib']:.2f}x |",
+        "",
+    ])
+    (out / "cost.md").write_text(text, encoding="utf-8")
+    print(text)

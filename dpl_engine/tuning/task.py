@@ -302,8 +302,6 @@ class TuneResult:
     skipped: tuple[str, ...] = ()
     llm_calls: int = 0
     resumed_from: int = 0
-    without_negatives: int = 0
-    """With a contrastive weight: examples that had no other user's review to contrast."""
 
 
 Progress = Callable[[str, int, int, str], None]
@@ -406,6 +404,7 @@ def train_adapter(
                     "m": config.engine.m, "n": config.engine.n, "seed": config.engine.seed},
         "examples": len(found.examples),
         "users": found.users,
+        **({"without_negatives": found.without_negatives} if config.contrastive else {}),
         **result.record(),
     }
     report("export", 0, 1, str(out))
@@ -415,4 +414,4 @@ def train_adapter(
     checkpoint.unlink(missing_ok=True)
     report("export", 1, 1, str(out))
     return TuneResult(out, True, meta, len(found.examples), found.skipped, found.llm_calls,
-                      result.resumed_from, found.without_negatives)
+                      result.resumed_from)

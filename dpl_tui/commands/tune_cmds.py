@@ -302,8 +302,6 @@ def tune(
                     "skipped": list(result.skipped),
                     "llm_calls": result.llm_calls,
                     "resumed_from": result.resumed_from,
-                    **({"without_negatives": result.without_negatives}
-                       if "first_contrast_loss" in meta else {}),
                     **meta,
                 },
                 indent=2,
@@ -336,8 +334,9 @@ def _contrast_summary(result) -> str:
     meta = result.meta
     if "first_contrast_loss" not in meta:
         return ""
-    missing = (f" {result.without_negatives} examples had no other user's review of their "
-               "item to contrast." if result.without_negatives else "")
+    alone = meta.get("without_negatives", 0)
+    missing = (f" {alone} examples had no other user's review of their item to contrast."
+               if alone else "")
     return (
         f" Contrastive term {meta['first_contrast_loss']} -> {meta['final_contrast_loss']}; "
         f"the user's own review scored first in {meta['own_first_early']:.0%} of the first "
